@@ -1,0 +1,68 @@
+# mlpipe: one entry point for setup, synth, tests, benchmarks and the demo.
+# `make demo` and `make test` set everything up first; setup is idempotent and quick when done.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+# Node 22 LTS from node_modules (package.json) comes first on PATH: the CDK CLI and jsii run on it.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export CDK_OUTDIR ?= cdk.out
+# No telemetry, no version checks, no update notices: synth is offline and quiet.
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := --no-notices --no-version-reporting --ci --output $(CDK_OUTDIR)
+
+.PHONY: help setup synth test lint demo bench clean
+
+help:
+	@echo "make demo   set up, then run the main job (offline synth of every stack for now)"
+	@echo "make test   set up, then run lint and the test suite"
+	@echo "make setup  create .venv and node_modules (pinned); quick when already done"
+	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
+	@echo "make bench  run the benchmarks in bench/"
+
+setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@node --version | grep -q '^v22\.' || { echo "node_modules/.bin/node is not Node 22" >&2; exit 1; }
+	@touch $@
+
+# Runtime dependencies of the Lambda functions, built for the Lambda platform (Python 3.13, arm64).
+build/lambda-layer/.installed: lambdas/requirements.txt $(VENV)/.installed
+	rm -rf build/lambda-layer.tmp && mkdir -p build/lambda-layer.tmp/python
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp \
+	  --python-version 3.13 --target build/lambda-layer.tmp/python -r lambdas/requirements.txt
+	rm -rf build/lambda-layer && mv build/lambda-layer.tmp build/lambda-layer
+	@touch $@
+
+ENV ?= dev
+synth: setup
+	$(CDK) synth --all --quiet -c env=$(ENV) $(CDK_FLAGS)
+	@echo "synthesized $$(ls $(CDK_OUTDIR)/*.template.json | wc -l) templates into $(CDK_OUTDIR)"
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: setup lint
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+demo: synth
+
+bench: setup
+	$(PY) bench/synth.py
+
+clean:
+	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache
