@@ -1,0 +1,1 @@
+"""The Plan state: validate the execution input and plan the run."""

@@ -1,0 +1,225 @@
+"""Plan one run: validate the execution input, derive the run id, lay out the run's S3 URIs, build the Glue
+arguments and the EMR spark-submit argv, resolve the candidates, and write `runs/<run_id>/plan.json`.
+
+Run id: the input's `run_id` if given; otherwise `r-` followed by the first 16 hex digits of the SHA-256 of
+the canonical JSON (sorted keys, no whitespace) of the resolved input, i.e. the execution input with the
+deployment's defaults filled in (DEFAULT_CANDIDATES, nodes 1, gpus 1). Starting the same input twice on the
+same deployment therefore plans the same run id; the second start finds the plan already written and
+reuses it (rewriting it only if the deployment's script URIs changed in between). A given `run_id` whose
+existing plan came from a different input is refused (`InvalidInput`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlpipe_common import execution_input
+from mlpipe_common.config import Buckets, int_env, json_env, require_env
+from mlpipe_common.errors import ConfigurationError, InvalidInput
+from mlpipe_common.logs import get_logger
+from mlpipe_common.s3 import (
+    S3ObjectNotFound,
+    S3Uri,
+    object_uri,
+    parse_in_buckets,
+    prefix_uri,
+    put_json_atomic,
+    read_json,
+)
+
+PLAN_FORMAT = "mlpipe.plan.v1"
+MAX_CANDIDATES_LIMIT = 64
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The deployment's settings for planning (the preprocessing function's environment)."""
+
+    buckets: Buckets
+    features_script_uri: str
+    inference_features_script_uri: str
+    emr_py_files_uri: str
+    default_candidates: list[dict[str, Any]]
+    max_candidates: int
+
+    @classmethod
+    def from_env(cls) -> PlanSettings:
+        uris = {
+            name: require_env(name)
+            for name in ("FEATURES_SCRIPT_URI", "INFERENCE_FEATURES_SCRIPT_URI", "EMR_PY_FILES_URI")
+        }
+        for name, uri in uris.items():
+            try:
+                S3Uri.parse(uri)
+            except ValueError as exc:
+                raise ConfigurationError(f"environment variable {name}: {exc}") from None
+        max_candidates = int_env("MAX_CANDIDATES", 8, minimum=1, maximum=MAX_CANDIDATES_LIMIT)
+        defaults = json_env("DEFAULT_CANDIDATES")
+        if not isinstance(defaults, list) or not defaults:
+            raise ConfigurationError("environment variable DEFAULT_CANDIDATES must be a non-empty JSON list")
+        try:
+            default_candidates = execution_input.normalize_candidates(
+                defaults, max_candidates=max_candidates, where="DEFAULT_CANDIDATES"
+            )
+        except InvalidInput as exc:
+            raise ConfigurationError(f"environment variable {exc}") from None
+        return cls(
+            buckets=Buckets.from_env(),
+            features_script_uri=uris["FEATURES_SCRIPT_URI"],
+            inference_features_script_uri=uris["INFERENCE_FEATURES_SCRIPT_URI"],
+            emr_py_files_uri=uris["EMR_PY_FILES_URI"],
+            default_candidates=default_candidates,
+            max_candidates=max_candidates,
+        )
+
+
+def resolve_input(document: Any, settings: PlanSettings) -> tuple[str | None, dict[str, Any]]:
+    """Validate the execution input; return its run id (or None) and the resolved input (defaults filled)."""
+    execution_input.validate(document)
+    buckets = settings.buckets
+    raw = parse_in_buckets(document["raw_uri"], [buckets.raw], field="input.raw_uri")
+    inference_input = document.get("inference_input_uri", prefix_uri(buckets.curated, "events"))
+    parse_in_buckets(inference_input, [buckets.curated], field="input.inference_input_uri")
+    if "candidates" in document:
+        candidates = execution_input.normalize_candidates(
+            document["candidates"], max_candidates=settings.max_candidates, where="input.candidates"
+        )
+    else:
+        candidates = settings.default_candidates
+    resolved = {
+        "raw_uri": str(raw),
+        "inference_input_uri": inference_input,
+        "candidates": candidates,
+        "quality_gate": document.get("quality_gate"),
+        "features": document.get("features", {}),
+    }
+    return document.get("run_id"), resolved
+
+
+def input_digest(resolved: dict[str, Any]) -> str:
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def derive_run_id(resolved: dict[str, Any]) -> str:
+    return "r-" + input_digest(resolved)[:16]
+
+
+def plan_uri(buckets: Buckets, run_id: str) -> S3Uri:
+    return S3Uri.parse(object_uri(buckets.artifacts, "runs", run_id, "plan.json"))
+
+
+def build_plan(
+    run_id: str, resolved: dict[str, Any], settings: PlanSettings, *, now: datetime
+) -> dict[str, Any]:
+    """The plan document (pure: no AWS calls)."""
+    b = settings.buckets
+    curated_events = prefix_uri(b.curated, "events")
+    features = prefix_uri(b.curated, "features", run_id)
+    manifest = object_uri(b.curated, "features", run_id, "manifest.json")
+    inference_manifest = object_uri(b.curated, "features", run_id, "inference_manifest.json")
+    uris = {
+        "raw": resolved["raw_uri"],
+        "curated_events": curated_events,
+        "quarantine": prefix_uri(b.curated, "quarantine", run_id),
+        "clean_report": object_uri(b.curated, "reports", run_id, "clean_report.json"),
+        "features": features,
+        "manifest": manifest,
+        "inference_input": resolved["inference_input_uri"],
+        "inference_features": prefix_uri(b.curated, "features", run_id, "inference"),
+        "inference_manifest": inference_manifest,
+        "run": prefix_uri(b.artifacts, "runs", run_id),
+        "plan": str(plan_uri(b, run_id)),
+        "candidates": prefix_uri(b.artifacts, "runs", run_id, "candidates"),
+        "checkpoints": prefix_uri(b.artifacts, "checkpoints", run_id),
+        "model_manifest": object_uri(b.artifacts, "runs", run_id, "model", "manifest.json"),
+        "evaluation": object_uri(b.artifacts, "runs", run_id, "evaluation.json"),
+        "predictions": prefix_uri(b.artifacts, "runs", run_id, "predictions"),
+    }
+    spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", settings.emr_py_files_uri]
+    features_args = [
+        *spark_submit,
+        settings.features_script_uri,
+        *("--input", curated_events, "--output", features, "--manifest", manifest, "--run-id", run_id),
+    ]
+    shard_mb = resolved["features"].get("target_shard_mb")
+    if shard_mb is not None:
+        features_args += ["--target-shard-mb", str(shard_mb)]
+    inference_args = [
+        *spark_submit,
+        settings.inference_features_script_uri,
+        *("--input", uris["inference_input"], "--training-manifest", manifest),
+        *("--output", uris["inference_features"], "--manifest", inference_manifest),
+    ]
+    return {
+        "format": PLAN_FORMAT,
+        "run_id": run_id,
+        "created_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input_digest": input_digest(resolved),
+        "input": resolved,
+        "raw_uri": resolved["raw_uri"],
+        "uris": uris,
+        "glue_arguments": {
+            "--input": resolved["raw_uri"],
+            "--output": curated_events,
+            "--quarantine": uris["quarantine"],
+            "--report": uris["clean_report"],
+        },
+        "emr_features_args": features_args,
+        "emr_inference_args": inference_args,
+        "candidates": resolved["candidates"],
+        "quality_gate": resolved["quality_gate"],
+    }
+
+
+def plan_payload(plan: dict[str, Any]) -> dict[str, Any]:
+    """What the Plan state returns (stored at `$.plan`): S3 pointers and small fields only."""
+    return {
+        "run_id": plan["run_id"],
+        "plan_uri": plan["uris"]["plan"],
+        "raw_uri": plan["raw_uri"],
+        "glue_arguments": plan["glue_arguments"],
+        "emr_features_args": plan["emr_features_args"],
+        "emr_inference_args": plan["emr_inference_args"],
+        "manifest_uri": plan["uris"]["manifest"],
+        "inference_manifest_uri": plan["uris"]["inference_manifest"],
+    }
+
+
+def plan_run(
+    s3: Any, document: Any, settings: PlanSettings, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Validate, plan and write plan.json (unless the same plan exists); return the Plan state's payload."""
+    given_run_id, resolved = resolve_input(document, settings)
+    run_id = given_run_id or derive_run_id(resolved)
+    plan = build_plan(run_id, resolved, settings, now=now or datetime.now(UTC))
+    uri = plan_uri(settings.buckets, run_id)
+    try:
+        existing = read_json(s3, uri)
+    except S3ObjectNotFound:
+        existing = None
+    except ValueError:
+        log.warning("existing plan is not valid JSON; replacing it", extra={"plan_uri": str(uri)})
+        existing = None
+    if isinstance(existing, dict) and existing.get("input_digest") == plan["input_digest"]:
+        plan["created_at"] = existing.get("created_at", plan["created_at"])
+        if existing == plan:
+            log.info("plan exists for this input; reusing it", extra={"run_id": run_id, "plan_uri": str(uri)})
+            return plan_payload(existing)
+        # Same input, but the deployment's settings (script URIs) changed since: plan with the current ones.
+        log.info("refreshing the plan with the current deployment settings", extra={"run_id": run_id})
+    elif existing is not None:
+        raise InvalidInput(
+            f"input.run_id: run {run_id!r} already has a plan ({uri}) made from a different input; "
+            "choose another run_id"
+        )
+    put_json_atomic(s3, uri, plan)
+    log.info(
+        "plan written", extra={"run_id": run_id, "plan_uri": str(uri), "candidates": len(plan["candidates"])}
+    )
+    return plan_payload(plan)

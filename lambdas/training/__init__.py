@@ -1,0 +1,1 @@
+"""The ExpandCandidates, SelectModel and RegisterModel states."""

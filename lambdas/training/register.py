@@ -1,0 +1,144 @@
+"""RegisterModel: register the chosen model as a version of the SageMaker model package group, with its
+metrics (ModelMetrics -> evaluation.json) and lineage (customer metadata properties).
+
+Idempotent per run: the group's versions are searched for one whose customer metadata `mlpipe:run_id`
+is this run; if found its ARN is returned and nothing is created. The create call also carries a
+ClientToken derived from the group and the run id, so two concurrent calls (a retry racing the first
+attempt) are deduplicated by SageMaker itself. The new version is `PendingManualApproval`: passing the
+quality gate makes a model a candidate for deployment; a person approves it."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from mlpipe_common.errors import ModelArtifactError, RegistrationRefused
+from mlpipe_common.logs import get_logger
+from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, read_json
+
+APPROVAL_STATUS = "PendingManualApproval"
+METADATA_VALUE_MAX = 1024
+log = get_logger(__name__)
+
+
+def client_token(group: str, run_id: str) -> str:
+    """SageMaker ClientToken: 1 to 36 of [a-zA-Z0-9-]."""
+    return hashlib.sha256(f"{group}/{run_id}".encode()).hexdigest()[:32]
+
+
+def description(run_id: str, manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    return (
+        f"mlpipe run {run_id}: candidate {manifest['best_candidate']}, "
+        f"validation AUC {manifest['validation_auc']:.4f}, test AUC {evaluation['auc']:.4f}"
+    )
+
+
+def find_package(sagemaker: Any, group: str, run_id: str) -> str | None:
+    """The ARN of the group's version registered for `run_id`, or None."""
+    marker = f"mlpipe run {run_id}:"
+    paginator = sagemaker.get_paginator("list_model_packages")
+    pages = paginator.paginate(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending")
+    for page in pages:
+        for summary in page.get("ModelPackageSummaryList", []):
+            if not summary.get("ModelPackageDescription", "").startswith(marker):
+                continue
+            arn: str = summary["ModelPackageArn"]
+            described = sagemaker.describe_model_package(ModelPackageName=arn)
+            if described.get("CustomerMetadataProperties", {}).get("mlpipe:run_id") == run_id:
+                return arn
+    return None
+
+
+def _read(s3: Any, uri: S3Uri, what: str) -> dict[str, Any]:
+    try:
+        document = read_json(s3, uri)
+    except S3ObjectNotFound:
+        raise ModelArtifactError(f"{what} {uri} does not exist") from None
+    if not isinstance(document, dict):
+        raise ModelArtifactError(f"{what} {uri} is not a JSON object")
+    return document
+
+
+def metadata(
+    plan: dict[str, Any], manifest: dict[str, Any], evaluation: dict[str, Any], uris: dict[str, str]
+) -> dict[str, str]:
+    lineage = manifest.get("lineage", {})
+    properties = {
+        "mlpipe:run_id": plan["run_id"],
+        "mlpipe:best_candidate": manifest["best_candidate"],
+        "mlpipe:model_uri": manifest["model_uri"],
+        "mlpipe:model_format": manifest.get("model_format", "mlpipe.model.v1"),
+        "mlpipe:model_manifest_uri": uris["model_manifest"],
+        "mlpipe:evaluation_uri": uris["evaluation"],
+        "mlpipe:plan_uri": plan["uris"]["plan"],
+        "mlpipe:raw_uri": plan["raw_uri"],
+        "mlpipe:features_manifest_uri": plan["uris"]["manifest"],
+        "mlpipe:code_version": str(lineage.get("code_version", "unknown")),
+        "mlpipe:validation_auc": f"{manifest['validation_auc']:.6f}",
+        "mlpipe:test_auc": f"{evaluation['auc']:.6f}",
+        "mlpipe:test_log_loss": f"{evaluation['log_loss']:.6f}",
+        "mlpipe:test_rows": str(evaluation["rows"]),
+        "mlpipe:quality_gate_min_auc": f"{evaluation['threshold']:.6f}",
+    }
+    too_long = [key for key, value in properties.items() if len(value) > METADATA_VALUE_MAX]
+    if too_long:
+        raise ModelArtifactError(
+            f"customer metadata values longer than {METADATA_VALUE_MAX} characters: {too_long}"
+        )
+    return properties
+
+
+def register_model(
+    s3: Any,
+    sagemaker: Any,
+    plan: dict[str, Any],
+    *,
+    model_manifest_uri: S3Uri,
+    evaluation_uri: S3Uri,
+    group: str,
+) -> dict[str, Any]:
+    """Register the run's model (or find the version already registered); return the RegisterModel payload."""
+    run_id = plan["run_id"]
+    manifest = _read(s3, model_manifest_uri, "model manifest")
+    evaluation = _read(s3, evaluation_uri, "evaluation")
+    if manifest.get("run_id") != run_id or evaluation.get("run_id") != run_id:
+        raise RegistrationRefused(
+            f"the model manifest ({manifest.get('run_id')!r}) and evaluation ({evaluation.get('run_id')!r}) "
+            f"must both belong to run {run_id!r}"
+        )
+    if evaluation.get("passed") is not True:
+        raise RegistrationRefused(
+            f"{evaluation_uri} records a failed quality gate; the model is not registered"
+        )
+    if evaluation.get("model_uri") != manifest.get("model_uri"):
+        raise RegistrationRefused(
+            f"{evaluation_uri} evaluated {evaluation.get('model_uri')}, "
+            f"not the chosen model {manifest.get('model_uri')}"
+        )
+
+    existing = find_package(sagemaker, group, run_id)
+    if existing:
+        log.info(
+            "model already registered for this run", extra={"run_id": run_id, "model_package_arn": existing}
+        )
+        return {"model_package_arn": existing}
+
+    uris = {"model_manifest": str(model_manifest_uri), "evaluation": str(evaluation_uri)}
+    response = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=description(run_id, manifest, evaluation),
+        ModelApprovalStatus=APPROVAL_STATUS,
+        ClientToken=client_token(group, run_id),
+        MetadataProperties={
+            "CommitId": str(manifest.get("lineage", {}).get("code_version", "unknown")),
+            "GeneratedBy": "mlpipe",
+            "ProjectId": run_id,
+        },
+        ModelMetrics={
+            "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": str(evaluation_uri)}}
+        },
+        CustomerMetadataProperties=metadata(plan, manifest, evaluation, uris),
+    )
+    arn: str = response["ModelPackageArn"]
+    log.info("model registered", extra={"run_id": run_id, "model_package_arn": arn})
+    return {"model_package_arn": arn}
