@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""The mlpipe CDK app: load the environment's config, create the stacks, add cdk-nag, synthesize."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# jsii runs on the Node 22 LTS that package.json installs (the machine's Node may be end-of-life).
+_NODE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
+if _NODE_BIN.is_dir():
+    os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from mlpipe.config import ConfigError, load_config  # noqa: E402
+from stacks.platform import create_platform  # noqa: E402
+
+CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
+
+
+def main() -> int:
+    app = cdk.App()
+    context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
+    try:
+        config = load_config(context)
+    except ConfigError as error:
+        print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    create_platform(app, config)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

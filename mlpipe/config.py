@@ -1,0 +1,463 @@
+"""mlpipe's deployment configuration: one frozen dataclass per environment, validated in one place.
+
+`cdk.json` holds the context: `env` (which environment to synthesize, `-c env=prod` overrides it) and
+`environments`, a map from environment name to the keys below that differ from their defaults. Every key
+is documented next to its field; docs/configuration.md lists them all with their defaults. A bad value
+(an unknown key, a wrong type, a value out of range, a GPU count the instance types cannot give, an
+unknown EMR mode) raises ConfigError with one message that names the key.
+
+This module is plain Python (no CDK import): the CLI and the tests use it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from mlpipe.instances import GPU_INSTANCES, GpuInstance
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+# The Glue runtime mlpipe's scripts are written and tested for (pyspark is pinned to its Spark version).
+GLUE_VERSION = "5.1"
+SPARK_VERSION = "3.5.6"
+# Memory that the ECS agent and the OS keep on a Batch host; a job asking for more than the rest never runs.
+_ECS_RESERVED_MEMORY_FRACTION = 0.06
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    profile: Literal["dev", "prod"] = "dev"
+    """dev: public subnets, no NAT gateway, security groups without inbound rules (zero idle cost).
+    prod: private subnets whose egress is `prod_egress`."""
+    prod_egress: Literal["nat", "endpoints"] = "nat"
+    """prod only. nat: NAT gateways (`nat_gateways` of them); endpoints: interface VPC endpoints, no NAT."""
+    nat_gateways: int = 1
+    """prod with nat only: 1 (cheapest) or 2 (one per AZ, survives an AZ outage)."""
+    cidr: str = "10.40.0.0/16"
+    """The VPC's IPv4 CIDR block."""
+    flow_log_retention_days: int = 30
+    """Retention of the VPC flow logs' log group."""
+
+
+@dataclass(frozen=True)
+class EmrConfig:
+    mode: Literal["transient", "persistent"] = "transient"
+    """transient: the state machine creates a cluster per run and terminates it (zero idle cost).
+    persistent: a cluster in the stack (with an auto-termination policy); the pipeline adds steps to it."""
+    release_label: str = "emr-7.12.0"
+    """EMR on EC2 release (7.x; emr-7.12.0 runs Spark 3.5.6, as pinned for the scripts)."""
+    primary_instance_types: tuple[str, ...] = ("m7g.xlarge", "m6g.xlarge")
+    """Instance types the primary fleet may use (On-Demand)."""
+    core_instance_types: tuple[str, ...] = ("m7g.2xlarge", "m6g.2xlarge", "r7g.2xlarge")
+    """Instance types the core fleet may use (On-Demand: it holds HDFS and the driver's executors)."""
+    task_instance_types: tuple[str, ...] = ("m7g.2xlarge", "m6g.2xlarge", "r7g.2xlarge", "c7g.4xlarge")
+    """Instance types the task fleet may use (Spot, price-capacity-optimized)."""
+    core_capacity: int = 2
+    """Core fleet target capacity, in instances."""
+    task_spot_capacity: int = 2
+    """Task fleet initial Spot capacity, in instances."""
+    max_capacity: int = 20
+    """Managed scaling's maximum cluster size, in instances."""
+    idle_timeout_minutes: int = 60
+    """Auto-termination after this long idle (both modes; a safety net for transient clusters)."""
+    ebs_volume_gib: int = 64
+    """EBS volume per instance (encrypted through the security configuration)."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    spot_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge")
+    """GPU instance types of the Spot compute environment."""
+    on_demand_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g5.12xlarge")
+    """GPU instance types of the On-Demand compute environment (multi-node jobs run here)."""
+    max_vcpus_spot: int = 64
+    """Upper bound of the Spot compute environment (its minimum is always 0)."""
+    max_vcpus_on_demand: int = 96
+    """Upper bound of the On-Demand compute environment (its minimum is always 0)."""
+    training_gpus: int = 1
+    """GPUs per single-node training job."""
+    training_vcpus: int = 4
+    """vCPUs per single-node training job."""
+    training_memory_mib: int = 15_000
+    """Memory per single-node training job."""
+    multinode_instance_type: str = "g5.12xlarge"
+    """Instance type of every node of a multi-node DDP job (must be an On-Demand type)."""
+    multinode_nodes: int = 2
+    """Nodes per multi-node DDP job."""
+    multinode_gpus_per_node: int = 4
+    """GPUs per node of a multi-node DDP job."""
+    inference_gpus: int = 1
+    """GPUs per batch inference job."""
+    inference_vcpus: int = 4
+    """vCPUs per batch inference job."""
+    inference_memory_mib: int = 15_000
+    """Memory per batch inference job."""
+    job_timeout_minutes: int = 240
+    """Timeout of every Batch job (Batch then stops it; the checkpoint on SIGTERM keeps the work)."""
+    retry_attempts: int = 3
+    """Attempts per job; only Spot reclaims (status reason `Host EC2*`) are retried."""
+    dlc_pytorch_version: str = "2.8"
+    """PyTorch version of the AWS Deep Learning Container that the images build on."""
+    dlc_python_version: str = "py312"
+    """Python version tag of that Deep Learning Container."""
+
+
+@dataclass(frozen=True)
+class GlueConfig:
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
+    """Glue worker type of the clean job."""
+    number_of_workers: int = 4
+    """Glue workers of the clean job (at least 2)."""
+    timeout_minutes: int = 120
+    """Glue job timeout."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_candidates: int = 8
+    """Most hyperparameter candidates one execution may train."""
+    map_max_concurrency: int = 4
+    """Candidates trained at the same time."""
+    default_candidates: tuple[Mapping[str, Any], ...] = (
+        {"name": "baseline", "hyperparameters": {"lr": 0.003, "epochs": 4}},
+        {"name": "wide", "hyperparameters": {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}},
+    )
+    """Candidates trained when the execution input names none."""
+    quality_gate_min_auc: float = 0.70
+    """The chosen model is published only if its held-out AUC reaches this."""
+    execution_timeout_hours: int = 12
+    """Timeout of one state-machine execution."""
+    lambda_memory_mib: int = 1024
+    """Memory of each pipeline Lambda."""
+    notification_email: str = ""
+    """If set, this address is subscribed to the failure and alarm topic (it must confirm)."""
+
+
+@dataclass(frozen=True)
+class MlpipeConfig:
+    env: str
+    """The environment's name (a key of `environments` in cdk.json)."""
+    account: str | None = None
+    """AWS account; default: CDK_DEFAULT_ACCOUNT (environment-agnostic templates when neither is set)."""
+    region: str = "us-east-1"
+    """AWS region; CDK_DEFAULT_REGION wins over this default, an explicit value wins over both."""
+    stack_prefix: str = "Mlpipe"
+    """Prefix of every stack name; the client finds the stacks by it."""
+    destroy_stateful: bool = False
+    """Stateful resources (buckets, key, log groups, Glue database) are RETAINed unless this is true."""
+    log_retention_days: int = 30
+    """Retention of the application log groups."""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    emr: EmrConfig = field(default_factory=EmrConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    glue: GlueConfig = field(default_factory=GlueConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def stack_name(self, concern: str) -> str:
+        """`MlpipeDev-Network` for concern `Network` in environment `dev`."""
+        return f"{self.stack_prefix}{self.env.title()}-{concern}"
+
+
+def load_config(context: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> MlpipeConfig:
+    """Build and validate the configuration of the environment that `context["env"]` names.
+
+    `context` is the CDK context (cdk.json's `context` with `-c` overrides applied); `environ` supplies
+    CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION (default: os.environ).
+    """
+    environ = os.environ if environ is None else environ
+    env_name = context.get("env", "dev")
+    environments = context.get("environments")
+    if not isinstance(environments, Mapping):
+        raise ConfigError("environments: cdk.json context must map environment names to their settings")
+    if not isinstance(env_name, str) or env_name not in environments:
+        known = ", ".join(sorted(environments))
+        raise ConfigError(f"env: unknown environment {env_name!r} (known: {known})")
+    raw = environments[env_name]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"environments.{env_name}: expected an object, got {type(raw).__name__}")
+    values = dict(raw)
+    if "destroy_stateful" in context:
+        values["destroy_stateful"] = _parse_flag(context["destroy_stateful"], "destroy_stateful")
+    if values.get("account") is None and environ.get("CDK_DEFAULT_ACCOUNT"):
+        values["account"] = environ["CDK_DEFAULT_ACCOUNT"]
+    if "region" not in values and environ.get("CDK_DEFAULT_REGION"):
+        values["region"] = environ["CDK_DEFAULT_REGION"]
+    config = _build(MlpipeConfig, {"env": env_name, **values}, f"environments.{env_name}")
+    _check(config, f"environments.{env_name}")
+    return config
+
+
+def _parse_flag(value: Any, key: str) -> bool:
+    # `-c key=true` arrives as a string; cdk.json may hold a real boolean.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    kwargs = {name: _coerce(hints[name], value, f"{path}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected an object, got {json.dumps(value)}")
+        return _build(hint, value, path)  # type: ignore[arg-type]
+    if origin is Literal:
+        if value not in get_args(hint):
+            allowed = ", ".join(repr(a) for a in get_args(hint))
+            raise ConfigError(f"{path}: {value!r} is not one of {allowed}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in get_args(hint):
+            return None
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {json.dumps(value)}")
+        (item_hint, _ellipsis) = get_args(hint)
+        return tuple(_coerce(item_hint, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is Mapping or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected an object, got {json.dumps(value)}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {json.dumps(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {json.dumps(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {json.dumps(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {json.dumps(value)}")
+        return value
+    raise TypeError(f"{path}: unsupported config type {hint!r}")  # a programming error, not a user's
+
+
+def _require(condition: bool, path: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _gpu_types(types_: tuple[str, ...], path: str) -> list[GpuInstance]:
+    _require(len(types_) > 0, path, "needs at least one instance type")
+    for i, name in enumerate(types_):
+        _require(name in GPU_INSTANCES, f"{path}[{i}]", f"{name!r} is not a known GPU instance type")
+    return [GPU_INSTANCES[n] for n in types_]
+
+
+def _fits(instance: GpuInstance, gpus: int, vcpus: int, memory_mib: int) -> bool:
+    usable_memory = instance.memory_mib * (1 - _ECS_RESERVED_MEMORY_FRACTION)
+    return instance.gpus >= gpus and instance.vcpus >= vcpus and usable_memory >= memory_mib
+
+
+def _check_job_fits(
+    fleet: list[GpuInstance], fleet_key: str, job: str, gpus: int, vcpus: int, memory_mib: int, path: str
+) -> None:
+    if any(_fits(i, gpus, vcpus, memory_mib) for i in fleet):
+        return
+    largest = max(fleet, key=lambda i: (i.gpus, i.vcpus, i.memory_mib))
+    raise ConfigError(
+        f"{path}.batch.{job}_gpus: a {job} job asks for {gpus} GPU(s), {vcpus} vCPU(s) and {memory_mib} MiB, "
+        f"which no type in batch.{fleet_key} can give (the largest, {largest.name}, has {largest.gpus} GPU(s), "
+        f"{largest.vcpus} vCPUs and {largest.memory_mib} MiB)"
+    )
+
+
+def _check(config: MlpipeConfig, path: str) -> None:
+    """Cross-field and range checks; each failure names its key."""
+    _require(
+        re.fullmatch(r"[a-z][a-z0-9]{0,15}", config.env) is not None,
+        "env",
+        "use 1-16 lowercase letters/digits",
+    )
+    _require(
+        re.fullmatch(r"[A-Z][A-Za-z0-9]{0,19}", config.stack_prefix) is not None,
+        f"{path}.stack_prefix",
+        "use 1-20 letters/digits starting with a capital",
+    )
+    if config.account is not None:
+        _require(re.fullmatch(r"\d{12}", config.account) is not None, f"{path}.account", "must be 12 digits")
+    _require(
+        re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", config.region) is not None,
+        f"{path}.region",
+        f"{config.region!r} is not an AWS region name",
+    )
+    _require(
+        config.log_retention_days in LOG_RETENTION_DAYS,
+        f"{path}.log_retention_days",
+        f"must be one of {LOG_RETENTION_DAYS}",
+    )
+
+    net = config.network
+    _require(
+        net.flow_log_retention_days in LOG_RETENTION_DAYS,
+        f"{path}.network.flow_log_retention_days",
+        f"must be one of {LOG_RETENTION_DAYS}",
+    )
+    _require(net.nat_gateways in (1, 2), f"{path}.network.nat_gateways", "must be 1 or 2")
+    _require(
+        re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-2])", net.cidr) is not None,
+        f"{path}.network.cidr",
+        "must be an IPv4 CIDR block from /16 to /22",
+    )
+
+    emr = config.emr
+    _require(
+        re.fullmatch(r"emr-7\.\d+\.\d+", emr.release_label) is not None,
+        f"{path}.emr.release_label",
+        "must be an EMR 7.x release label such as emr-7.12.0",
+    )
+    for key in ("primary_instance_types", "core_instance_types", "task_instance_types"):
+        types_ = getattr(emr, key)
+        _require(0 < len(types_) <= 5, f"{path}.emr.{key}", "an instance fleet takes 1 to 5 instance types")
+    _require(emr.core_capacity >= 1, f"{path}.emr.core_capacity", "must be at least 1")
+    _require(emr.task_spot_capacity >= 0, f"{path}.emr.task_spot_capacity", "must not be negative")
+    _require(
+        emr.max_capacity >= 1 + emr.core_capacity + emr.task_spot_capacity,
+        f"{path}.emr.max_capacity",
+        "must cover the primary, core and initial task capacity",
+    )
+    _require(
+        10 <= emr.idle_timeout_minutes <= 7 * 24 * 60,
+        f"{path}.emr.idle_timeout_minutes",
+        "must be between 10 minutes and 7 days",
+    )
+    _require(16 <= emr.ebs_volume_gib <= 16_384, f"{path}.emr.ebs_volume_gib", "must be 16 to 16384")
+
+    batch = config.batch
+    spot = _gpu_types(batch.spot_instance_types, f"{path}.batch.spot_instance_types")
+    on_demand = _gpu_types(batch.on_demand_instance_types, f"{path}.batch.on_demand_instance_types")
+    for key in ("training_gpus", "inference_gpus", "multinode_gpus_per_node"):
+        _require(getattr(batch, key) >= 1, f"{path}.batch.{key}", "must be at least 1")
+    for key in ("training_vcpus", "inference_vcpus", "retry_attempts"):
+        _require(getattr(batch, key) >= 1, f"{path}.batch.{key}", "must be at least 1")
+    _require(batch.retry_attempts <= 10, f"{path}.batch.retry_attempts", "Batch allows at most 10 attempts")
+    for key in ("training_memory_mib", "inference_memory_mib"):
+        _require(getattr(batch, key) >= 1024, f"{path}.batch.{key}", "must be at least 1024")
+    for fleet, fleet_key in ((spot, "spot_instance_types"), (on_demand, "on_demand_instance_types")):
+        _check_job_fits(
+            fleet,
+            fleet_key,
+            "training",
+            batch.training_gpus,
+            batch.training_vcpus,
+            batch.training_memory_mib,
+            path,
+        )
+        _check_job_fits(
+            fleet,
+            fleet_key,
+            "inference",
+            batch.inference_gpus,
+            batch.inference_vcpus,
+            batch.inference_memory_mib,
+            path,
+        )
+    _require(
+        batch.multinode_instance_type in batch.on_demand_instance_types,
+        f"{path}.batch.multinode_instance_type",
+        "must be one of batch.on_demand_instance_types (Batch multi-node jobs do not run on Spot)",
+    )
+    node = GPU_INSTANCES[batch.multinode_instance_type]
+    _require(
+        batch.multinode_gpus_per_node <= node.gpus,
+        f"{path}.batch.multinode_gpus_per_node",
+        f"{batch.multinode_gpus_per_node} GPUs per node, but {node.name} has {node.gpus}",
+    )
+    _require(2 <= batch.multinode_nodes <= 16, f"{path}.batch.multinode_nodes", "must be 2 to 16")
+    _require(
+        batch.multinode_nodes * node.vcpus <= batch.max_vcpus_on_demand,
+        f"{path}.batch.max_vcpus_on_demand",
+        f"must hold a whole multi-node job ({batch.multinode_nodes} x {node.vcpus} vCPUs)",
+    )
+    _require(
+        max(i.vcpus for i in spot) <= batch.max_vcpus_spot,
+        f"{path}.batch.max_vcpus_spot",
+        "must hold at least one instance of the largest Spot type",
+    )
+    _require(
+        5 <= batch.job_timeout_minutes <= 14 * 24 * 60,
+        f"{path}.batch.job_timeout_minutes",
+        "must be between 5 minutes and 14 days",
+    )
+    _require(
+        re.fullmatch(r"\d+\.\d+", batch.dlc_pytorch_version) is not None,
+        f"{path}.batch.dlc_pytorch_version",
+        "must look like 2.8",
+    )
+    _require(
+        re.fullmatch(r"py3\d+", batch.dlc_python_version) is not None,
+        f"{path}.batch.dlc_python_version",
+        "must look like py312",
+    )
+
+    glue = config.glue
+    _require(2 <= glue.number_of_workers <= 299, f"{path}.glue.number_of_workers", "must be 2 to 299")
+    _require(1 <= glue.timeout_minutes <= 2880, f"{path}.glue.timeout_minutes", "must be 1 to 2880")
+
+    pipe = config.pipeline
+    _require(1 <= pipe.max_candidates <= 32, f"{path}.pipeline.max_candidates", "must be 1 to 32")
+    _require(
+        1 <= pipe.map_max_concurrency <= pipe.max_candidates,
+        f"{path}.pipeline.map_max_concurrency",
+        "must be 1 to pipeline.max_candidates",
+    )
+    _require(
+        0 < len(pipe.default_candidates) <= pipe.max_candidates,
+        f"{path}.pipeline.default_candidates",
+        "needs 1 to pipeline.max_candidates candidates",
+    )
+    for i, candidate in enumerate(pipe.default_candidates):
+        _require(
+            isinstance(candidate.get("name"), str),
+            f"{path}.pipeline.default_candidates[{i}].name",
+            "every candidate needs a name",
+        )
+    _require(
+        0.5 <= pipe.quality_gate_min_auc < 1.0,
+        f"{path}.pipeline.quality_gate_min_auc",
+        "must be in [0.5, 1.0)",
+    )
+    _require(
+        1 <= pipe.execution_timeout_hours <= 24 * 7,
+        f"{path}.pipeline.execution_timeout_hours",
+        "must be 1 to 168",
+    )
+    _require(
+        512 <= pipe.lambda_memory_mib <= 10_240, f"{path}.pipeline.lambda_memory_mib", "must be 512 to 10240"
+    )
+    _require(
+        pipe.notification_email == ""
+        or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", pipe.notification_email) is not None,
+        f"{path}.pipeline.notification_email",
+        "is not an email address",
+    )

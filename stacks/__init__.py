@@ -1,0 +1,1 @@
+"""mlpipe's CDK stacks: thin stacks that compose one construct per concern."""

@@ -1,0 +1,1 @@
+"""One construct per concern: storage, network, EMR, Batch, Glue, pipeline, monitoring."""

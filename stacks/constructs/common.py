@@ -1,0 +1,130 @@
+"""Small building blocks that several constructs share: log groups, exact IAM grants, cdk-nag acknowledgements.
+
+mlpipe writes its IAM statements with exact actions (no `s3:GetObject*`-style wildcards, which CDK's
+`grant_*` helpers use). A resource wildcard remains only where it is the resource's nature (the objects
+under a prefix, runtime-created model packages) or the API's requirement; each such place is acknowledged
+for that one resource and that one finding, with the reason, and listed in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, IConstruct
+
+from stacks.defaults import log_retention
+
+S3_READ = ("s3:GetObject",)
+S3_WRITE = ("s3:PutObject", "s3:AbortMultipartUpload")
+S3_READ_WRITE = (*S3_READ, *S3_WRITE)
+S3_READ_WRITE_DELETE = (*S3_READ_WRITE, "s3:DeleteObject")
+KMS_DECRYPT = ("kms:Decrypt",)
+KMS_ENCRYPT_DECRYPT = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+
+
+def encrypted_log_group(
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    retention_days: int,
+    removal: RemovalPolicy,
+    name: str | None = None,
+) -> logs.LogGroup:
+    """A log group encrypted with the project key, with the configured retention."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=name,
+        encryption_key=key,
+        retention=log_retention(retention_days),
+        removal_policy=removal,
+    )
+
+
+def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
+    """Acknowledge one cdk-nag finding (such as `AwsSolutions-IAM5[Resource::*]`) on one construct."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=finding, reason=reason))
+
+
+def flatten(value: Any) -> str:
+    """cdk-nag's rendering of a resolved CloudFormation value (a port of its flattenCfnReference)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.replace("${", "<").replace("}", ">")
+    if isinstance(value, dict):
+        if "Fn::Join" in value:
+            delimiter, items = value["Fn::Join"]
+            return delimiter.join(flatten(i) for i in items)
+        if "Fn::Sub" in value:
+            return flatten(value["Fn::Sub"])
+        if "Fn::GetAtt" in value:
+            resource, attribute = value["Fn::GetAtt"]
+            return f"<{flatten(resource)}.{flatten(attribute)}>"
+        if "Fn::ImportValue" in value:
+            return flatten(value["Fn::ImportValue"])
+        if "Ref" in value:
+            return f"<{flatten(value['Ref'])}>"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def acknowledge_resource_wildcard(principal: IConstruct, resource: str, reason: str) -> None:
+    """Acknowledge the IAM5 finding for one wildcard resource of `principal`'s policy."""
+    rendered = flatten(Stack.of(principal).resolve(resource))
+    acknowledge(principal, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
+
+
+def allow(
+    role: iam.IRole,
+    actions: Sequence[str],
+    resources: Sequence[str],
+    *,
+    reason: str | None = None,
+    conditions: dict[str, Any] | None = None,
+    sid: str | None = None,
+) -> None:
+    """Add one statement with exact actions; acknowledge each wildcard resource with `reason`."""
+    if any(a.endswith("*") for a in actions):
+        raise ValueError(f"wildcard action in {actions}: name the exact actions")
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid=sid, actions=list(actions), resources=list(resources), conditions=conditions)
+    )
+    for resource in resources:
+        if "*" in flatten(Stack.of(role).resolve(resource)):
+            if reason is None:
+                raise ValueError(f"{resource} is a wildcard resource: give the reason it must be one")
+            acknowledge_resource_wildcard(role, resource, reason)
+
+
+def allow_objects(
+    role: iam.IRole, bucket: s3.IBucket, prefixes: Iterable[str], actions: Sequence[str]
+) -> None:
+    """Object actions under each prefix of `bucket`, plus listing exactly those prefixes."""
+    prefixes = list(prefixes)
+    for prefix in prefixes:
+        allow(
+            role,
+            actions,
+            [bucket.arn_for_objects(f"{prefix}*")],
+            reason=f"The role works on the objects under {prefix} (keys are written at run time); "
+            "nothing outside that prefix.",
+        )
+    allow(
+        role,
+        ["s3:ListBucket"],
+        [bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
+    )
+
+
+def allow_key(role: iam.IRole, key: kms.IKey, actions: Sequence[str] = KMS_ENCRYPT_DECRYPT) -> None:
+    """Use of the project key for SSE-KMS objects, encrypted topics and job bookmarks."""
+    allow(role, actions, [key.key_arn])

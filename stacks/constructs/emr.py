@@ -1,0 +1,422 @@
+"""EMR on EC2: security configuration, least-privilege roles, and the cluster spec both modes share.
+
+transient (default): the state machine creates a cluster from `cluster_spec` for each run, runs the Spark
+steps and terminates it, so nothing runs while idle. persistent: an AWS::EMR::Cluster in the stack, from
+the same spec, with an auto-termination policy; the state machine adds steps to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Size, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_emr as emr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from mlpipe.config import EmrConfig
+from stacks.constructs.common import (
+    S3_READ,
+    S3_READ_WRITE_DELETE,
+    acknowledge,
+    allow,
+    allow_key,
+    allow_objects,
+)
+from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
+
+# Where the platform team uploads the PEM certificates for in-transit encryption
+# (scripts/emr_tls_certificates.py makes and uploads them; see docs/deployment.md).
+TLS_CERTIFICATES_KEY = "emr/tls/certificates.zip"
+_SPOT_TIMEOUT_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class Fleet:
+    role: str  # MASTER, CORE or TASK
+    instance_types: tuple[str, ...]
+    on_demand: int
+    spot: int
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything a cluster of either mode is made from (rendered for CloudFormation or Step Functions)."""
+
+    name: str
+    release_label: str
+    fleets: tuple[Fleet, ...]
+    subnet_ids: list[str]
+    primary_security_group: str
+    core_security_group: str
+    service_access_security_group: str | None
+    log_uri: str
+    security_configuration: str
+    service_role: iam.IRole
+    instance_role: iam.IRole
+    instance_profile_name: str
+    ebs_volume_gib: int
+    max_capacity: int
+    idle_timeout: Duration
+
+    @property
+    def min_capacity(self) -> int:
+        return sum(f.on_demand + f.spot for f in self.fleets)
+
+    @property
+    def on_demand_capacity(self) -> int:
+        return sum(f.on_demand for f in self.fleets)
+
+    @property
+    def core_capacity(self) -> int:
+        return next(f.on_demand + f.spot for f in self.fleets if f.role == "CORE")
+
+
+class Emr(Construct):
+    """The security configuration, the service and instance roles, security groups and step assets."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EmrConfig,
+        cluster_name: str,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        private: bool,
+        key: kms.IKey,
+        curated_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        logs_bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.
+        self.features_script = s3_assets.Asset(
+            self, "FeaturesScript", path=str(EMR_STEPS_DIR / "build_features.py")
+        )
+        self.inference_features_script = s3_assets.Asset(
+            self, "InferenceFeaturesScript", path=str(EMR_STEPS_DIR / "inference_features.py")
+        )
+        self.py_files = s3_assets.Asset(
+            self, "StepLibrary", path=str(EMR_STEPS_DIR), exclude=["__pycache__", "*.pyc"]
+        )
+
+        self.security_configuration = emr.CfnSecurityConfiguration(
+            self,
+            "SecurityConfiguration",
+            security_configuration={
+                "EncryptionConfiguration": {
+                    "EnableAtRestEncryption": True,
+                    "EnableInTransitEncryption": True,
+                    "AtRestEncryptionConfiguration": {
+                        "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": key.key_arn},
+                        "LocalDiskEncryptionConfiguration": {
+                            "EncryptionKeyProviderType": "AwsKms",
+                            "AwsKmsKey": key.key_arn,
+                            "EnableEbsEncryption": True,
+                        },
+                    },
+                    "InTransitEncryptionConfiguration": {
+                        "TLSCertificateConfiguration": {
+                            "CertificateProviderType": "PEM",
+                            "S3Object": artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY),
+                        }
+                    },
+                }
+            },
+        )
+
+        # Service role: AWS's scoped managed policy v2 acts only on resources tagged for EMR.
+        self.service_role = iam.Role(
+            self,
+            "ServiceRole",
+            assumed_by=iam.ServicePrincipal(
+                "elasticmapreduce.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonEMRServicePolicy_v2")
+            ],
+            description="mlpipe EMR service role",
+        )
+        acknowledge(
+            self.service_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonEMRServicePolicy_v2]",
+            "AWS's least-privilege EMR service policy: it only touches resources tagged "
+            "for-use-with-amazon-emr-managed-policies=true, which mlpipe sets on its clusters.",
+        )
+        # EBS encryption with the project key: EMR's service role creates grants for the instances' volumes.
+        allow(self.service_role, ["kms:CreateGrant", "kms:DescribeKey"], [key.key_arn])
+
+        # Instance role: reads step code and the TLS certificates, reads curated events, writes features,
+        # writes its logs. Nothing else.
+        self.instance_role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="mlpipe EMR instance profile role",
+        )
+        allow(
+            self.instance_role,
+            S3_READ,
+            [
+                a.bucket.arn_for_objects(a.s3_object_key)
+                for a in (self.features_script, self.inference_features_script, self.py_files)
+            ]
+            + [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)],
+        )
+        allow_objects(self.instance_role, curated_bucket, ["events/"], S3_READ)
+        # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefixes.
+        allow_objects(self.instance_role, curated_bucket, ["features/", "tmp/"], S3_READ_WRITE_DELETE)
+        allow(
+            self.instance_role,
+            ["s3:PutObject"],
+            [logs_bucket.arn_for_objects("emr/*")],
+            reason="EMR pushes cluster and step logs under emr/ (keys named by cluster and step ids).",
+        )
+        allow_key(self.instance_role, key)
+        self.instance_profile = iam.CfnInstanceProfile(
+            self,
+            "InstanceProfile",
+            roles=[self.instance_role.role_name],
+            instance_profile_name=self.instance_role.role_name,
+        )
+        self.service_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.instance_role.role_arn])
+        )
+
+        # EMR adds the rules it needs between its own groups; nothing else may reach the cluster.
+        self.primary_security_group = ec2.SecurityGroup(
+            self,
+            "PrimarySecurityGroup",
+            vpc=vpc,
+            allow_all_outbound=True,
+            description="mlpipe EMR primary node (rules managed by EMR)",
+        )
+        self.core_security_group = ec2.SecurityGroup(
+            self,
+            "CoreSecurityGroup",
+            vpc=vpc,
+            allow_all_outbound=True,
+            description="mlpipe EMR core and task nodes (rules managed by EMR)",
+        )
+        self.service_access_security_group = (
+            ec2.SecurityGroup(
+                self,
+                "ServiceAccessSecurityGroup",
+                vpc=vpc,
+                allow_all_outbound=False,
+                description="mlpipe EMR service access in private subnets (rules managed by EMR)",
+            )
+            if private
+            else None
+        )
+        for group in (
+            self.primary_security_group,
+            self.core_security_group,
+            self.service_access_security_group,
+        ):
+            if group is not None:
+                Tags.of(group).add(*EMR_MANAGED_POLICY_TAG)
+
+        self.cluster_spec = ClusterSpec(
+            name=cluster_name,
+            release_label=config.release_label,
+            fleets=(
+                Fleet("MASTER", config.primary_instance_types, on_demand=1, spot=0),
+                Fleet("CORE", config.core_instance_types, on_demand=config.core_capacity, spot=0),
+                Fleet("TASK", config.task_instance_types, on_demand=0, spot=config.task_spot_capacity),
+            ),
+            subnet_ids=vpc.select_subnets(
+                subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
+            ).subnet_ids,
+            primary_security_group=self.primary_security_group.security_group_id,
+            core_security_group=self.core_security_group.security_group_id,
+            service_access_security_group=(
+                self.service_access_security_group.security_group_id
+                if self.service_access_security_group
+                else None
+            ),
+            log_uri=logs_bucket.s3_url_for_object("emr/"),
+            security_configuration=self.security_configuration.ref,
+            service_role=self.service_role,
+            instance_role=self.instance_role,
+            instance_profile_name=self.instance_role.role_name,
+            ebs_volume_gib=config.ebs_volume_gib,
+            max_capacity=config.max_capacity,
+            idle_timeout=Duration.minutes(config.idle_timeout_minutes),
+        )
+
+        self.cluster: emr.CfnCluster | None = None
+        if config.mode == "persistent":
+            self.cluster = persistent_cluster(self, "Cluster", self.cluster_spec)
+            self.cluster.add_dependency(self.instance_profile)
+
+    def step_script_uris(self) -> dict[str, str]:
+        """The S3 URIs the preprocessing Lambda puts into the spark-submit argv."""
+        return {
+            "FEATURES_SCRIPT_URI": self.features_script.s3_object_url,
+            "INFERENCE_FEATURES_SCRIPT_URI": self.inference_features_script.s3_object_url,
+            "EMR_PY_FILES_URI": self.py_files.s3_object_url,
+        }
+
+
+def persistent_cluster(scope: Construct, construct_id: str, spec: ClusterSpec) -> emr.CfnCluster:
+    """The `persistent` mode's AWS::EMR::Cluster."""
+
+    def fleet(f: Fleet) -> emr.CfnCluster.InstanceFleetConfigProperty:
+        return emr.CfnCluster.InstanceFleetConfigProperty(
+            name=f.role.lower(),
+            target_on_demand_capacity=f.on_demand,
+            target_spot_capacity=f.spot,
+            instance_type_configs=[
+                emr.CfnCluster.InstanceTypeConfigProperty(
+                    instance_type=t,
+                    weighted_capacity=1,
+                    ebs_configuration=emr.CfnCluster.EbsConfigurationProperty(
+                        ebs_block_device_configs=[
+                            emr.CfnCluster.EbsBlockDeviceConfigProperty(
+                                volume_specification=emr.CfnCluster.VolumeSpecificationProperty(
+                                    size_in_gb=spec.ebs_volume_gib, volume_type="gp3"
+                                ),
+                                volumes_per_instance=1,
+                            )
+                        ],
+                        ebs_optimized=True,
+                    ),
+                )
+                for t in f.instance_types
+            ],
+            launch_specifications=emr.CfnCluster.InstanceFleetProvisioningSpecificationsProperty(
+                spot_specification=emr.CfnCluster.SpotProvisioningSpecificationProperty(
+                    allocation_strategy="price-capacity-optimized",
+                    timeout_action="SWITCH_TO_ON_DEMAND",
+                    timeout_duration_minutes=_SPOT_TIMEOUT_MINUTES,
+                ),
+            )
+            if f.spot
+            else None,
+        )
+
+    master, core, task = spec.fleets
+    return emr.CfnCluster(
+        scope,
+        construct_id,
+        name=spec.name,
+        release_label=spec.release_label,
+        applications=[emr.CfnCluster.ApplicationProperty(name="Spark")],
+        instances=emr.CfnCluster.JobFlowInstancesConfigProperty(
+            master_instance_fleet=fleet(master),
+            core_instance_fleet=fleet(core),
+            task_instance_fleets=[fleet(task)],
+            ec2_subnet_ids=spec.subnet_ids,
+            emr_managed_master_security_group=spec.primary_security_group,
+            emr_managed_slave_security_group=spec.core_security_group,
+            service_access_security_group=spec.service_access_security_group,
+            keep_job_flow_alive_when_no_steps=True,
+            termination_protected=False,
+        ),
+        job_flow_role=spec.instance_profile_name,
+        service_role=spec.service_role.role_name,
+        log_uri=spec.log_uri,
+        security_configuration=spec.security_configuration,
+        visible_to_all_users=True,
+        managed_scaling_policy=emr.CfnCluster.ManagedScalingPolicyProperty(
+            compute_limits=emr.CfnCluster.ComputeLimitsProperty(
+                unit_type="InstanceFleetUnits",
+                minimum_capacity_units=spec.min_capacity,
+                maximum_capacity_units=spec.max_capacity,
+                maximum_core_capacity_units=spec.core_capacity,
+                maximum_on_demand_capacity_units=spec.on_demand_capacity,
+            )
+        ),
+        auto_termination_policy=emr.CfnCluster.AutoTerminationPolicyProperty(
+            idle_timeout=int(spec.idle_timeout.to_seconds())
+        ),
+        tags=[{"key": EMR_MANAGED_POLICY_TAG[0], "value": EMR_MANAGED_POLICY_TAG[1]}],  # type: ignore[list-item]
+    )
+
+
+def create_cluster_task(scope: Construct, construct_id: str, spec: ClusterSpec) -> tasks.EmrCreateCluster:
+    """The `transient` mode's createCluster.sync task, from the same spec as the persistent cluster."""
+    T = tasks.EmrCreateCluster
+
+    def fleet(f: Fleet) -> tasks.EmrCreateCluster.InstanceFleetConfigProperty:
+        return T.InstanceFleetConfigProperty(
+            instance_fleet_type=getattr(T.InstanceRoleType, f.role),
+            name=f.role.lower(),
+            target_on_demand_capacity=f.on_demand,
+            target_spot_capacity=f.spot,
+            instance_type_configs=[
+                T.InstanceTypeConfigProperty(
+                    instance_type=t,
+                    weighted_capacity=1,
+                    ebs_configuration=T.EbsConfigurationProperty(
+                        ebs_block_device_configs=[
+                            T.EbsBlockDeviceConfigProperty(
+                                volume_specification=T.VolumeSpecificationProperty(
+                                    volume_size=Size.gibibytes(spec.ebs_volume_gib),
+                                    volume_type=T.EbsBlockDeviceVolumeType.GP3,
+                                ),
+                                volumes_per_instance=1,
+                            )
+                        ],
+                        ebs_optimized=True,
+                    ),
+                )
+                for t in f.instance_types
+            ],
+            launch_specifications=T.InstanceFleetProvisioningSpecificationsProperty(
+                spot_specification=T.SpotProvisioningSpecificationProperty(
+                    allocation_strategy=T.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                    timeout_action=T.SpotTimeoutAction.SWITCH_TO_ON_DEMAND,
+                    timeout=Duration.minutes(_SPOT_TIMEOUT_MINUTES),
+                ),
+            )
+            if f.spot
+            else None,
+        )
+
+    return tasks.EmrCreateCluster(
+        scope,
+        construct_id,
+        name=spec.name,
+        release_label=spec.release_label,
+        applications=[T.ApplicationConfigProperty(name="Spark")],
+        instances=T.InstancesConfigProperty(
+            instance_fleets=[fleet(f) for f in spec.fleets],
+            ec2_subnet_ids=spec.subnet_ids,
+            emr_managed_master_security_group=spec.primary_security_group,
+            emr_managed_slave_security_group=spec.core_security_group,
+            service_access_security_group=spec.service_access_security_group,
+            termination_protected=False,  # CDK always sets KeepJobFlowAliveWhenNoSteps: steps come later
+        ),
+        cluster_role=spec.instance_role,
+        service_role=spec.service_role,
+        log_uri=spec.log_uri,
+        security_configuration=spec.security_configuration,
+        visible_to_all_users=True,
+        managed_scaling_policy=T.ManagedScalingPolicyProperty(
+            compute_limits=T.ManagedScalingComputeLimitsProperty(
+                unit_type=T.ComputeLimitsUnitType.INSTANCE_FLEET_UNITS,
+                minimum_capacity_units=spec.min_capacity,
+                maximum_capacity_units=spec.max_capacity,
+                maximum_core_capacity_units=spec.core_capacity,
+                maximum_on_demand_capacity_units=spec.on_demand_capacity,
+            )
+        ),
+        auto_termination_policy_idle_timeout=spec.idle_timeout,
+        task_timeout=sfn.Timeout.duration(EMR_CREATE_CLUSTER_TIMEOUT),
+        result_selector={"ClusterId.$": "$.ClusterId"},
+        result_path="$.cluster",
+    )

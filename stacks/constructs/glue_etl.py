@@ -1,0 +1,149 @@
+"""Glue ETL: the clean job that turns raw event logs into the curated lake, and its catalog table."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from mlpipe.config import GLUE_VERSION, GlueConfig
+from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, allow, allow_key, allow_objects
+from stacks.defaults import GLUE_JOBS_DIR
+
+# The curated events table: the schema glue_jobs/clean_events.py writes (tests compare the two).
+CURATED_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "string"),
+    ("ts", "timestamp"),
+    ("user_id", "string"),
+    ("item_id", "string"),
+    ("device", "string"),
+    ("country", "string"),
+    ("category", "string"),
+    ("price", "double"),
+    ("position", "int"),
+    ("discount", "double"),
+    ("label", "int"),
+)
+CURATED_PARTITION_COLUMNS: tuple[tuple[str, str], ...] = (("dt", "string"),)
+
+
+def _column(name: str, type_name: str) -> glue.Column:
+    types = {
+        "string": glue.Schema.STRING,
+        "timestamp": glue.Schema.TIMESTAMP,
+        "double": glue.Schema.DOUBLE,
+        "int": glue.Schema.INTEGER,
+        "bigint": glue.Schema.BIG_INT,
+    }
+    return glue.Column(name=name, type=types[type_name])
+
+
+class GlueEtl(Construct):
+    """A Glue 5.1 PySpark job (L1: the L2 job grants itself wildcard S3 actions) with bookmarks, encrypted through a Glue security configuration.
+
+    The job reads raw/events/, writes curated/events/ (Parquet, partitioned by dt), quarantines rejected rows
+    and writes an accounting report; its role can do exactly that.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: GlueConfig,
+        key: kms.IKey,
+        raw_bucket: s3.IBucket,
+        curated_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        database: glue.IDatabase,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        self.security_configuration = glue.SecurityConfiguration(
+            self,
+            "SecurityConfiguration",
+            s3_encryption=glue.S3Encryption.kms(key),
+            cloud_watch_encryption=glue.CloudWatchEncryption.kms(key),
+            job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(key),
+        )
+
+        self.script = s3_assets.Asset(self, "Script", path=str(GLUE_JOBS_DIR / "clean_events.py"))
+        self.role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description="mlpipe Glue clean job",
+        )
+        allow(self.role, S3_READ, [self.script.bucket.arn_for_objects(self.script.s3_object_key)])
+        allow_objects(self.role, raw_bucket, ["events/"], S3_READ)
+        # Partition overwrite replaces curated files; the committer stages under tmp/ and cleans up.
+        allow_objects(
+            self.role, curated_bucket, ["events/", "quarantine/", "reports/", "tmp/"], S3_READ_WRITE_DELETE
+        )
+        allow_objects(self.role, artifacts_bucket, ["tmp/glue/"], S3_READ_WRITE_DELETE)
+        allow_key(self.role, key)
+        glue_logs = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws-glue/jobs/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        allow(
+            self.role,
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
+            [glue_logs],
+            sid="GlueJobLogs",
+            reason="Glue names its job log groups at run time under /aws-glue/jobs/ (per security configuration).",
+        )
+        allow(
+            self.role,
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            sid="GlueJobMetrics",
+            conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
+            reason="PutMetricData has no resource-level permissions; the namespace condition scopes it to Glue.",
+        )
+
+        self.job = glue.CfnJob(
+            self,
+            "CleanEventsJob",
+            command=glue.CfnJob.JobCommandProperty(
+                name="glueetl", python_version="3", script_location=self.script.s3_object_url
+            ),
+            role=self.role.role_arn,
+            glue_version=GLUE_VERSION,
+            worker_type=config.worker_type,
+            number_of_workers=config.number_of_workers,
+            security_configuration=self.security_configuration.security_configuration_name,
+            timeout=config.timeout_minutes,
+            max_retries=0,  # the state machine retries transient failures with backoff
+            execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
+            default_arguments={
+                "--job-language": "python",
+                "--job-bookmark-option": "job-bookmark-enable",
+                "--TempDir": artifacts_bucket.s3_url_for_object("tmp/glue/"),
+                "--enable-metrics": "true",
+                "--enable-continuous-cloudwatch-log": "true",
+                "--enable-job-insights": "true",
+            },
+            description="mlpipe: validate raw events, quarantine bad rows, write curated Parquet by date",
+        )
+        self.job_name = self.job.ref
+
+        self.curated_events_table = glue.S3Table(
+            self,
+            "CuratedEventsTable",
+            database=database,
+            table_name="curated_events",
+            storage=glue.S3TableStorage.from_bucket(curated_bucket),
+            s3_prefix="events/",
+            columns=[_column(n, t) for n, t in CURATED_EVENT_COLUMNS],
+            partition_keys=[_column(n, t) for n, t in CURATED_PARTITION_COLUMNS],
+            data_format=glue.DataFormat.PARQUET,
+            description="Curated events written by the Glue clean job (Parquet, partitioned by event date)",
+        )

@@ -1,0 +1,683 @@
+"""The pipeline: three Lambdas and the Step Functions state machine that joins them to Glue, EMR and Batch.
+
+Plan ─► PrepareData ║ Glue clean ║ (transient) create EMR cluster ║ ─► BuildFeatures (EMR step)
+     ─► ExpandCandidates ─► TrainAndPrepareInference ║ Map: Batch training per candidate ║
+                                                      ║ EMR inference features ─► (transient) terminate ║
+     ─► SelectModel ─► EvaluateModel (quality gate) ─► Publish ║ RegisterModel ║ Batch inference ║ ─► Summarize
+
+Every task retries transient service errors with exponential backoff and full jitter, has a timeout, and
+is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
+cluster is terminated, and the execution ends in a Fail state carrying the error and cause. State payloads
+carry S3 pointers and small fields only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+import mlpipe
+from mlpipe.config import MlpipeConfig
+from stacks.constructs.batch import BatchCompute
+from stacks.constructs.common import (
+    S3_READ,
+    S3_READ_WRITE,
+    acknowledge,
+    acknowledge_resource_wildcard,
+    allow,
+    allow_key,
+    allow_objects,
+    encrypted_log_group,
+)
+from stacks.constructs.emr import Emr, create_cluster_task
+from stacks.constructs.glue_etl import GlueEtl
+from stacks.constructs.storage import DataLake
+from stacks.defaults import (
+    EMR_STEP_TIMEOUT,
+    EMR_TERMINATE_TIMEOUT,
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_LAYER_DIR,
+    LAMBDA_RUNTIME,
+    LAMBDA_TASK_TIMEOUT,
+    LAMBDA_TIMEOUT,
+    LAMBDA_TRACING,
+    LAMBDAS_DIR,
+    SNS_TASK_TIMEOUT,
+)
+
+# Transient errors of each integration; anything else is the work's own failure and is not retried.
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+GLUE_TRANSIENT_ERRORS = [
+    "Glue.ConcurrentRunsExceededException",
+    "Glue.ThrottlingException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+]
+EMR_TRANSIENT_ERRORS = [
+    "EMR.AmazonElasticMapReduceException",
+    "EMR.InternalServerErrorException",
+    "EMR.ThrottlingException",
+]
+BATCH_TRANSIENT_ERRORS = [
+    "Batch.AWSBatchException",
+    "Batch.ServerException",
+    "Batch.TooManyRequestsException",
+]
+SNS_TRANSIENT_ERRORS = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
+
+
+def _drop_redundant_dependency(resource: Construct, role: iam.IRole) -> None:
+    """CDK adds DependsOn the role next to the GetAtt of its ARN; cfn-lint (W3005) rightly calls it redundant.
+
+    The DependsOn on the role's DefaultPolicy stays: that one orders the policy before first use.
+    """
+    cfn = resource.node.default_child
+    policy = role.node.try_find_child("DefaultPolicy")
+    if (
+        isinstance(cfn, CfnResource)
+        and policy is not None
+        and isinstance(policy.node.default_child, CfnResource)
+    ):
+        cfn.add_override("DependsOn", [Stack.of(resource).get_logical_id(policy.node.default_child)])
+
+
+def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) -> None:
+    state.add_retry(
+        errors=errors,
+        interval=Duration.seconds(2),
+        backoff_rate=2.0,
+        max_attempts=attempts,
+        max_delay=Duration.seconds(60),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+class Pipeline(Construct):
+    """The preprocessing, training and inference Lambdas, the notification topic and the state machine."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MlpipeConfig,
+        lake: DataLake,
+        glue_etl: GlueEtl,
+        emr_: Emr,
+        batch_: BatchCompute,
+        removal: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._lake = lake
+        key = lake.key
+
+        self.topic = sns.Topic(
+            self,
+            "FailureTopic",
+            master_key=key,
+            enforce_ssl=True,
+            display_name=f"mlpipe {config.env} pipeline failures and alarms",
+        )
+        if config.pipeline.notification_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.pipeline.notification_email))
+
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=f"mlpipe-{config.env}",
+            model_package_group_description="Models that passed mlpipe's quality gate",
+        )
+
+        # ---- Lambdas --------------------------------------------------------------------------------
+        if not (LAMBDA_LAYER_DIR / "python").is_dir():
+            raise RuntimeError(
+                f"{LAMBDA_LAYER_DIR} is missing: run `make setup` (it builds the Lambda layer)"
+            )
+        self.layer = lambda_.LayerVersion(
+            self,
+            "RuntimeDependencies",
+            code=lambda_.Code.from_asset(str(LAMBDA_LAYER_DIR), exclude=[".installed"]),
+            compatible_runtimes=[LAMBDA_RUNTIME],
+            compatible_architectures=[LAMBDA_ARCHITECTURE],
+            description="mlpipe Lambda runtime dependencies (lambdas/requirements.txt)",
+        )
+        self._code = lambda_.Code.from_asset(
+            str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc", "requirements.txt"]
+        )
+        self._removal = removal
+        common_env = {
+            "RAW_BUCKET": lake.raw_bucket.bucket_name,
+            "CURATED_BUCKET": lake.curated_bucket.bucket_name,
+            "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
+            "LOG_LEVEL": "INFO",
+            "CODE_VERSION": mlpipe.__version__,
+        }
+        self.preprocessing = self._function(
+            "Preprocessing",
+            "preprocessing.handler.handler",
+            {
+                **common_env,
+                **emr_.step_script_uris(),
+                "DEFAULT_CANDIDATES": json.dumps(
+                    list(config.pipeline.default_candidates), separators=(",", ":")
+                ),
+                "MAX_CANDIDATES": str(config.pipeline.max_candidates),
+                "POWERTOOLS_SERVICE_NAME": "mlpipe-preprocessing",
+            },
+        )
+        allow_objects(self.preprocessing.role, lake.raw_bucket, ["events/"], S3_READ)
+        allow_objects(self.preprocessing.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
+
+        self.training = self._function(
+            "Training",
+            "training.handler.handler",
+            {
+                **common_env,
+                "MODEL_PACKAGE_GROUP": self.model_package_group.model_package_group_name,
+                "POWERTOOLS_SERVICE_NAME": "mlpipe-training",
+            },
+        )
+        allow_objects(self.training.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
+        allow_objects(self.training.role, lake.curated_bucket, ["features/"], S3_READ)
+        allow(
+            self.training.role,
+            [
+                "sagemaker:CreateModelPackage",
+                "sagemaker:ListModelPackages",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:AddTags",
+            ],
+            [self.model_package_group.attr_model_package_group_arn, self._model_package_arn(config.env)],
+            sid="RegisterModelPackages",
+            reason="Model packages are created at run time as versions of the mlpipe group; nothing else.",
+        )
+
+        self.inference = self._function(
+            "Inference",
+            "inference.handler.handler",
+            {
+                **common_env,
+                "QUALITY_GATE_MIN_AUC": str(config.pipeline.quality_gate_min_auc),
+                "SAMPLE_ROWS": "20000",
+                "POWERTOOLS_SERVICE_NAME": "mlpipe-inference",
+            },
+        )
+        allow_objects(self.inference.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
+        allow_objects(self.inference.role, lake.curated_bucket, ["features/"], S3_READ)
+
+        # ---- State machine ----------------------------------------------------------------------------
+        self.log_group = encrypted_log_group(
+            self, "StateMachineLogs", key=key, retention_days=config.log_retention_days, removal=removal
+        )
+        definition = self._definition(glue_etl, emr_, batch_)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.hours(config.pipeline.execution_timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            comment=f"mlpipe {config.env}: Glue clean, EMR features, Batch GPU training and inference",
+        )
+        allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
+        _drop_redundant_dependency(self.state_machine, self.state_machine.role)
+        self._acknowledge_state_machine_role()
+
+    # ------------------------------------------------------------------------------------------------
+    def _model_package_arn(self, env: str) -> str:
+        return Stack.of(self).format_arn(
+            service="sagemaker", resource="model-package", resource_name=f"mlpipe-{env}/*"
+        )
+
+    def _function(self, name: str, handler: str, environment: dict[str, str]) -> lambda_.Function:
+        log_group = encrypted_log_group(
+            self,
+            f"{name}Logs",
+            key=self._lake.key,
+            retention_days=self._config.log_retention_days,
+            removal=self._removal,
+        )
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"mlpipe {name.lower()} Lambda",
+        )
+        allow(
+            role,
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{log_group.log_group_arn}"],
+            reason="Log streams are created at run time inside this function's own log group.",
+        )
+        function = lambda_.Function(
+            self,
+            name,
+            runtime=LAMBDA_RUNTIME,
+            architecture=LAMBDA_ARCHITECTURE,
+            handler=handler,
+            code=self._code,
+            layers=[self.layer],
+            role=role,
+            log_group=log_group,
+            tracing=LAMBDA_TRACING,
+            timeout=LAMBDA_TIMEOUT,
+            memory_size=self._config.pipeline.lambda_memory_mib,
+            environment=environment,
+            description=f"mlpipe {name.lower()} step",
+        )
+        allow_key(role, self._lake.key)
+        _drop_redundant_dependency(function, role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions.",
+        )
+        return function
+
+    def _acknowledge_state_machine_role(self) -> None:
+        """The statements that CDK's service integrations add to the state machine's role."""
+        role = self.state_machine.role
+        stack = Stack.of(self)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Log delivery (logs:CreateLogDelivery and friends), X-Ray, and EMR RunJobFlow (the cluster "
+            "does not exist yet) have no resource-level permissions.",
+        )
+        for function in (self.preprocessing, self.training, self.inference):
+            acknowledge_resource_wildcard(
+                role,
+                f"{function.function_arn}:*",
+                "Invoking the function's versions and aliases (CDK's LambdaInvoke grant).",
+            )
+        acknowledge_resource_wildcard(
+            role,
+            stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name="*"),
+            "EMR step and terminate calls target the run's transient cluster, whose id exists only at run time.",
+        )
+        acknowledge_resource_wildcard(
+            role,
+            stack.format_arn(service="batch", resource="job-definition", resource_name="*"),
+            "CDK's BatchSubmitJob grants SubmitJob on job definitions by name pattern; the job queues are exact.",
+        )
+        if self._config.emr.mode == "transient":
+            acknowledge_resource_wildcard(
+                role,
+                f"arn:{Aws.PARTITION}:iam::{stack.account}:role/aws-service-role/"
+                "elasticmapreduce.amazonaws.com*/AWSServiceRoleForEMRCleanup*",
+                "EMR's cleanup service-linked role, created once per account on first cluster (CDK's EmrCreateCluster).",
+            )
+
+    # ------------------------------------------------------------------------------------------------
+    def _definition(self, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute) -> sfn.IChainable:
+        config = self._config
+        transient = config.emr.mode == "transient"
+
+        fail = sfn.Fail(self, "PipelineFailed", error_path="$.failure.error", cause_path="$.failure.cause")
+        notify = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=self.topic,
+            subject=f"mlpipe {config.env}: pipeline execution failed",
+            message=sfn.TaskInput.from_object(
+                {
+                    "execution": sfn.JsonPath.execution_id,
+                    "state": sfn.JsonPath.string_at("$.failure.state"),
+                    "error": sfn.JsonPath.string_at("$.failure.error"),
+                    "cause": sfn.JsonPath.string_at("$.failure.cause"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(SNS_TASK_TIMEOUT),
+        )
+        _retry(notify, SNS_TRANSIENT_ERRORS)
+        if transient:
+            cleanup = tasks.EmrTerminateCluster(
+                self,
+                "TerminateClusterAfterFailure",
+                cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path=sfn.JsonPath.DISCARD,
+                task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
+            )
+            _retry(cleanup, EMR_TRANSIENT_ERRORS)
+            cleanup.add_catch(fail, result_path="$.cleanup_error")
+            notify.add_catch(fail, result_path="$.notify_error")
+            notify.next(
+                sfn.Choice(self, "ClusterToTerminate?")
+                .when(sfn.Condition.is_present("$.cluster.ClusterId"), cleanup.next(fail))
+                .otherwise(fail)
+            )
+        else:
+            notify.add_catch(fail, result_path="$.notify_error")
+            notify.next(fail)
+
+        def top_level(state: sfn.TaskStateBase | sfn.Parallel | sfn.Map, name: str):
+            """Catch every error of a top-level state: record it, notify once, clean up, fail."""
+            handler = sfn.Pass(
+                self,
+                f"{name} failed",
+                parameters={
+                    "state": name,
+                    "error.$": "$.error.Error",
+                    "cause.$": "$.error.Cause",
+                },
+                result_path="$.failure",
+            )
+            handler.next(notify)
+            state.add_catch(handler, errors=["States.ALL"], result_path="$.error")
+            return state
+
+        def in_branch(state: sfn.TaskStateBase, name: str) -> sfn.TaskStateBase:
+            """Inside a Parallel or Map: fail the branch with a cause that names this state."""
+            handler = sfn.Pass(
+                self,
+                f"{name} failed",
+                parameters={
+                    "error.$": "$.error.Error",
+                    "cause.$": f"States.Format('{name} failed: {{}}', $.error.Cause)",
+                },
+                result_path="$.failure",
+            )
+            handler.next(
+                sfn.Fail(
+                    self, f"{name} branch failed", error_path="$.failure.error", cause_path="$.failure.cause"
+                )
+            )
+            state.add_catch(handler, errors=["States.ALL"], result_path="$.error")
+            return state
+
+        def invoke(name: str, function: lambda_.IFunction, payload: dict[str, object], result_path: str):
+            task = tasks.LambdaInvoke(
+                self,
+                name,
+                lambda_function=function,
+                payload=sfn.TaskInput.from_object(payload),
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+                result_path=result_path,
+                task_timeout=sfn.Timeout.duration(LAMBDA_TASK_TIMEOUT),
+            )
+            _retry(task, LAMBDA_TRANSIENT_ERRORS, attempts=6)
+            return task
+
+        def emr_step(name: str, args_path: str) -> tasks.EmrAddStep:
+            step = tasks.EmrAddStep(
+                self,
+                name,
+                cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
+                name=name,
+                jar="command-runner.jar",
+                args=sfn.JsonPath.list_at(args_path),
+                action_on_failure=tasks.ActionOnFailure.CONTINUE,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path=sfn.JsonPath.DISCARD,
+                task_timeout=sfn.Timeout.duration(EMR_STEP_TIMEOUT),
+            )
+            _retry(step, EMR_TRANSIENT_ERRORS)
+            return step
+
+        batch_cfg = config.batch
+        batch_timeout = sfn.Timeout.duration(
+            Duration.minutes(batch_cfg.job_timeout_minutes * batch_cfg.retry_attempts + 60)
+        )
+
+        def submit(
+            name: str, *, job_name: str, queue_arn: str, definition_arn: str, payload: sfn.TaskInput
+        ) -> tasks.BatchSubmitJob:
+            job = tasks.BatchSubmitJob(
+                self,
+                name,
+                job_name=job_name,
+                job_queue_arn=queue_arn,
+                job_definition_arn=definition_arn,
+                payload=payload,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_selector={"JobId.$": "$.JobId", "Status.$": "$.Status"},
+                result_path="$.job",
+                task_timeout=batch_timeout,
+                tags={"mlpipe:env": config.env},
+            )
+            _retry(job, BATCH_TRANSIENT_ERRORS)
+            return job
+
+        # 1. Plan the run.
+        plan = top_level(
+            invoke("Plan", self.preprocessing, {"input": sfn.JsonPath.entire_payload}, "$.plan"), "Plan"
+        )
+
+        # 2. Clean with Glue while (transient) the EMR cluster starts.
+        clean = tasks.GlueStartJobRun(
+            self,
+            "CleanEvents",
+            glue_job_name=glue_etl.job_name,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            arguments=sfn.TaskInput.from_json_path_at("$.plan.glue_arguments"),
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes + 10)),
+        )
+        _retry(clean, GLUE_TRANSIENT_ERRORS)
+        if transient:
+            create = create_cluster_task(self, "CreateCluster", emr_.cluster_spec)
+            create.add_retry(
+                errors=EMR_TRANSIENT_ERRORS,
+                interval=Duration.seconds(30),
+                backoff_rate=2.0,
+                max_attempts=3,
+                max_delay=Duration.minutes(5),
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            prepare: sfn.IChainable = top_level(
+                sfn.Parallel(
+                    self,
+                    "PrepareData",
+                    result_selector={"ClusterId.$": "$[1].cluster.ClusterId"},
+                    result_path="$.cluster",
+                )
+                .branch(in_branch(clean, "CleanEvents"))
+                .branch(in_branch(create, "CreateCluster")),
+                "PrepareData",
+            )
+        else:
+            assert emr_.cluster is not None
+            prepare = top_level(clean, "CleanEvents").next(
+                sfn.Pass(
+                    self,
+                    "UsePersistentCluster",
+                    parameters={"ClusterId": emr_.cluster.ref},
+                    result_path="$.cluster",
+                )
+            )
+
+        # 3. Features on EMR.
+        features = top_level(emr_step("BuildFeatures", "$.plan.emr_features_args"), "BuildFeatures")
+
+        # 4. Train every candidate on Batch while EMR builds the inference features.
+        expand = top_level(
+            invoke(
+                "ExpandCandidates",
+                self.training,
+                {"action": "expand", "plan_uri.$": "$.plan.plan_uri"},
+                "$.training",
+            ),
+            "ExpandCandidates",
+        )
+        single = in_branch(
+            submit(
+                "TrainSingleNode",
+                job_name=sfn.JsonPath.format(
+                    "{}-{}", sfn.JsonPath.string_at("$.run_id"), sfn.JsonPath.string_at("$.candidate.name")
+                ),
+                queue_arn=batch_.spot_first_queue.job_queue_arn,
+                definition_arn=batch_.training_job_definition.job_definition_arn,
+                payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
+            ),
+            "TrainSingleNode",
+        )
+        multi = in_branch(
+            submit(
+                "TrainMultiNode",
+                job_name=sfn.JsonPath.format(
+                    "{}-{}", sfn.JsonPath.string_at("$.run_id"), sfn.JsonPath.string_at("$.candidate.name")
+                ),
+                queue_arn=batch_.on_demand_queue.job_queue_arn,
+                definition_arn=batch_.multinode_job_definition.job_definition_arn,
+                payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
+            ),
+            "TrainMultiNode",
+        )
+        train_map = sfn.Map(
+            self,
+            "TrainCandidates",
+            items_path="$.training.candidates",
+            item_selector={"candidate.$": "$$.Map.Item.Value", "run_id.$": "$.plan.run_id"},
+            max_concurrency=config.pipeline.map_max_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        ).item_processor(
+            sfn.Choice(self, "MultiNode?")
+            .when(sfn.Condition.boolean_equals("$.candidate.multi_node", True), multi)
+            .otherwise(single)
+        )
+        inference_features: sfn.IChainable = in_branch(
+            emr_step("BuildInferenceFeatures", "$.plan.emr_inference_args"), "BuildInferenceFeatures"
+        )
+        if transient:
+            terminate = tasks.EmrTerminateCluster(
+                self,
+                "TerminateCluster",
+                cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path=sfn.JsonPath.DISCARD,
+                task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
+            )
+            _retry(terminate, EMR_TRANSIENT_ERRORS)
+            inference_features = inference_features.next(in_branch(terminate, "TerminateCluster"))
+        train_and_prepare = top_level(
+            sfn.Parallel(self, "TrainAndPrepareInference", result_path=sfn.JsonPath.DISCARD)
+            .branch(train_map)
+            .branch(inference_features),
+            "TrainAndPrepareInference",
+        )
+
+        # 5. Choose, gate, publish.
+        select = top_level(
+            invoke(
+                "SelectModel",
+                self.training,
+                {
+                    "action": "select",
+                    "plan_uri.$": "$.plan.plan_uri",
+                    "candidates.$": "$.training.candidates[*].name",
+                },
+                "$.model",
+            ),
+            "SelectModel",
+        )
+        evaluate = top_level(
+            invoke(
+                "EvaluateModel",
+                self.inference,
+                {
+                    "action": "evaluate",
+                    "plan_uri.$": "$.plan.plan_uri",
+                    "model_manifest_uri.$": "$.model.model_manifest_uri",
+                },
+                "$.evaluation",
+            ),
+            "EvaluateModel",
+        )
+        predictions = sfn.Pass(
+            self,
+            "PlanPredictions",
+            parameters={
+                "uri.$": f"States.Format('s3://{self._lake.artifacts_bucket.bucket_name}/runs/{{}}/predictions/', "
+                "$.plan.run_id)",
+            },
+            result_path="$.predictions",
+        )
+        register = in_branch(
+            invoke(
+                "RegisterModel",
+                self.training,
+                {
+                    "action": "register",
+                    "plan_uri.$": "$.plan.plan_uri",
+                    "model_manifest_uri.$": "$.model.model_manifest_uri",
+                    "evaluation_uri.$": "$.evaluation.evaluation_uri",
+                },
+                "$.registered",
+            ),
+            "RegisterModel",
+        )
+        score = in_branch(
+            submit(
+                "BatchInference",
+                job_name=sfn.JsonPath.format("{}-inference", sfn.JsonPath.string_at("$.plan.run_id")),
+                queue_arn=batch_.spot_first_queue.job_queue_arn,
+                definition_arn=batch_.inference_job_definition.job_definition_arn,
+                payload=sfn.TaskInput.from_object(
+                    {
+                        "manifest.$": "$.plan.inference_manifest_uri",
+                        "model.$": "$.model.model_uri",
+                        "output.$": "$.predictions.uri",
+                    }
+                ),
+            ),
+            "BatchInference",
+        )
+        publish = top_level(
+            sfn.Parallel(
+                self,
+                "Publish",
+                result_selector={"model_package_arn.$": "$[0].registered.model_package_arn"},
+                result_path="$.published",
+            )
+            .branch(register)
+            .branch(score),
+            "Publish",
+        )
+        summarize = sfn.Pass(
+            self,
+            "Summarize",
+            parameters={
+                "run_id.$": "$.plan.run_id",
+                "model_uri.$": "$.model.model_uri",
+                "model_manifest_uri.$": "$.model.model_manifest_uri",
+                "best_candidate.$": "$.model.best_candidate",
+                "evaluation_uri.$": "$.evaluation.evaluation_uri",
+                "auc.$": "$.evaluation.auc",
+                "predictions_uri.$": "$.predictions.uri",
+                "model_package_arn.$": "$.published.model_package_arn",
+            },
+        )
+
+        return (
+            sfn.Chain.start(plan)
+            .next(prepare)
+            .next(features)
+            .next(expand)
+            .next(train_and_prepare)
+            .next(select)
+            .next(evaluate)
+            .next(predictions)
+            .next(publish)
+            .next(summarize)
+        )

@@ -1,0 +1,195 @@
+"""Storage: the project KMS key, the data-lake buckets and the Glue database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from mlpipe.config import MlpipeConfig
+from stacks.constructs.common import acknowledge
+from stacks.defaults import CHECKPOINT_EXPIRY, TMP_EXPIRY, bucket_name, glue_database_name, removal_policy
+
+
+@dataclass(frozen=True)
+class DataLake:
+    """The lake as another stack sees it: the key, and the buckets imported by their deterministic names."""
+
+    key: kms.IKey
+    raw_bucket: s3.IBucket
+    curated_bucket: s3.IBucket
+    artifacts_bucket: s3.IBucket
+    logs_bucket: s3.IBucket
+
+
+def import_lake(scope: Construct, config: MlpipeConfig, key: kms.IKey) -> DataLake:
+    """Refer to the lake's buckets from another stack by name (no cross-stack export per bucket)."""
+
+    def bucket(purpose: str) -> s3.IBucket:
+        return s3.Bucket.from_bucket_name(
+            scope, f"{purpose.title()}Bucket", bucket_name(config, purpose, scope)
+        )
+
+    return DataLake(
+        key=key,
+        raw_bucket=bucket("raw"),
+        curated_bucket=bucket("curated"),
+        artifacts_bucket=bucket("artifacts"),
+        logs_bucket=bucket("logs"),
+    )
+
+
+class Storage(Construct):
+    """A KMS key with rotation; raw, curated, artifacts and logs buckets; the Glue database.
+
+    Every data bucket blocks public access, enforces TLS, is encrypted with the project key (S3 Bucket Keys
+    on, to cut KMS requests) and writes server access logs to the logs bucket. The logs bucket uses SSE-S3:
+    S3 server access logging cannot deliver to a bucket encrypted with a customer managed key.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: MlpipeConfig) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        removal = removal_policy(config)
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="mlpipe: encrypts the data lake, logs, topics and job bookmarks",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
+        # CloudWatch Logs encrypts the project's log groups (Lambda, Step Functions, Batch, Glue) with this
+        # key; the condition limits it to log groups of this account and region.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
+                    }
+                },
+            )
+        )
+        # CloudWatch alarms publish to the KMS-encrypted notification topic.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublishToEncryptedTopics",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+
+        self.logs_bucket = s3.Bucket(
+            self,
+            "LogsBucket",
+            bucket_name=bucket_name(config, "logs", self),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-logs",
+                    expiration=Duration.days(365),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+        )
+        acknowledge(
+            self.logs_bucket,
+            "AwsSolutions-S1",
+            "This is the server access log target of every other bucket; logging it to itself would loop.",
+        )
+
+        abort_uploads = s3.LifecycleRule(
+            id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)
+        )
+        self.raw_bucket = self._data_bucket(config, "raw", removal, lifecycle=[abort_uploads])
+        self.curated_bucket = self._data_bucket(
+            config,
+            "curated",
+            removal,
+            lifecycle=[
+                abort_uploads,
+                s3.LifecycleRule(id="expire-tmp", prefix="tmp/", expiration=TMP_EXPIRY),
+                s3.LifecycleRule(id="expire-quarantine", prefix="quarantine/", expiration=Duration.days(90)),
+            ],
+        )
+        self.artifacts_bucket = self._data_bucket(
+            config,
+            "artifacts",
+            removal,
+            versioned=True,
+            lifecycle=[
+                abort_uploads,
+                s3.LifecycleRule(
+                    id="expire-checkpoints",
+                    prefix="checkpoints/",
+                    expiration=CHECKPOINT_EXPIRY,
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-tmp",
+                    prefix="tmp/",
+                    expiration=TMP_EXPIRY,
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions", noncurrent_version_expiration=Duration.days(30)
+                ),
+            ],
+        )
+
+        self.database = glue.Database(
+            self,
+            "Database",
+            database_name=glue_database_name(config),
+            description="mlpipe curated data lake: cleaned events",
+        )
+        self.database.apply_removal_policy(removal)
+
+    def _data_bucket(
+        self,
+        config: MlpipeConfig,
+        purpose: str,
+        removal: RemovalPolicy,
+        *,
+        lifecycle: list[s3.LifecycleRule],
+        versioned: bool = False,
+    ) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            f"{purpose.title()}Bucket",
+            bucket_name=bucket_name(config, purpose, self),
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=versioned,
+            server_access_logs_bucket=self.logs_bucket,
+            server_access_logs_prefix=f"s3/{purpose}/",
+            lifecycle_rules=lifecycle,
+            removal_policy=removal,
+        )

@@ -1,0 +1,89 @@
+"""Opinionated defaults shared by every construct: runtimes, architecture, timeouts, paths, tags.
+
+Change a default here, not in the construct that uses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import IConstruct
+
+from mlpipe.config import MlpipeConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDAS_DIR = REPO_ROOT / "lambdas"
+GLUE_JOBS_DIR = REPO_ROOT / "glue_jobs"
+EMR_STEPS_DIR = REPO_ROOT / "emr_steps"
+BATCH_CONTAINERS_DIR = REPO_ROOT / "batch_containers"
+LAMBDA_LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
+
+# The latest Python runtime that the pinned aws-cdk-lib offers, on Graviton (cheaper per GB-second).
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
+LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
+LAMBDA_TIMEOUT = Duration.minutes(5)
+LAMBDA_TRACING = lambda_.Tracing.ACTIVE
+
+# Step Functions task timeouts: a little above the work's own timeout, so the work reports first.
+LAMBDA_TASK_TIMEOUT = Duration.minutes(6)
+EMR_CREATE_CLUSTER_TIMEOUT = Duration.minutes(60)
+EMR_STEP_TIMEOUT = Duration.hours(6)
+EMR_TERMINATE_TIMEOUT = Duration.minutes(30)
+SNS_TASK_TIMEOUT = Duration.minutes(1)
+
+# Objects under these prefixes of the artifacts bucket expire (lifecycle rules).
+CHECKPOINT_EXPIRY = Duration.days(30)
+TMP_EXPIRY = Duration.days(7)
+
+# Tag that AWS's managed EMR service policy v2 requires on every resource EMR creates or uses.
+EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+
+
+def bucket_name(config: MlpipeConfig, purpose: str, scope: IConstruct) -> str:
+    """`mlpipe-dev-curated-<account>-<region>`: unique per account and region, known to every stack.
+
+    Deterministic names let each stack refer to the lake without cross-stack exports, and let the IAM
+    statements (and their cdk-nag acknowledgements) name exact ARNs.
+    """
+    stack = Stack.of(scope)
+    return f"{config.stack_prefix.lower()}-{config.env}-{purpose}-{stack.account}-{stack.region}"
+
+
+# Glue database and curated-table names (underscore: Athena and Glue prefer it).
+def glue_database_name(config: MlpipeConfig) -> str:
+    return f"mlpipe_{config.env}"
+
+
+def removal_policy(config: MlpipeConfig) -> RemovalPolicy:
+    """Stateful resources are retained unless the configuration explicitly opts in to deletion."""
+    return RemovalPolicy.DESTROY if config.destroy_stateful else RemovalPolicy.RETAIN
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """The RetentionDays member for a number of days that config validation has accepted."""
+    return _RETENTION[days]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from constructs import Construct
+
+from mlpipe.config import MlpipeConfig
+from stacks.base import MlpipeStack
+from stacks.constructs.emr import Emr
+from stacks.constructs.network import Network
+from stacks.constructs.storage import Storage, import_lake
+
+
+class EmrStack(MlpipeStack):
+    """EMR on EC2: security configuration, roles, security groups, step code; the cluster when persistent."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MlpipeConfig,
+        network: Network,
+        storage: Storage,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        lake = import_lake(self, config, storage.key)
+        self.emr = Emr(
+            self,
+            "Emr",
+            config=config.emr,
+            cluster_name=f"mlpipe-{config.env}",
+            vpc=network.vpc,
+            subnets=network.workload_subnets,
+            private=config.network.profile == "prod",
+            key=lake.key,
+            curated_bucket=lake.curated_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+            logs_bucket=lake.logs_bucket,
+        )
+        if self.emr.cluster is not None:
+            self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")
