@@ -1,9 +1,10 @@
 """SelectModel: read each candidate's metrics.json, choose the best by validation AUC and write the model
 manifest `runs/<run_id>/model/manifest.json`.
 
-The validation AUC is read from `metrics.json` as `{"validation": {"auc": x}}` or, failing that, as the
-top-level `validation_auc`. Ties are broken by candidate name (the lexicographically smallest wins), so
-the choice does not depend on the order in which the Map state returns the candidates."""
+The validation AUC is read from `metrics.json` as the top-level `validation_auc` (what the training
+container writes, `mlpipe.training_metrics.v1`) or, failing that, as `{"validation": {"auc": x}}`.
+Ties are broken by candidate name (the lexicographically smallest wins), so the choice does not depend on
+the order in which the Map state returns the candidates."""
 
 from __future__ import annotations
 
@@ -36,10 +37,10 @@ def validation_auc(metrics: Any) -> float | None:
     """The validation AUC in a metrics.json document, or None when absent or not a number in [0, 1]."""
     if not isinstance(metrics, dict):
         return None
+    value = metrics.get("validation_auc")
     validation = metrics.get("validation")
-    value = validation.get("auc") if isinstance(validation, dict) else None
-    if value is None:
-        value = metrics.get("validation_auc")
+    if value is None and isinstance(validation, dict):
+        value = validation.get("auc")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     value = float(value)
@@ -61,7 +62,7 @@ def read_candidate(s3: Any, plan: dict[str, Any], name: str) -> CandidateResult:
     if auc is None:
         raise CandidateMetricsError(
             f"candidate {name!r}: {metrics_uri} has no validation AUC in [0, 1] "
-            "(expected validation.auc or validation_auc)"
+            "(expected validation_auc or validation.auc)"
         )
     return CandidateResult(name, auc, metrics, str(metrics_uri), str(prefix.join("model/")))
 

@@ -164,7 +164,12 @@ def put_candidate(store: Store) -> Callable[..., None]:
         if raw_metrics is not None:
             store.put(prefix + "metrics.json", raw_metrics)
         elif auc is not None:
-            metrics = {"validation": {"auc": auc, "log_loss": 0.5}, "train": {"loss": 0.4}, "epochs": 3}
+            metrics = {
+                "format": "mlpipe.training_metrics.v1",
+                "validation_auc": auc,
+                "validation_log_loss": 0.5,
+                "epochs": 3,
+            }
             store.put(prefix + "metrics.json", json.dumps(metrics).encode())
         if model:
             store.put(prefix + "model/model.json", json.dumps(MODEL_SPEC).encode())

@@ -31,7 +31,7 @@ def test_plan_expand_select_evaluate_register(
         output = candidate["parameters"]["output"]
         assert output == f"{document['uris']['candidates']}{candidate['name']}/"
         put_candidate(document, candidate["name"], auc)
-        assert store.get_json(output + "metrics.json")["validation"]["auc"] == auc
+        assert store.get_json(output + "metrics.json")["validation_auc"] == auc
 
     names = [c["name"] for c in training_payload["candidates"]]
     model = training({"action": "select", "plan_uri": plan["plan_uri"], "candidates": names}, None)  # $.model

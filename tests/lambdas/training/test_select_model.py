@@ -36,7 +36,7 @@ def test_select_picks_the_highest_validation_auc_and_writes_the_manifest(
     }
     manifest = store.get_json(payload["model_manifest_uri"])
     assert manifest["best_candidate"] == "beta" and manifest["model_uri"] == payload["model_uri"]
-    assert manifest["metrics"]["validation"] == {"auc": 0.86, "log_loss": 0.5}
+    assert manifest["metrics"]["validation_auc"] == 0.86 and manifest["metrics"]["validation_log_loss"] == 0.5
     assert [row["name"] for row in manifest["leaderboard"]] == ["beta", "alpha", "gamma"]
     assert manifest["lineage"] == {
         "run_id": "sel-1",
@@ -61,9 +61,9 @@ def test_ties_go_to_the_smallest_name_whatever_the_order(
     assert select(plan, order)["best_candidate"] == "beta"
 
 
-def test_top_level_validation_auc_is_accepted(planned: Plan, put_candidate: Callable[..., None]) -> None:
+def test_nested_validation_auc_is_accepted(planned: Plan, put_candidate: Callable[..., None]) -> None:
     plan = planned(candidates=CANDIDATES[:2])
-    put_candidate(plan, "alpha", None, raw_metrics=b'{"validation_auc": 0.9}')
+    put_candidate(plan, "alpha", None, raw_metrics=b'{"validation": {"auc": 0.9}}')
     put_candidate(plan, "beta", 0.7)
     assert select(plan, ["alpha", "beta"])["best_candidate"] == "alpha"
 
@@ -73,9 +73,11 @@ def test_top_level_validation_auc_is_accepted(planned: Plan, put_candidate: Call
     [
         (None, r"candidate 'beta': s3://.*/runs/.*/candidates/beta/metrics.json does not exist"),
         (b"{truncated", r"candidate 'beta': s3://.*/candidates/beta/metrics.json is not valid JSON"),
-        (b'{"validation": {"loss": 0.3}}', r"candidate 'beta': .* has no validation AUC"),
-        (b'{"validation": {"auc": "0.9"}}', r"candidate 'beta': .* has no validation AUC"),
+        (b'{"validation_log_loss": 0.3}', r"candidate 'beta': .* has no validation AUC"),
+        (b'{"validation_auc": null}', r"candidate 'beta': .* has no validation AUC"),
+        (b'{"validation_auc": "0.9"}', r"candidate 'beta': .* has no validation AUC"),
         (b'{"validation": {"auc": 1.7}}', r"candidate 'beta': .* has no validation AUC"),
+        (b"[0.9]", r"candidate 'beta': .* has no validation AUC"),
     ],
 )
 def test_missing_or_corrupt_metrics_name_the_candidate(
