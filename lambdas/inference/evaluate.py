@@ -57,8 +57,8 @@ def quality_gate(plan: dict[str, Any], default_min_auc: float) -> QualityGate:
 def _get(s3: Any, uri: S3Uri, what: str) -> bytes:
     try:
         return get_bytes(s3, uri)
-    except S3ObjectNotFound:
-        raise ModelArtifactError(f"{what} {uri} does not exist") from None
+    except S3ObjectNotFound as exc:
+        raise ModelArtifactError(f"{what} {exc}") from None
 
 
 def load_model(s3: Any, model_uri: S3Uri) -> PortableModel:
@@ -122,8 +122,8 @@ def evaluate_model(
     run_id = plan["run_id"]
     try:
         manifest = read_json(s3, model_manifest_uri)
-    except S3ObjectNotFound:
-        raise InvalidInput(f"event.model_manifest_uri: {model_manifest_uri} does not exist") from None
+    except S3ObjectNotFound as exc:
+        raise InvalidInput(f"event.model_manifest_uri: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("run_id") != run_id:
         raise InvalidInput(
             f"event.model_manifest_uri: {model_manifest_uri} is not a model manifest of run {run_id!r}"
@@ -136,8 +136,8 @@ def evaluate_model(
     features_uri = S3Uri.parse(plan["uris"]["manifest"])
     try:
         features = read_json(s3, features_uri)
-    except S3ObjectNotFound:
-        raise ModelArtifactError(f"feature manifest {features_uri} does not exist") from None
+    except S3ObjectNotFound as exc:
+        raise ModelArtifactError(f"feature manifest {exc}") from None
     if not isinstance(features, dict) or features.get("format") != FEATURES_FORMAT:
         raise ModelArtifactError(f"{features_uri} is not a {FEATURES_FORMAT} manifest")
 

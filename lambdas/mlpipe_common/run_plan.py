@@ -41,8 +41,8 @@ def load_plan(s3: Any, event: Any, buckets: Buckets) -> dict[str, Any]:
         raise InvalidInput(f"event.plan_uri: {uri} is not a run plan (runs/<run_id>/plan.json)")
     try:
         plan = read_json(s3, uri)
-    except S3ObjectNotFound:
-        raise InvalidInput(f"event.plan_uri: {uri} does not exist") from None
+    except S3ObjectNotFound as exc:
+        raise InvalidInput(f"event.plan_uri: {exc}") from None
     if not isinstance(plan, dict) or plan.get("run_id") != match.group(1):
         raise InvalidInput(f"event.plan_uri: {uri} is not a plan of run {match.group(1)!r}")
     return plan

@@ -18,6 +18,10 @@ from mlpipe_common.errors import InvalidInput
 
 TMP_PREFIX = "tmp/"
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+# Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for a missing object. The roles are
+# granted s3:GetObject on the prefixes read, so a 403 on a read means "missing" in practice; the error
+# says both.
+_FORBIDDEN = frozenset({"AccessDenied", "403", "Forbidden"})
 
 
 @dataclass(frozen=True, order=True)
@@ -77,17 +81,30 @@ def parse_in_buckets(uri: Any, allowed: Iterable[str], *, field: str) -> S3Uri:
 
 
 class S3ObjectNotFound(LookupError):
-    def __init__(self, uri: S3Uri) -> None:
-        super().__init__(f"{uri} does not exist")
+    def __init__(self, uri: S3Uri, *, forbidden: bool = False) -> None:
+        super().__init__(
+            f"{uri} does not exist" + (" (or is not readable: access denied)" if forbidden else "")
+        )
         self.uri = uri
+        self.forbidden = forbidden
+
+
+def _missing(exc: ClientError, uri: S3Uri) -> S3ObjectNotFound | None:
+    code = exc.response.get("Error", {}).get("Code")
+    if code in _NOT_FOUND:
+        return S3ObjectNotFound(uri)
+    if code in _FORBIDDEN:
+        return S3ObjectNotFound(uri, forbidden=True)
+    return None
 
 
 def get_bytes(s3: Any, uri: S3Uri) -> bytes:
     try:
         response = s3.get_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-            raise S3ObjectNotFound(uri) from None
+        missing = _missing(exc, uri)
+        if missing:
+            raise missing from None
         raise
     body: bytes = response["Body"].read()
     return body
@@ -103,10 +120,11 @@ def read_json(s3: Any, uri: S3Uri) -> Any:
 
 
 def exists(s3: Any, uri: S3Uri) -> bool:
+    """Whether the object exists (a 403 counts as missing, see `_FORBIDDEN`)."""
     try:
         s3.head_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+        if _missing(exc, uri):
             return False
         raise
     return True

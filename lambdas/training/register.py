@@ -52,8 +52,8 @@ def find_package(sagemaker: Any, group: str, run_id: str) -> str | None:
 def _read(s3: Any, uri: S3Uri, what: str) -> dict[str, Any]:
     try:
         document = read_json(s3, uri)
-    except S3ObjectNotFound:
-        raise ModelArtifactError(f"{what} {uri} does not exist") from None
+    except S3ObjectNotFound as exc:
+        raise ModelArtifactError(f"{what} {exc}") from None
     if not isinstance(document, dict):
         raise ModelArtifactError(f"{what} {uri} is not a JSON object")
     return document

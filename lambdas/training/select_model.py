@@ -52,10 +52,8 @@ def read_candidate(s3: Any, plan: dict[str, Any], name: str) -> CandidateResult:
     metrics_uri = prefix.join("metrics.json")
     try:
         metrics = read_json(s3, metrics_uri)
-    except S3ObjectNotFound:
-        raise CandidateMetricsError(
-            f"candidate {name!r}: {metrics_uri} does not exist (did its training job fail?)"
-        ) from None
+    except S3ObjectNotFound as exc:
+        raise CandidateMetricsError(f"candidate {name!r}: {exc}; did its training job fail?") from None
     except ValueError as exc:
         raise CandidateMetricsError(f"candidate {name!r}: {exc}") from None
     auc = validation_auc(metrics)

@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from mlpipe_common.errors import InvalidInput
-from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, parse_in_buckets, put_json_atomic, read_json
+from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, exists, parse_in_buckets, put_json_atomic, read_json
 
 
 def test_uri_parse_join_and_name() -> None:
@@ -42,3 +43,22 @@ def test_read_json_missing_and_corrupt(s3: Any, store: Any, lambda_env: dict[str
     store.put(f"s3://{bucket}/bad.json", b"{not json")
     with pytest.raises(ValueError, match=r"is not valid JSON"):
         read_json(s3, S3Uri(bucket, "bad.json"))
+
+
+class DenyingS3:
+    """A client as S3 answers a role without s3:ListBucket: 403 for a missing object."""
+
+    def get_object(self, **_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    def head_object(self, **_: Any) -> None:
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+
+def test_access_denied_on_read_counts_as_missing_and_says_so() -> None:
+    uri = S3Uri("b", "runs/r/plan.json")
+    with pytest.raises(
+        S3ObjectNotFound, match=r"s3://b/runs/r/plan.json does not exist \(or is not readable"
+    ):
+        read_json(DenyingS3(), uri)
+    assert exists(DenyingS3(), uri) is False
