@@ -18,6 +18,7 @@ import threading
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -461,37 +462,51 @@ def _corrupt(line: bytes, kind: str, v: int) -> bytes:
 
 
 class _Writer(threading.Thread):
-    """Writes the files in the background, so that generation, compression and I/O overlap."""
+    """Writes the files in the background, so that generation, compression and I/O overlap.
+
+    Jobs are `(file_no, parts, last)`: bytes to append to file `file_no`, closing it when `last`. The queue
+    is short, so memory stays bounded by a few chunks. `None` ends the thread; a file still open then is
+    discarded (the producer failed), never published.
+    """
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(name="mlpipe-generate-writer", daemon=True)
         self.cfg = cfg
-        self.jobs: queue.Queue[tuple[int, list[memoryview]] | None] = queue.Queue(maxsize=4)
+        self.jobs: queue.Queue[tuple[int, list[Any], bool] | None] = queue.Queue(maxsize=3)
         self.files: list[str] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        stack: ExitStack | None = None
+        job: tuple[int, list[Any], bool] | None = None
+        fh: Any = None
+        comp: Any = None
         try:
             while (job := self.jobs.get()) is not None:
-                self._write(*job)
-        except BaseException as exc:  # reported by the caller's join()
+                file_no, parts, last = job
+                if stack is None:
+                    suffix = ".jsonl.gz" if self.cfg.gzip else ".jsonl"
+                    uri = join(self.cfg.output, f"part-s{self.cfg.seed}-{file_no:05d}{suffix}")
+                    stack = ExitStack()
+                    fh = stack.enter_context(atomic_output(uri))
+                    # gzip level 1: compression must keep up with generation
+                    comp = zlib.compressobj(1, zlib.DEFLATED, 31) if self.cfg.gzip else None
+                for part in parts:
+                    fh.write(comp.compress(part) if comp else part)
+                if last:
+                    if comp:
+                        fh.write(comp.flush())
+                    stack.close()
+                    stack = None
+                    self.files.append(uri)
+            if stack is not None:
+                raise RuntimeError("generation stopped before the file was complete")
+        except BaseException as exc:  # reported by the caller after join()
+            if stack is not None:
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
             self.error = exc
-            while self.jobs.get() is not None:  # drain so the producer never blocks
-                pass
-
-    def _write(self, file_no: int, parts: list[memoryview]) -> None:
-        suffix = ".jsonl.gz" if self.cfg.gzip else ".jsonl"
-        uri = join(self.cfg.output, f"part-s{self.cfg.seed}-{file_no:05d}{suffix}")
-        with atomic_output(uri) as fh:
-            if self.cfg.gzip:
-                comp = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: generation stays I/O-bound
-                for part in parts:
-                    fh.write(comp.compress(part))
-                fh.write(comp.flush())
-            else:
-                for part in parts:
-                    fh.write(part)
-        self.files.append(uri)
+            while job is not None:  # drain so the producer never blocks
+                job = self.jobs.get()
 
 
 def generate(cfg: GeneratorConfig) -> GenerateResult:
@@ -505,7 +520,7 @@ def generate(cfg: GeneratorConfig) -> GenerateResult:
     writer.start()
     counts = dict.fromkeys(schema.DIRTY_KINDS, 0)
     events = 0
-    state = {"file_no": 0, "file_rows": 0, "parts": []}
+    state = {"file_no": 0, "file_rows": 0}
     truth_schema = pa.schema(
         [("event_id", pa.string()), ("p", pa.float64()), ("label", pa.int8()), ("dirty", pa.string())]
     )
@@ -514,12 +529,16 @@ def generate(cfg: GeneratorConfig) -> GenerateResult:
         for kind, c in chunk.dirty_counts.items():
             counts[kind] += c
         truth_writer.write_batch(chunk.truth)
+        parts: list[Any] = []
         for n_lines, data in chunk.runs:
-            state["parts"].append(data)
+            parts.append(data)
             state["file_rows"] += n_lines
             if state["file_rows"] == cfg.rows_per_file:
-                _submit(writer, (state["file_no"], state["parts"]))
-                state.update(file_no=state["file_no"] + 1, file_rows=0, parts=[])
+                _submit(writer, (state["file_no"], parts, True))
+                state.update(file_no=state["file_no"] + 1, file_rows=0)
+                parts = []
+        if parts:
+            _submit(writer, (state["file_no"], parts, False))
 
     try:
         with (
@@ -544,8 +563,8 @@ def generate(cfg: GeneratorConfig) -> GenerateResult:
                     emit(pending.popleft().result(), truth_writer)
             while pending:
                 emit(pending.popleft().result(), truth_writer)
-            if state["parts"]:
-                _submit(writer, (state["file_no"], state["parts"]))
+            if state["file_rows"]:
+                _submit(writer, (state["file_no"], [], True))
     finally:
         writer.jobs.put(None)
         writer.join()
@@ -556,7 +575,7 @@ def generate(cfg: GeneratorConfig) -> GenerateResult:
     )
 
 
-def _submit(writer: _Writer, job: tuple[int, list[memoryview]]) -> None:
+def _submit(writer: _Writer, job: tuple[int, list[Any], bool]) -> None:
     if writer.error is not None:
         raise writer.error
     writer.jobs.put(job)
