@@ -37,10 +37,16 @@ def fast_hp() -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Any:
+    """Returns a function that picks a free TCP port on 127.0.0.1."""
+    return _free_port
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +87,7 @@ def moto_server() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 and a free port, for entry points run as subprocesses."""
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
+    port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mlpipe_batch import data, synthetic, train
+from mlpipe_batch import data, synthetic, train, trainer
 from mlpipe_batch.distributed import Dist, StopSignal
+from mlpipe_batch.launcher import detect
 from mlpipe_batch.metrics import roc_auc
 from mlpipe_batch.model import TabularModel, write_portable
 
@@ -150,14 +151,14 @@ def test_resume_from_mid_epoch_checkpoint_is_exact(
     dataset: synthetic.SyntheticDataset, fast_hp: dict[str, Any], tmp_path: Path, torch_threads: None
 ) -> None:
     hp = {**fast_hp, "epochs": 2, "dropout": 0.0}
-    single = Dist(train.detect({}, 1), torch.device("cpu"), 60)
+    single = Dist(detect({}, 1), torch.device("cpu"), 60)
 
-    straight = train.Trainer(_job(dataset, hp, tmp_path / "a", None), single, StopSignal())
+    straight = trainer.Trainer(_job(dataset, hp, tmp_path / "a", None), single, StopSignal())
     straight.fit()
 
     stop = StopSignal()
     job = _job(dataset, hp, tmp_path / "b", tmp_path / "ckpt")
-    first = train.Trainer(job, single, stop)
+    first = trainer.Trainer(job, single, stop)
     source = first.batches
 
     def batches_then_signal(epoch: int, skip: int) -> Any:
@@ -167,13 +168,13 @@ def test_resume_from_mid_epoch_checkpoint_is_exact(
             yield batch
 
     first.batches = batches_then_signal
-    with pytest.raises(train.Stopped):
+    with pytest.raises(trainer.Stopped):
         first.fit()
     assert first.step_in_epoch == 24 and first.epoch == 1  # the next stop check (every 8 steps) after 21
 
     resumed_job = _job(dataset, hp, tmp_path / "b", tmp_path / "ckpt")
     assert resumed_job.resume is not None and resumed_job.resume["reason"] == "signal"
-    second = train.Trainer(resumed_job, single, StopSignal())
+    second = trainer.Trainer(resumed_job, single, StopSignal())
     assert second.resumed_from is not None
     assert (second.resumed_from["epoch"], second.resumed_from["step_in_epoch"]) == (1, 24)
     assert second.resumed_from["global_step"] == 47 + 24

@@ -14,8 +14,6 @@ import re
 import time
 from typing import Any
 
-import torch
-
 from mlpipe_batch import storage
 from mlpipe_batch.errors import UsageError
 from mlpipe_batch.hyperparams import OPERATIONAL, HyperParameters
@@ -48,6 +46,8 @@ class CheckpointStore:
         return meta
 
     def save(self, state: dict[str, Any], meta: dict[str, Any]) -> str:
+        import torch
+
         step = int(meta["global_step"])
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -62,6 +62,8 @@ class CheckpointStore:
 
     @staticmethod
     def load(meta: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
         raw = storage.read_bytes(meta["uri"])
         state: dict[str, Any] = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         return state

@@ -11,42 +11,23 @@ notice, a Batch timeout) stops every rank at the same step; rank 0 writes a chec
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import math
 import os
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from torch.nn.parallel import DistributedDataParallel
-
-from mlpipe_batch import data, hyperparams, manifest, storage
+from mlpipe_batch import hyperparams, manifest
 from mlpipe_batch.checkpoint import CheckpointStore, check_compatible
-from mlpipe_batch.distributed import Dist, StopSignal, Topology, detect, launch, local_device_count
 from mlpipe_batch.errors import EXIT_STOPPED, DataError, OneLineArgumentParser, UsageError, fail
 from mlpipe_batch.hyperparams import HyperParameters
-from mlpipe_batch.metrics import classification_report
-from mlpipe_batch.model import TabularModel, write_portable
+from mlpipe_batch.launcher import Topology, detect, launch, local_device_count
 
 PROG = "mlpipe_batch.train"
-METRICS_FORMAT = "mlpipe.training_metrics.v1"
-STOP_CHECK_STEPS = 8
-"""Ranks agree on a stop every this many steps (and at each epoch's last step): one tiny gloo all-reduce."""
 
 log = logging.getLogger("mlpipe_batch")
-
-BatchSource = Callable[[int, int], Iterable[data.Batch]]
-"""(epoch, batches to skip) -> this rank's batches of that epoch."""
-
-
-class Stopped(Exception):
-    """Training stopped on a signal after its checkpoint was written."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +37,8 @@ class Job:
     checkpoint: str | None
     hp: HyperParameters
     hp_sources: dict[str, str]
-    device: torch.device
+    device: str
+    """"cpu" or "cuda:<local rank>"."""
     attempt: int
     dist_timeout_s: float
     resume: dict[str, Any] | None
@@ -86,14 +68,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def pick_device(choice: str, topology: Topology) -> torch.device:
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
+def pick_device(choice: str, topology: Topology) -> str:
+    if choice == "cpu":
+        return "cpu"
+    import torch
+
     if not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is available")
+        if choice == "cuda":
+            raise UsageError("--device cuda was asked for but no CUDA device is available")
+        return "cpu"
     if topology.local_rank >= torch.cuda.device_count():
         raise UsageError(f"local rank {topology.local_rank} has no GPU ({torch.cuda.device_count()} visible)")
-    return torch.device("cuda", topology.local_rank)
+    return f"cuda:{topology.local_rank}"
 
 
 def preflight(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Job, Topology]:
@@ -128,7 +114,7 @@ def preflight(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Job, Top
             raise UsageError(f"cannot read checkpoints under {args.checkpoint}: {code}") from exc
         if resume is not None:
             check_compatible(resume, hp, feature_manifest.fingerprint, args.checkpoint)
-    device = pick_device(device_choice, topology) if topology.mode != "launcher" else torch.device("cpu")
+    device = pick_device(device_choice, topology) if topology.mode != "launcher" else "cpu"
     job = Job(
         manifest=feature_manifest,
         output=args.output,
@@ -141,317 +127,6 @@ def preflight(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Job, Top
         resume=resume,
     )
     return job, topology
-
-
-class Trainer:
-    """One rank's training: model, optimizer, the epoch loop, evaluation, checkpoints and outputs."""
-
-    def __init__(self, job: Job, dist: Dist, stop: StopSignal, batches: BatchSource | None = None) -> None:
-        self.job, self.dist, self.stop = job, dist, stop
-        hp, device = job.hp, job.device
-        self.hp, self.device = hp, device
-        self.world_size = dist.world_size
-        self.steps_per_epoch = data.steps_per_epoch(job.manifest, "train", self.world_size, hp.batch_size)
-        self.total_steps = self.steps_per_epoch * hp.epochs
-        self.batches = batches or self._stream
-        self.use_bf16 = device.type == "cuda" and hp.precision == "bf16"
-        if self.use_bf16 and not torch.cuda.is_bf16_supported():
-            log.warning("this GPU has no bf16 support: training in fp32")
-            self.use_bf16 = False
-
-        torch.manual_seed(hp.seed)
-        np.random.seed(hp.seed)
-        self.model = TabularModel(
-            job.manifest.numeric_features,
-            [(c.name, c.buckets) for c in job.manifest.categorical_features],
-            embedding_dim=hp.embedding_dim,
-            hidden=hp.hidden,
-            dropout=hp.dropout,
-        ).to(device)
-        fused = {"fused": True} if device.type == "cuda" else {}
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused
-        )
-        self.loss_fn = torch.nn.BCEWithLogitsLoss()
-
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.train_seconds = 0.0
-        self.train_samples = 0
-        self.history: list[dict[str, Any]] = []
-        self.resumed_from: dict[str, Any] | None = None
-        self.store = CheckpointStore(job.checkpoint, hp.keep_checkpoints) if job.checkpoint else None
-        self.last_saved_step = -1
-        self.last_saved_at = time.monotonic()
-        if job.resume is not None:
-            self._restore(job.resume)
-        elif job.attempt > 1:
-            log.warning(
-                "attempt %d found no checkpoint under %s: starting from scratch", job.attempt, job.checkpoint
-            )
-        self.net: torch.nn.Module = self.model
-        if dist.topology.distributed:
-            ids = [device.index] if device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
-
-    # -- data ---------------------------------------------------------------------------------------------
-    def _stream(self, epoch: int, skip_batches: int) -> Iterable[data.Batch]:
-        return data.training_stream(
-            self.job.manifest,
-            split="train",
-            epoch=epoch,
-            rank=self.dist.rank,
-            world_size=self.world_size,
-            batch_size=self.hp.batch_size,
-            seed=self.hp.seed,
-            skip_batches=skip_batches,
-            pin_memory=self.device.type == "cuda",
-            prefetch_batches=self.hp.prefetch_batches,
-            prefetch_shards=self.hp.prefetch_shards,
-        )
-
-    # -- checkpoints --------------------------------------------------------------------------------------
-    def _restore(self, meta: dict[str, Any]) -> None:
-        state = CheckpointStore.load(meta)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self.global_step = int(meta["global_step"])
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
-        self.train_samples = int(meta.get("train_samples", 0))
-        self.history = list(meta.get("history", []))
-        if int(meta["world_size"]) != self.world_size and self.step_in_epoch:
-            log.warning(
-                "checkpoint written by %s workers, resuming with %s: epoch %d restarts from its beginning",
-                meta["world_size"],
-                self.world_size,
-                self.epoch,
-            )
-            self.step_in_epoch = 0
-            self.global_step = self.epoch * self.steps_per_epoch
-        self.resumed_from = {
-            "checkpoint": meta["uri"],
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "attempt": self.job.attempt,
-        }
-        self.last_saved_step = self.global_step
-        log.info("resuming from %s (epoch %d, step %d)", meta["uri"], self.epoch, self.step_in_epoch)
-
-    def checkpoint(self, reason: str) -> None:
-        """Rank 0 writes a checkpoint of where training stands (unless nothing changed since the last)."""
-        if self.store is None:
-            if reason == "signal" and self.dist.is_main:
-                log.warning("stopping without a checkpoint: no --checkpoint prefix was given")
-            return
-        if self.global_step == self.last_saved_step:
-            return
-        if self.dist.is_main:
-            started = time.monotonic()
-            meta = {
-                "reason": reason,
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step,
-                "steps_per_epoch": self.steps_per_epoch,
-                "world_size": self.world_size,
-                "train_seconds": self.train_seconds,
-                "train_samples": self.train_samples,
-                "history": self.history,
-                "hyperparameters": self.hp.to_dict(),
-                "manifest_fingerprint": self.job.manifest.fingerprint,
-                "manifest_run_id": self.job.manifest.run_id,
-            }
-            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-            uri = self.store.save(state, meta)
-            log.info(
-                "checkpoint (%s) at step %d: %s (%.2f s)",
-                reason,
-                self.global_step,
-                uri,
-                time.monotonic() - started,
-            )
-        self.last_saved_step = self.global_step
-        self.last_saved_at = time.monotonic()
-
-    def _stop_now(self) -> None:
-        if self.dist.is_main:
-            log.warning("stop signal: stopping at epoch %d step %d", self.epoch, self.step_in_epoch)
-        self.checkpoint("signal")
-        self.dist.barrier()
-        raise Stopped
-
-    # -- training -----------------------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.use_bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _lr(self, step: int) -> float:
-        if self.hp.lr_schedule == "constant" or self.total_steps == 0:
-            return self.hp.lr
-        return self.hp.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
-
-    def fit(self) -> None:
-        hp = self.hp
-        while self.epoch < hp.epochs:
-            torch.manual_seed(hp.seed * 7919 + self.dist.rank * 104_729 + self.global_step)  # dropout masks
-            self.net.train()
-            loss_sum = torch.zeros((), device=self.device)
-            losses = 0
-            samples = 0
-            started = time.perf_counter()
-            for batch in self.batches(self.epoch, self.step_in_epoch):
-                batch = batch.to(self.device)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr(self.global_step)
-                with self._autocast():
-                    logits = self.net(batch.numeric, batch.categorical)
-                loss = self.loss_fn(logits.float(), batch.label)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                loss_sum += loss.detach()
-                losses += 1
-                samples += len(batch)
-                self.step_in_epoch += 1
-                self.global_step += 1
-                if hp.log_every_steps and self.global_step % hp.log_every_steps == 0 and self.dist.is_main:
-                    log.info(
-                        "epoch %d step %d/%d loss %.5f",
-                        self.epoch + 1,
-                        self.step_in_epoch,
-                        self.steps_per_epoch,
-                        loss_sum.item() / losses,
-                    )
-                at_check = (
-                    self.step_in_epoch % STOP_CHECK_STEPS == 0 or self.step_in_epoch == self.steps_per_epoch
-                )
-                if at_check and self.dist.any(self.stop.requested):
-                    self._account(started, samples)
-                    self._stop_now()
-                if hp.checkpoint_every_steps and self.global_step % hp.checkpoint_every_steps == 0:
-                    self.checkpoint("steps")
-                elif (
-                    hp.checkpoint_interval_s
-                    and time.monotonic() - self.last_saved_at >= hp.checkpoint_interval_s
-                ):
-                    self.checkpoint("interval")  # rank 0 decides alone: only it writes
-            self._account(started, samples)
-            loss_total, loss_count = self.dist.sum([loss_sum.item(), float(losses)])
-            validation = self.evaluate("validation")
-            record = {
-                "epoch": self.epoch + 1,
-                "train_loss": loss_total / loss_count if loss_count else None,
-                "validation_auc": validation["auc"],
-                "validation_log_loss": validation["log_loss"],
-            }
-            self.history.append(record)
-            if self.dist.is_main:
-                log.info(
-                    "epoch %d/%d done: train loss %s, validation AUC %s, log loss %s",
-                    self.epoch + 1,
-                    hp.epochs,
-                    _fmt(record["train_loss"]),
-                    _fmt(record["validation_auc"]),
-                    _fmt(record["validation_log_loss"]),
-                )
-            self.epoch += 1
-            self.step_in_epoch = 0
-            self.checkpoint("epoch")
-            if self.epoch < hp.epochs and self.dist.any(self.stop.requested):
-                self._stop_now()
-
-    def _account(self, started: float, samples: int) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.train_seconds += time.perf_counter() - started
-        self.train_samples += samples * self.world_size
-
-    @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, Any]:
-        """Metrics of the current model on every row of `split` (the ranks share the work)."""
-        self.model.eval()
-        stream = data.evaluation_stream(
-            self.job.manifest,
-            split=split,
-            rank=self.dist.rank,
-            world_size=self.world_size,
-            batch_size=self.hp.eval_batch_size,
-            pin_memory=self.device.type == "cuda",
-            prefetch_shards=self.hp.prefetch_shards,
-        )
-        probabilities, labels = [], []
-        for batch in stream:
-            batch = batch.to(self.device)
-            with self._autocast():
-                logits = self.model(batch.numeric, batch.categorical)
-            probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
-            labels.append(batch.label.cpu().numpy() if batch.label is not None else np.empty(0))
-        p = self.dist.gather(np.concatenate(probabilities) if probabilities else np.empty(0))
-        y = self.dist.gather(np.concatenate(labels) if labels else np.empty(0))
-        return classification_report(y, p)
-
-    def metrics(self) -> dict[str, Any]:
-        job = self.job
-        last = self.history[-1] if self.history else {}
-        out: dict[str, Any] = {
-            "format": METRICS_FORMAT,
-            "validation_auc": last.get("validation_auc"),
-            "validation_log_loss": last.get("validation_log_loss"),
-            "validation_rows": job.manifest.split("validation").rows,
-        }
-        if "test" in job.manifest.splits and job.manifest.split("test").rows:
-            test = self.evaluate("test")
-            out.update(test_auc=test["auc"], test_log_loss=test["log_loss"], test_rows=test["rows"])
-        out.update(
-            {
-                "train_rows": job.manifest.split("train").rows,
-                "epochs": self.epoch,
-                "global_steps": self.global_step,
-                "steps_per_epoch": self.steps_per_epoch,
-                "throughput_samples_per_s": self.train_samples / self.train_seconds
-                if self.train_seconds
-                else None,
-                "train_seconds": self.train_seconds,
-                "resumed_from": self.resumed_from,
-                "attempt": job.attempt,
-                "world_size": self.world_size,
-                "num_nodes": self.dist.topology.num_nodes,
-                "device": self.device.type,
-                "precision": "bf16" if self.use_bf16 else "fp32",
-                "hyperparameters": self.hp.to_dict(),
-                "manifest": job.manifest.uri,
-                "run_id": job.manifest.run_id,
-                "model_uri": storage.join(job.output, "model/"),
-                "history": self.history,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
-        return out
-
-    def finish(self) -> dict[str, Any]:
-        """Evaluate on test, then rank 0 commits: model/ first, metrics.json last."""
-        metrics = self.metrics()
-        if self.dist.is_main:
-            metrics_uri = storage.join(self.job.output, "metrics.json")
-            storage.delete(metrics_uri)  # uncommit an older output before replacing its model
-            write_portable(self.model, storage.join(self.job.output, "model"))
-            storage.write_bytes(metrics_uri, (json.dumps(metrics, indent=2) + "\n").encode())
-            log.info(
-                "done: validation AUC %s, %.0f samples/s; wrote %s",
-                _fmt(metrics["validation_auc"]),
-                metrics["throughput_samples_per_s"] or 0.0,
-                metrics_uri,
-            )
-        self.dist.barrier()
-        return metrics
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def configure_logging(rank: int) -> None:
@@ -471,9 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(topology.rank)
     if topology.mode == "launcher":
         return launch(topology, "mlpipe_batch.train", argv, os.environ)
+    import torch
+
+    from mlpipe_batch.distributed import Dist, StopSignal
+    from mlpipe_batch.trainer import Stopped, Trainer
+
     stop = StopSignal().install()
-    if job.device.type == "cuda":
-        torch.cuda.set_device(job.device)
+    device = torch.device(job.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if topology.rank == 0:
         changed = {k: v for k, v in job.hp.to_dict().items() if job.hp_sources[k] != "default"}
         log.info(
@@ -481,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             topology.mode,
             topology.world_size,
             topology.num_nodes,
-            job.device.type,
+            device.type,
             job.attempt,
             json.dumps(changed),
         )
-    dist = Dist(topology, job.device, job.dist_timeout_s)
+    dist = Dist(topology, device, job.dist_timeout_s)
     try:
         trainer = Trainer(job, dist, stop)
         trainer.fit()
