@@ -38,13 +38,17 @@ node_modules/.installed: package.json package-lock.json
 	@node --version | grep -q '^v22\.' || { echo "node_modules/.bin/node is not Node 22" >&2; exit 1; }
 	@touch $@
 
-# Runtime dependencies of the Lambda functions, built for the Lambda platform (Python 3.13, arm64).
+# Runtime dependencies of the Lambda functions, built for the Lambda platform (Python 3.14, arm64).
 build/lambda-layer/.installed: lambdas/requirements.txt $(VENV)/.installed
 	rm -rf build/lambda-layer.tmp && mkdir -p build/lambda-layer.tmp/python
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp \
-	  --python-version 3.13 --target build/lambda-layer.tmp/python -r lambdas/requirements.txt
-	rm -rf build/lambda-layer && mv build/lambda-layer.tmp build/lambda-layer
+	  --python-version 3.14 --target build/lambda-layer.tmp/python -r lambdas/requirements.txt
+	# Lambda allows 250 MB unzipped: drop test suites, C headers and Arrow Flight (libarrow links Substrait).
+	cd build/lambda-layer.tmp/python && rm -rf pyarrow/include pyarrow/src pyarrow/libarrow_flight* pyarrow/_flight* \
+	  && find . -depth \( -name tests -o -name __pycache__ \) -type d -exec rm -rf {} +
+	cd build/lambda-layer.tmp && $(CURDIR)/$(PY) -m zipfile -c ../lambda-layer.zip.tmp python
+	rm -rf build/lambda-layer && mv build/lambda-layer.tmp build/lambda-layer && mv build/lambda-layer.zip.tmp build/lambda-layer.zip
 	@touch $@
 
 ENV ?= dev

@@ -19,7 +19,9 @@ LAMBDAS_DIR = REPO_ROOT / "lambdas"
 GLUE_JOBS_DIR = REPO_ROOT / "glue_jobs"
 EMR_STEPS_DIR = REPO_ROOT / "emr_steps"
 BATCH_CONTAINERS_DIR = REPO_ROOT / "batch_containers"
-LAMBDA_LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
+# Built by `make setup` from lambdas/requirements.txt (a zip: synth neither hashes nor copies a folder of 150 MB).
+LAMBDA_LAYER_ZIP = REPO_ROOT / "build" / "lambda-layer.zip"
+LAMBDA_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
 
 # The latest Python runtime that the pinned aws-cdk-lib offers, on Graviton (cheaper per GB-second).
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14

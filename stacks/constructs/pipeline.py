@@ -13,9 +13,10 @@ carry S3 pointers and small fields only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
-from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
@@ -31,6 +32,7 @@ from stacks.constructs.batch import BatchCompute
 from stacks.constructs.common import (
     S3_READ,
     S3_READ_WRITE,
+    S3_READ_WRITE_DELETE,
     acknowledge,
     acknowledge_resource_wildcard,
     allow,
@@ -45,7 +47,8 @@ from stacks.defaults import (
     EMR_STEP_TIMEOUT,
     EMR_TERMINATE_TIMEOUT,
     LAMBDA_ARCHITECTURE,
-    LAMBDA_LAYER_DIR,
+    LAMBDA_LAYER_ZIP,
+    LAMBDA_REQUIREMENTS,
     LAMBDA_RUNTIME,
     LAMBDA_TASK_TIMEOUT,
     LAMBDA_TIMEOUT,
@@ -144,14 +147,20 @@ class Pipeline(Construct):
         )
 
         # ---- Lambdas --------------------------------------------------------------------------------
-        if not (LAMBDA_LAYER_DIR / "python").is_dir():
+        if not LAMBDA_LAYER_ZIP.is_file():
             raise RuntimeError(
-                f"{LAMBDA_LAYER_DIR} is missing: run `make setup` (it builds the Lambda layer)"
+                f"{LAMBDA_LAYER_ZIP} is missing: run `make setup` (it builds the Lambda layer)"
             )
+        # The layer is a function of the pinned requirements and the target platform: hash those, not 150 MB.
+        layer_hash = hashlib.sha256(
+            LAMBDA_REQUIREMENTS.read_bytes() + f"{LAMBDA_RUNTIME.name}/{LAMBDA_ARCHITECTURE.name}".encode()
+        ).hexdigest()
         self.layer = lambda_.LayerVersion(
             self,
             "RuntimeDependencies",
-            code=lambda_.Code.from_asset(str(LAMBDA_LAYER_DIR), exclude=[".installed"]),
+            code=lambda_.Code.from_asset(
+                str(LAMBDA_LAYER_ZIP), asset_hash=layer_hash, asset_hash_type=AssetHashType.CUSTOM
+            ),
             compatible_runtimes=[LAMBDA_RUNTIME],
             compatible_architectures=[LAMBDA_ARCHITECTURE],
             description="mlpipe Lambda runtime dependencies (lambdas/requirements.txt)",
@@ -180,8 +189,9 @@ class Pipeline(Construct):
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-preprocessing",
             },
         )
-        allow_objects(self.preprocessing.role, lake.raw_bucket, ["events/"], S3_READ)
+        # Every Lambda commits its JSON atomically: write under tmp/, copy into runs/, delete the temporary.
         allow_objects(self.preprocessing.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
+        allow_objects(self.preprocessing.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
 
         self.training = self._function(
             "Training",
@@ -193,15 +203,17 @@ class Pipeline(Construct):
             },
         )
         allow_objects(self.training.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
-        allow_objects(self.training.role, lake.curated_bucket, ["features/"], S3_READ)
+        allow_objects(self.training.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
         allow(
             self.training.role,
-            [
-                "sagemaker:CreateModelPackage",
-                "sagemaker:ListModelPackages",
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:AddTags",
-            ],
+            ["sagemaker:ListModelPackages"],
+            ["*"],
+            sid="FindRegisteredModelPackage",
+            reason="ListModelPackages has no resource-level permissions; it only reads package summaries.",
+        )
+        allow(
+            self.training.role,
+            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
             [self.model_package_group.attr_model_package_group_arn, self._model_package_arn(config.env)],
             sid="RegisterModelPackages",
             reason="Model packages are created at run time as versions of the mlpipe group; nothing else.",
@@ -218,6 +230,7 @@ class Pipeline(Construct):
             },
         )
         allow_objects(self.inference.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
+        allow_objects(self.inference.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
         allow_objects(self.inference.role, lake.curated_bucket, ["features/"], S3_READ)
 
         # ---- State machine ----------------------------------------------------------------------------
@@ -405,12 +418,15 @@ class Pipeline(Construct):
             state.add_catch(handler, errors=["States.ALL"], result_path="$.error")
             return state
 
-        def invoke(name: str, function: lambda_.IFunction, payload: dict[str, object], result_path: str):
+        def invoke(
+            name: str, function: lambda_.IFunction, payload: dict[str, object] | None, result_path: str
+        ):
             task = tasks.LambdaInvoke(
                 self,
                 name,
                 lambda_function=function,
-                payload=sfn.TaskInput.from_object(payload),
+                # No payload: the function receives the state's input as it is (for Plan, the execution input).
+                payload=sfn.TaskInput.from_object(payload) if payload else None,
                 payload_response_only=True,
                 retry_on_service_exceptions=False,
                 result_path=result_path,
@@ -436,9 +452,8 @@ class Pipeline(Construct):
             return step
 
         batch_cfg = config.batch
-        batch_timeout = sfn.Timeout.duration(
-            Duration.minutes(batch_cfg.job_timeout_minutes * batch_cfg.retry_attempts + 60)
-        )
+        # Batch takes this as each attempt's timeout (the job definition's, stated again per job).
+        batch_timeout = sfn.Timeout.duration(Duration.minutes(batch_cfg.job_timeout_minutes))
 
         def submit(
             name: str, *, job_name: str, queue_arn: str, definition_arn: str, payload: sfn.TaskInput
@@ -460,9 +475,7 @@ class Pipeline(Construct):
             return job
 
         # 1. Plan the run.
-        plan = top_level(
-            invoke("Plan", self.preprocessing, {"input": sfn.JsonPath.entire_payload}, "$.plan"), "Plan"
-        )
+        plan = top_level(invoke("Plan", self.preprocessing, None, "$.plan"), "Plan")
 
         # 2. Clean with Glue while (transient) the EMR cluster starts.
         clean = tasks.GlueStartJobRun(

@@ -1,0 +1,107 @@
+"""Configuration: defaults, and one clear message naming the key for every kind of bad value."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpipe.config import ConfigError, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTEXT = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def context(env: str = "dev", **settings: Any) -> dict[str, Any]:
+    ctx = copy.deepcopy(CONTEXT)
+    ctx["env"] = env
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            ctx["environments"][env].setdefault(key, {}).update(value)
+        else:
+            ctx["environments"][env][key] = value
+    return ctx
+
+
+def test_defaults_and_environment_overrides() -> None:
+    dev = load_config(context("dev"), environ={})
+    prod = load_config(context("prod"), environ={})
+    assert (dev.network.profile, dev.emr.mode, dev.destroy_stateful) == ("dev", "transient", False)
+    assert (prod.network.profile, prod.network.nat_gateways, prod.glue.worker_type) == ("prod", 2, "G.2X")
+    assert prod.stack_name("Batch") == "MlpipeProd-Batch"
+
+
+def test_account_and_region_from_cdk_environment_unless_configured() -> None:
+    env = {"CDK_DEFAULT_ACCOUNT": "123456789012", "CDK_DEFAULT_REGION": "eu-west-1"}
+    assert (
+        c := load_config(context("dev"), environ=env)
+    ).account == "123456789012" and c.region == "eu-west-1"
+    pinned = load_config(context("dev", region="us-west-2"), environ=env)
+    assert pinned.region == "us-west-2"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"emr": {"mode": "always-on"}},
+            "environments.dev.emr.mode: 'always-on' is not one of 'transient', 'persistent'",
+        ),
+        ({"emr": {"nodes": 3}}, "environments.dev.emr.nodes: unknown key"),
+        ({"bogus": 1}, "environments.dev.bogus: unknown key"),
+        ({"batch": {"training_gpus": "1"}}, "environments.dev.batch.training_gpus: expected an integer"),
+        (
+            {"batch": {"training_gpus": 8}},
+            "environments.dev.batch.training_gpus: a training job asks for 8 GPU(s)",
+        ),
+        (
+            {"batch": {"multinode_gpus_per_node": 8}},
+            "environments.dev.batch.multinode_gpus_per_node: 8 GPUs per node, but g5.12xlarge has 4",
+        ),
+        (
+            {"batch": {"multinode_instance_type": "g5.48xlarge"}},
+            "environments.dev.batch.multinode_instance_type",
+        ),
+        (
+            {"batch": {"spot_instance_types": ["m5.large"]}},
+            "environments.dev.batch.spot_instance_types[0]: 'm5.large' is not a known GPU instance type",
+        ),
+        ({"network": {"profile": "staging"}}, "environments.dev.network.profile"),
+        ({"log_retention_days": 31}, "environments.dev.log_retention_days: must be one of"),
+        ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),
+        ({"pipeline": {"quality_gate_min_auc": 1.5}}, "environments.dev.pipeline.quality_gate_min_auc"),
+        ({"account": "12345"}, "environments.dev.account: must be 12 digits"),
+    ],
+)
+def test_bad_values_name_their_key(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(context("dev", **settings), environ={})
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_unknown_environment_and_destroy_flag() -> None:
+    with pytest.raises(ConfigError, match=r"env: unknown environment 'qa' \(known: dev, prod\)"):
+        load_config({**context("dev"), "env": "qa"}, environ={})
+    assert load_config({**context("dev"), "destroy_stateful": "true"}, environ={}).destroy_stateful is True
+    with pytest.raises(ConfigError, match="destroy_stateful: expected true or false"):
+        load_config({**context("dev"), "destroy_stateful": "yes"}, environ={})
+
+
+def test_app_fails_synth_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    bad = context("dev", batch={"training_gpus": 16})
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(bad), "CDK_OUTDIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
+        and "environments.dev.batch.training_gpus" in result.stderr
+    )
+    assert not list(tmp_path.rglob("*.template.json"))  # no stack was synthesized

@@ -1,0 +1,81 @@
+"""Synthesize the app once per configuration per test session, with cdk-nag registered as in app.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+os.environ["PATH"] = f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+
+pytestmark = pytest.mark.xdist_group("cdk")
+
+
+def cdk_context(env: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """cdk.json's context for `env`, with `overrides` merged into that environment's settings."""
+    context = copy.deepcopy(json.loads((REPO_ROOT / "cdk.json").read_text())["context"])
+    context["env"] = env
+    settings = context["environments"][env]
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            settings.setdefault(section, {}).update(values)
+        else:
+            settings[section] = values
+    return context
+
+
+@dataclass
+class Synth:
+    """One synthesized app: its templates by concern, and where the cloud assembly lies."""
+
+    templates: dict[str, Any]  # concern -> aws_cdk.assertions.Template
+    outdir: Path
+    config: Any
+
+    def template(self, concern: str) -> Any:
+        return self.templates[concern]
+
+    def json(self, concern: str) -> dict[str, Any]:
+        return json.loads((self.outdir / f"{self.config.stack_name(concern)}.template.json").read_text())
+
+
+def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+    from cdk_nag import AwsSolutionsChecks
+
+    from mlpipe.config import load_config
+    from stacks.platform import create_platform
+
+    app = cdk.App(context=context, outdir=str(outdir))
+    config = load_config(context, environ={})
+    platform = create_platform(app, config)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()  # raises if cdk-nag finds an unacknowledged violation
+    concerns = ["Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring"]
+    templates = {c: Template.from_stack(s) for c, s in zip(concerns, platform.stacks(), strict=True)}
+    return Synth(templates=templates, outdir=outdir, config=config)
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The default: dev network profile, transient EMR."""
+    return synthesize(cdk_context("dev"), tmp_path_factory.mktemp("cdk-dev"))
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """prod network profile with a persistent EMR cluster."""
+    return synthesize(cdk_context("prod", emr={"mode": "persistent"}), tmp_path_factory.mktemp("cdk-prod"))
+
+
+@pytest.fixture(scope="session")
+def context_for() -> Any:
+    """`cdk_context` as a fixture, for tests that synthesize a configuration of their own."""
+    return cdk_context

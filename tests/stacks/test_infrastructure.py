@@ -1,0 +1,195 @@
+"""Network, EMR, Batch, Glue and monitoring, as synthesized for dev and prod."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+pytestmark = pytest.mark.xdist_group("cdk")
+
+
+def _of_type(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] == type_]
+
+
+def test_dev_network_costs_nothing_idle(dev: Any) -> None:
+    t = dev.json("Network")
+    assert _of_type(t, "AWS::EC2::NatGateway") == []
+    assert _of_type(t, "AWS::EC2::VPCEndpoint")[0]["Properties"]["VpcEndpointType"] == "Gateway"
+    assert len(_of_type(t, "AWS::EC2::VPCEndpoint")) == 1
+    subnets = _of_type(t, "AWS::EC2::Subnet")
+    assert len(subnets) == 2 and all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets)
+    # AZs are chosen by the template, not looked up at synth.
+    assert {json.dumps(s["Properties"]["AvailabilityZone"]) for s in subnets} == {
+        json.dumps({"Fn::Select": [i, {"Fn::GetAZs": ""}]}) for i in (0, 1)
+    }
+    (flow_log,) = _of_type(t, "AWS::EC2::FlowLog")
+    assert (
+        flow_log["Properties"]["LogDestinationType"] == "s3"
+        and flow_log["Properties"]["TrafficType"] == "ALL"
+    )
+
+
+def test_prod_network_runs_work_in_private_subnets_behind_nat(prod: Any) -> None:
+    t = prod.json("Network")
+    assert len(_of_type(t, "AWS::EC2::NatGateway")) == 2
+    private = [s for s in _of_type(t, "AWS::EC2::Subnet") if not s["Properties"]["MapPublicIpOnLaunch"]]
+    assert len(private) == 2
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+def test_no_security_group_accepts_traffic_from_outside(synth_name: str, request: Any) -> None:
+    synth = request.getfixturevalue(synth_name)
+    for concern in ("Network", "Emr", "Batch"):
+        t = synth.json(concern)
+        for group in _of_type(t, "AWS::EC2::SecurityGroup"):
+            for rule in group["Properties"].get("SecurityGroupIngress", []):
+                assert rule.get("CidrIp") != "0.0.0.0/0", (concern, rule)
+        for rule in _of_type(t, "AWS::EC2::SecurityGroupIngress"):
+            assert "SourceSecurityGroupId" in rule["Properties"], (concern, rule)
+
+
+def test_emr_encrypts_at_rest_and_in_transit(dev: Any) -> None:
+    (config,) = _of_type(dev.json("Emr"), "AWS::EMR::SecurityConfiguration")
+    enc = config["Properties"]["SecurityConfiguration"]["EncryptionConfiguration"]
+    assert enc["EnableAtRestEncryption"] and enc["EnableInTransitEncryption"]
+    at_rest = enc["AtRestEncryptionConfiguration"]
+    assert at_rest["S3EncryptionConfiguration"]["EncryptionMode"] == "SSE-KMS"
+    assert at_rest["LocalDiskEncryptionConfiguration"]["EnableEbsEncryption"] is True
+    assert (
+        enc["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]["CertificateProviderType"]
+        == "PEM"
+    )
+
+
+def test_transient_mode_has_no_idle_cluster(dev: Any) -> None:
+    assert _of_type(dev.json("Emr"), "AWS::EMR::Cluster") == []
+
+
+def test_persistent_cluster_scales_on_spot_and_terminates_when_idle(prod: Any) -> None:
+    (cluster,) = _of_type(prod.json("Emr"), "AWS::EMR::Cluster")
+    p = cluster["Properties"]
+    assert p["ReleaseLabel"].startswith("emr-7.")
+    assert p["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    assert p["ManagedScalingPolicy"]["ComputeLimits"]["MaximumCapacityUnits"] == 40
+    task = p["Instances"]["TaskInstanceFleets"][0]
+    spot = task["LaunchSpecifications"]["SpotSpecification"]
+    assert task["TargetSpotCapacity"] > 0 and spot["AllocationStrategy"] == "price-capacity-optimized"
+    assert p["Instances"]["CoreInstanceFleet"]["TargetOnDemandCapacity"] >= 1
+    assert p["Instances"]["ServiceAccessSecurityGroup"]  # private subnets need it
+
+
+def test_batch_hosts_require_imdsv2_and_encrypted_volumes(dev: Any) -> None:
+    dev.template("Batch").has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": Match.object_like(
+                {
+                    "MetadataOptions": Match.object_like({"HttpTokens": "required"}),
+                    "BlockDeviceMappings": [
+                        Match.object_like({"Ebs": Match.object_like({"Encrypted": True})})
+                    ],
+                }
+            )
+        },
+    )
+
+
+def test_batch_compute_scales_from_zero_spot_first(dev: Any) -> None:
+    t = dev.json("Batch")
+    envs = [e["Properties"]["ComputeResources"] for e in _of_type(t, "AWS::Batch::ComputeEnvironment")]
+    assert sorted(e["Type"] for e in envs) == ["EC2", "SPOT"]
+    assert all(e["MinvCpus"] == 0 for e in envs)
+    assert [e["AllocationStrategy"] for e in envs if e["Type"] == "SPOT"] == ["SPOT_PRICE_CAPACITY_OPTIMIZED"]
+    queues = sorted(
+        (q["Properties"]["Priority"], len(q["Properties"]["ComputeEnvironmentOrder"]))
+        for q in _of_type(t, "AWS::Batch::JobQueue")
+    )
+    assert queues == [(10, 2), (20, 1)]
+
+
+def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
+    defs = _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition")
+    assert len(defs) == 3
+    for d in defs:
+        p = d["Properties"]
+        assert p["RetryStrategy"]["EvaluateOnExit"] == [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+            {"Action": "EXIT", "OnReason": "*"},
+        ]
+        assert p["RetryStrategy"]["Attempts"] == 3 and p["Timeout"]["AttemptDurationSeconds"] == 240 * 60
+    (multi,) = [d["Properties"] for d in defs if d["Properties"]["Type"] == "multinode"]
+    nodes = multi["NodeProperties"]
+    assert nodes["NumNodes"] == 2 and nodes["MainNode"] == 0
+    gpus = nodes["NodeRangeProperties"][0]["Container"]["ResourceRequirements"]
+    assert {"Type": "GPU", "Value": "4"} in gpus
+
+
+def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
+    assets = json.loads((dev.outdir / f"{dev.config.stack_name('Batch')}.assets.json").read_text())
+    images = list(assets["dockerImages"].values())
+    assert len(images) == 2
+    for image in images:
+        base = image["source"]["dockerBuildArgs"]["BASE_IMAGE"]
+        assert base == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8-gpu-py312"
+
+
+def test_glue_job_is_51_with_bookmarks_and_encryption(dev: Any) -> None:
+    t = dev.template("Glue")
+    t.has_resource_properties(
+        "AWS::Glue::Job",
+        {
+            "GlueVersion": "5.1",
+            "Command": Match.object_like({"Name": "glueetl"}),
+            "DefaultArguments": Match.object_like({"--job-bookmark-option": "job-bookmark-enable"}),
+            "SecurityConfiguration": Match.any_value(),
+            "WorkerType": "G.1X",
+            "NumberOfWorkers": 4,
+        },
+    )
+    t.has_resource_properties(
+        "AWS::Glue::SecurityConfiguration",
+        {
+            "EncryptionConfiguration": {
+                "CloudWatchEncryption": Match.object_like({"CloudWatchEncryptionMode": "SSE-KMS"}),
+                "JobBookmarksEncryption": Match.object_like({"JobBookmarksEncryptionMode": "CSE-KMS"}),
+                "S3Encryptions": [Match.object_like({"S3EncryptionMode": "SSE-KMS"})],
+            }
+        },
+    )
+    t.has_resource_properties(
+        "AWS::Glue::Table",
+        {
+            "TableInput": Match.object_like(
+                {
+                    "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+                    "StorageDescriptor": Match.object_like(
+                        {
+                            "SerdeInfo": Match.object_like(
+                                {
+                                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                                }
+                            )
+                        }
+                    ),
+                }
+            )
+        },
+    )
+
+
+def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:
+    t = dev.template("Monitoring")
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ExecutionsFailed",
+            "Namespace": "AWS/States",
+            "Threshold": 1,
+            "AlarmActions": [Match.any_value()],
+        },
+    )
+    t.resource_count_is("AWS::CloudWatch::Dashboard", 1)

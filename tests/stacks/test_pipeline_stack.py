@@ -1,0 +1,156 @@
+"""The state machine and the Lambdas, as synthesized."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+pytestmark = pytest.mark.xdist_group("cdk")
+
+
+def definition(synth: Any) -> dict[str, Any]:
+    """The state machine definition, its CloudFormation references replaced by a placeholder."""
+    template = synth.json("Pipeline")
+    (machine,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+
+
+def states(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, nested ones (Parallel branches, Map processors) included."""
+    for name, state in node["States"].items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from states(branch)
+        if "ItemProcessor" in state:
+            yield from states(state["ItemProcessor"])
+
+
+def test_parallel_states_join_glue_emr_batch_and_lambdas(dev: Any) -> None:
+    top = definition(dev)["States"]
+    prepare = {s for b in top["PrepareData"]["Branches"] for s in b["States"]}
+    assert {"CleanEvents", "CreateCluster"} <= prepare
+    train = top["TrainAndPrepareInference"]["Branches"]
+    assert train[0]["States"]["TrainCandidates"]["Type"] == "Map"
+    assert "BuildInferenceFeatures" in train[1]["States"] and "TerminateCluster" in train[1]["States"]
+    publish = {s for b in top["Publish"]["Branches"] for s in b["States"]}
+    assert {"RegisterModel", "BatchInference"} <= publish
+
+
+def test_work_runs_through_sync_integrations(dev: Any) -> None:
+    resources = {name: s.get("Resource", "") for name, s in states(definition(dev))}
+    assert resources["CleanEvents"].endswith(":states:::glue:startJobRun.sync")
+    assert resources["CreateCluster"].endswith(":states:::elasticmapreduce:createCluster.sync")
+    assert resources["BuildFeatures"].endswith(":states:::elasticmapreduce:addStep.sync")
+    assert resources["TerminateCluster"].endswith(":states:::elasticmapreduce:terminateCluster.sync")
+    for job in ("TrainSingleNode", "TrainMultiNode", "BatchInference"):
+        assert resources[job].endswith(":states:::batch:submitJob.sync"), job
+
+
+def test_every_task_retries_with_jitter_has_a_timeout_and_is_caught(dev: Any) -> None:
+    tasks = [(n, s) for n, s in states(definition(dev)) if s["Type"] == "Task"]
+    assert len(tasks) >= 12
+    for name, state in tasks:
+        # The Glue and Batch .sync integrations hand the task timeout to the job itself (Glue: Timeout in
+        # minutes; Batch: AttemptDurationSeconds): the service stops the job and the task fails with it.
+        timeout = state.get("Parameters", {}).get("Timeout")
+        if isinstance(timeout, dict):
+            timeout = timeout.get("AttemptDurationSeconds")
+        assert "TimeoutSeconds" in state or (timeout or 0) > 0, name
+        retries = state.get("Retry", [])
+        assert retries and all(r["JitterStrategy"] == "FULL" and r["BackoffRate"] > 1 for r in retries), name
+        assert "States.ALL" not in [e for r in retries for e in r["ErrorEquals"]], (
+            f"{name} retries everything"
+        )
+        if name not in ("NotifyFailure", "TerminateClusterAfterFailure"):
+            assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), name
+
+
+def test_failures_notify_once_then_fail_with_the_cause(dev: Any) -> None:
+    top = definition(dev)["States"]
+    handler = top[top["TrainAndPrepareInference"]["Catch"][0]["Next"]]
+    assert handler["Type"] == "Pass" and handler["Next"] == "NotifyFailure"
+    assert top["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
+    assert top["PipelineFailed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.failure.error",
+        "CausePath": "$.failure.cause",
+    }
+    # A transient cluster is terminated on the way out.
+    assert top["ClusterToTerminate?"]["Choices"][0]["Next"] == "TerminateClusterAfterFailure"
+    # Inside a branch, the cause is rewritten to name the state that failed.
+    branch_states = dict(states(top["PrepareData"]["Branches"][0]))
+    assert branch_states["CleanEvents failed"]["Parameters"]["cause.$"].startswith(
+        "States.Format('CleanEvents failed"
+    )
+
+
+def test_payloads_are_pointers_not_data(dev: Any) -> None:
+    top = definition(dev)["States"]
+    assert "Parameters" not in top["Plan"] and "InputPath" not in top["Plan"]  # Plan gets the execution input
+    for name in ("Plan", "ExpandCandidates", "SelectModel", "EvaluateModel"):
+        assert top[name]["ResultPath"].startswith("$."), name
+    train = dict(states(top["TrainAndPrepareInference"]["Branches"][0]))
+    assert train["TrainSingleNode"]["ResultSelector"] == {"JobId.$": "$.JobId", "Status.$": "$.Status"}
+
+
+def test_persistent_mode_adds_steps_to_the_stack_cluster(prod: Any) -> None:
+    top = definition(prod)["States"]
+    assert "PrepareData" not in top and "CreateCluster" not in str(top)
+    assert top["UsePersistentCluster"]["Parameters"] == {"ClusterId": "REF"}
+    assert "TerminateCluster" not in str(top)
+
+
+def test_state_machine_logs_everything_encrypted_and_traces(dev: Any) -> None:
+    t = dev.template("Pipeline")
+    t.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+        },
+    )
+    t.all_resources_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value()})
+    t.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+def test_lambdas_run_latest_python_on_arm_with_their_own_roles(dev: Any) -> None:
+    t = dev.template("Pipeline")
+    functions = t.find_resources("AWS::Lambda::Function")
+    assert len(functions) == 3
+    roles = {json.dumps(f["Properties"]["Role"]) for f in functions.values()}
+    assert len(roles) == 3, "one role per function"
+    for f in functions.values():
+        p = f["Properties"]
+        assert p["Runtime"] == "python3.14" and p["Architectures"] == ["arm64"]
+        assert p["TracingConfig"] == {"Mode": "Active"}
+        assert p["Handler"].endswith(".handler.handler")
+
+
+def test_training_lambda_may_only_register_in_its_own_group(dev: Any) -> None:
+    statements = [
+        s
+        for p in dev.json("Pipeline")["Resources"].values()
+        if p["Type"] == "AWS::IAM::Policy"
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("sagemaker:") for a in _list(s["Action"]))
+    ]
+    by_action = {a: s for s in statements for a in _list(s["Action"])}
+    assert set(by_action) == {
+        "sagemaker:CreateModelPackage",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:ListModelPackages",
+    }
+    assert "model-package/mlpipe-dev/*" in json.dumps(by_action["sagemaker:CreateModelPackage"]["Resource"])
+    assert by_action["sagemaker:ListModelPackages"]["Resource"] == "*"  # no resource-level permissions
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,153 @@
+"""Security by default across every template: IAM, encryption, cdk-nag, cfn-lint."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("cdk")
+
+CONCERNS = ["Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring"]
+
+# The only actions allowed on Resource "*": APIs without resource-level permissions (docs/security.md).
+RESOURCE_STAR_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "elasticmapreduce:RunJobFlow",
+    "elasticmapreduce:DescribeCluster",
+    "elasticmapreduce:TerminateJobFlows",
+    "elasticmapreduce:AddTags",
+    "sagemaker:ListModelPackages",
+}
+
+
+def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            out += props["PolicyDocument"]["Statement"]
+        if resource["Type"] == "AWS::IAM::Role":
+            out += [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+def test_no_wildcard_actions_and_resource_star_only_where_the_api_requires(
+    synth_name: str, request: Any
+) -> None:
+    synth = request.getfixturevalue(synth_name)
+    for concern in CONCERNS:
+        for statement in _statements(synth.json(concern)):
+            actions = _as_list(statement["Action"])
+            assert not [a for a in actions if "*" in a], f"{concern}: wildcard action in {statement}"
+            if "*" in _as_list(statement.get("Resource", [])) and statement["Effect"] == "Allow":
+                extra = set(actions) - RESOURCE_STAR_ACTIONS
+                assert not extra, f"{concern}: {extra} on Resource '*' ({statement})"
+
+
+def test_data_buckets_are_kms_encrypted_private_tls_only_and_logged(dev: Any) -> None:
+    buckets = dev.json("Storage")["Resources"]
+    data = {k: v for k, v in buckets.items() if v["Type"] == "AWS::S3::Bucket" and "LogsBucket" not in k}
+    assert len(data) == 3
+    for name, bucket in data.items():
+        p = bucket["Properties"]
+        sse = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms", name
+        assert sse["BucketKeyEnabled"] is True
+        assert p["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert "DestinationBucketName" in p["LoggingConfiguration"], name
+        assert bucket["DeletionPolicy"] == "Retain", name
+    policies = [v for v in buckets.values() if v["Type"] == "AWS::S3::BucketPolicy"]
+    assert len(policies) == 4
+    for policy in policies:
+        deny = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_artifacts_are_versioned_and_checkpoints_expire(dev: Any) -> None:
+    (artifacts,) = [
+        v
+        for k, v in dev.json("Storage")["Resources"].items()
+        if k.startswith("StorageArtifactsBucket") and v["Type"] == "AWS::S3::Bucket"
+    ]
+    p = artifacts["Properties"]
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {r["Id"]: r for r in p["LifecycleConfiguration"]["Rules"]}
+    assert (
+        rules["expire-checkpoints"]["Prefix"] == "checkpoints/"
+        and rules["expire-checkpoints"]["ExpirationInDays"] == 30
+    )
+    assert rules["expire-tmp"]["Prefix"] == "tmp/" and rules["expire-tmp"]["ExpirationInDays"] == 7
+
+
+def test_key_rotates(dev: Any) -> None:
+    dev.template("Storage").has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_destroy_stateful_flag_opts_in_to_deletion(tmp_path: Any, context_for: Any) -> None:
+    import aws_cdk as cdk
+
+    from mlpipe.config import load_config
+    from stacks.storage_stack import StorageStack
+
+    context = {**context_for("dev"), "destroy_stateful": "true"}
+    app = cdk.App(context=context, outdir=str(tmp_path))
+    config = load_config(context, environ={})
+    stack = StorageStack(app, "S", config=config, env=cdk.Environment(region=config.region))
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+    policies = {
+        r["Type"]: r.get("DeletionPolicy")
+        for r in template["Resources"].values()
+        if r["Type"] in ("AWS::S3::Bucket", "AWS::KMS::Key")
+    }
+    assert policies == {"AWS::S3::Bucket": "Delete", "AWS::KMS::Key": "Delete"}
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+def test_cdk_nag_reports_nothing_unacknowledged(synth_name: str, request: Any) -> None:
+    synth = request.getfixturevalue(synth_name)  # synthesis itself fails on an unacknowledged error
+    report = synth.outdir / "validation-report.json"
+    if report.exists():
+        findings = json.loads(report.read_text())
+        assert "AwsSolutions" not in json.dumps(findings), findings
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+def test_cfn_lint_finds_no_error_or_warning(synth_name: str, request: Any) -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    synth = request.getfixturevalue(synth_name)
+    problems = []
+    for concern in CONCERNS:
+        path = synth.outdir / f"{synth.config.stack_name(concern)}.template.json"
+        # Errors and warnings, as the cfn-lint command reports by default (informational rules aside).
+        problems += [
+            f"{concern}: {m}"
+            for m in lint(path.read_text(), config=ManualArgs(regions=[synth.config.region]))
+            if m.rule.id[0] in "EW"
+        ]
+    assert problems == []
