@@ -243,7 +243,7 @@ def main() -> int:
     parser.add_argument("--gpu-batch-size", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument(
-        "--trials", type=int, default=2, help="repetitions of the loader comparison (best kept)"
+        "--trials", type=int, default=4, help="repetitions of the loader comparison (default 4)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train.json"))
