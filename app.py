@@ -16,6 +16,7 @@ import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from mlpipe.config import ConfigError, load_config  # noqa: E402
+from stacks.constructs.batch import prefetch_dlc_image  # noqa: E402
 from stacks.platform import create_platform  # noqa: E402
 
 CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
@@ -29,6 +30,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
+    prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
     create_platform(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_batch as batch
@@ -25,13 +25,12 @@ _ROOT_VOLUME_GIB = 200
 _DOCKER_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 
 
-@cache
-def dlc_training_image(region: str, pytorch_version: str, python_version: str) -> str:
-    """The AWS Deep Learning Container for PyTorch GPU training, from the SageMaker SDK's image registry.
+_lookups: dict[tuple[str, str, str], Future[str]] = {}
+_lookup_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlc-image")
 
-    image_uris reads the registry JSON shipped inside the SDK: no network, no credentials.
-    """
-    from sagemaker.core import image_uris  # imported here: only synth needs it
+
+def _retrieve_dlc_image(region: str, pytorch_version: str, python_version: str) -> str:
+    from sagemaker.core import image_uris  # imported here: only synth needs it, and it takes a second or two
 
     return str(
         image_uris.retrieve(
@@ -43,6 +42,22 @@ def dlc_training_image(region: str, pytorch_version: str, python_version: str) -
             image_scope="training",
         )
     )
+
+
+def prefetch_dlc_image(region: str, pytorch_version: str, python_version: str) -> None:
+    """Start resolving the image in the background: the SDK's import overlaps with jsii's work."""
+    key = (region, pytorch_version, python_version)
+    if key not in _lookups:
+        _lookups[key] = _lookup_pool.submit(_retrieve_dlc_image, *key)
+
+
+def dlc_training_image(region: str, pytorch_version: str, python_version: str) -> str:
+    """The AWS Deep Learning Container for PyTorch GPU training, from the SageMaker SDK's image registry.
+
+    image_uris reads the registry JSON shipped inside the SDK: no network, no credentials.
+    """
+    prefetch_dlc_image(region, pytorch_version, python_version)
+    return _lookups[(region, pytorch_version, python_version)].result()
 
 
 class BatchCompute(Construct):

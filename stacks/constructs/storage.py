@@ -109,6 +109,11 @@ class Storage(Construct):
             removal_policy=removal,
             lifecycle_rules=[
                 s3.LifecycleRule(
+                    id="expire-flow-logs",
+                    prefix="vpc-flow-logs/",
+                    expiration=Duration.days(config.network.flow_log_retention_days),
+                ),
+                s3.LifecycleRule(
                     id="expire-logs",
                     expiration=Duration.days(365),
                     abort_incomplete_multipart_upload_after=Duration.days(7),

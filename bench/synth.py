@@ -1,0 +1,104 @@
+"""Synth time of the whole mlpipe app against a minimal one-stack app (the jsii floor), in one run.
+
+Both are synthesized through the pinned CDK CLI (`cdk synth`, what `make synth` runs) and as the bare app
+process (`python app.py`), alternately, several times; the medians and their ratio are printed.
+Target: full app at most 1.5x the minimal app through the CLI.
+
+    .venv/bin/python bench/synth.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+
+
+def _env(context: dict[str, object] | None, outdir: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
+        "CDK_DISABLE_CLI_TELEMETRY": "1",
+        "CDK_OUTDIR": outdir,
+    }
+    if context is not None:
+        env["CDK_CONTEXT_JSON"] = json.dumps(context)
+    return env
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"bench/synth.py: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
+    args = parser.parse_args()
+    if not CDK.exists():
+        sys.exit("bench/synth.py: node_modules/.bin/cdk is missing: run `make setup` first")
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    python = sys.executable
+    variants = {
+        "minimal (cdk synth)": lambda out: _timed(
+            [
+                str(CDK),
+                "synth",
+                "--quiet",
+                "--no-notices",
+                "--no-version-reporting",
+                "--ci",
+                "-o",
+                out,
+                "-a",
+                f"{python} bench/minimal_app.py",
+            ],
+            _env(None, out),
+        ),
+        "full app (cdk synth --all)": lambda out: _timed(
+            [
+                str(CDK),
+                "synth",
+                "--all",
+                "--quiet",
+                "--no-notices",
+                "--no-version-reporting",
+                "--ci",
+                "-o",
+                out,
+            ],
+            _env(None, out),
+        ),
+        "minimal (app process)": lambda out: _timed([python, "bench/minimal_app.py"], _env({}, out)),
+        "full app (app process)": lambda out: _timed([python, "app.py"], _env(context, out)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory(prefix="mlpipe-bench-synth-") as tmp:
+        for i in range(args.repeat):
+            for name, run in variants.items():  # alternate, so machine noise hits every variant alike
+                times[name].append(run(str(Path(tmp) / f"{i}-{len(times[name])}-{name.split()[0]}")))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(f"synth time, median of {args.repeat} runs on {os.cpu_count()} cores")
+    for name, t in times.items():
+        print(f"  {name:30s} {median[name]:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in t)}")
+    cli_ratio = median["full app (cdk synth --all)"] / median["minimal (cdk synth)"]
+    app_ratio = median["full app (app process)"] / median["minimal (app process)"]
+    print(f"ratio full/minimal through the CLI: {cli_ratio:.2f}x (target <= 1.5x)")
+    print(f"ratio full/minimal app process:     {app_ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
