@@ -129,6 +129,7 @@ def build(spark: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    io.check_local_inputs(args.input, getattr(args, "training_manifest", None))  # before paying for a JVM
     manifest = build(io.spark_session(PROG), args)
     print({s: manifest["splits"][s]["rows"] for s in features.SPLITS})
     return 0

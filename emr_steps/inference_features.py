@@ -121,6 +121,7 @@ def build(spark: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    io.check_local_inputs(args.input, getattr(args, "training_manifest", None))  # before paying for a JVM
     manifest = build(io.spark_session(PROG), args)
     print({"inference": manifest["splits"]["inference"]["rows"]})
     return 0

@@ -58,6 +58,12 @@ def read_events(spark: Any, uri: str) -> Any:
     return spark.read.parquet(normalize(uri)).select(*CURATED_COLUMNS)
 
 
+def check_local_inputs(*uris: str | None) -> None:
+    for uri in uris:
+        if uri and is_local(uri) and not local_path(uri).exists():
+            raise UsageError(f"input not found: {uri}")
+
+
 def run_main(prog: str, main: Any, argv: list[str] | None) -> int:
     """Run `main(argv)`; usage errors and unreadable input become one stderr line and exit status 2."""
     try:

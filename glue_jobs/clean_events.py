@@ -426,7 +426,9 @@ def run(spark: Any, args: dict[str, str], *, glue_context: Any = None) -> dict[s
         max_rows = int(args["max-rows-per-file"])
         if dates:
             (
-                merged.repartition(max(1, len(dates)), "dt")
+                # One shuffle partition per date (adaptive execution drops the empty ones); large dates are
+                # cut into files of at most max-rows-per-file rows.
+                merged.repartition("dt")
                 .sortWithinPartitions("dt", "ts", "event_id")
                 .write.mode("overwrite")
                 .option("maxRecordsPerFile", max_rows)
@@ -498,6 +500,8 @@ def _local_session() -> Any:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        if is_local(args["input"]) and not local_path(args["input"]).exists():
+            raise UsageError(f"input not found: {args['input']}")  # before paying for a JVM
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

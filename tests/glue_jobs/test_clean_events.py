@@ -1,0 +1,242 @@
+"""The Glue clean job on local Spark: every dirty-row kind, accounting, idempotence, schema, arguments."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlpipe.data import schema
+from mlpipe.data.generator import GeneratorConfig, generate
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JOB_PATH = REPO_ROOT / "glue_jobs" / "clean_events.py"
+
+
+def _load_job() -> Any:
+    spec = importlib.util.spec_from_file_location("mlpipe_glue_clean_events", JOB_PATH)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+job = _load_job()
+
+
+def _args(root: Path, input_dir: Path) -> dict[str, str]:
+    return job.parse_args(
+        ["--input", str(input_dir), "--output", str(root / "curated"), "--quarantine", str(root / "quarantine"),
+         "--report", str(root / "report.json")]
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def generated(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """4000 raw lines with 16% dirty rows (2% of each kind), gzip, cleaned once."""
+    root = tmp_path_factory.mktemp("clean")
+    cfg = GeneratorConfig(rows=4_000, output=str(root / "raw"), seed=11, dirty_fraction=0.16, rows_per_file=1_500,
+                          gzip=True, days=5)  # fmt: skip
+    result = generate(cfg)
+    args = _args(root, root / "raw")
+    report = job.run(spark, args)
+    return {"root": root, "cfg": cfg, "result": result, "args": args, "report": report}
+
+
+def test_schema_constants_match_the_generator() -> None:
+    for name in ("REQUIRED_FIELDS", "OPTIONAL_FIELDS", "DEVICES", "COUNTRIES", "CATEGORIES", "PRICE_RANGE",
+                 "POSITION_RANGE", "DISCOUNT_RANGE", "LABEL_VALUES", "TS_RANGE"):  # fmt: skip
+        assert getattr(job, name) == getattr(schema, name), name
+
+
+def test_accounting_identity_and_reasons_match_what_was_generated(generated) -> None:
+    report, dirty = generated["report"], generated["result"].dirty_counts
+    assert report["rows_in"] == generated["cfg"].rows
+    assert (
+        report["rows_in"]
+        == report["rows_curated"] + report["rows_quarantined"] + report["duplicates_removed"]
+    )
+    assert report["balanced"] is True
+    assert report["duplicates_removed"] == dirty["duplicate"]
+    assert report["quarantine_reasons"] == {k: n for k, n in dirty.items() if k != "duplicate"}
+    on_disk = json.loads(Path(generated["args"]["report"]).read_text())
+    assert on_disk["rows_curated"] == report["rows_curated"]
+
+
+def test_curated_rows_are_exactly_the_clean_events(spark, generated) -> None:
+    truth = pq.read_table(generated["cfg"].truth_uri).to_pydict()
+    clean = {
+        e: label
+        for e, label, d in zip(truth["event_id"], truth["label"], truth["dirty"], strict=True)
+        if d is None
+    }
+    rows = spark.read.parquet(generated["args"]["output"]).select("event_id", "label").collect()
+    assert len(rows) == len(clean)
+    assert {r["event_id"]: r["label"] for r in rows} == clean
+
+
+def test_output_schemas(spark, generated) -> None:
+    curated = spark.read.parquet(generated["args"]["output"])
+    assert dict(curated.dtypes) == {
+        "event_id": "string", "ts": "timestamp", "user_id": "string", "item_id": "string", "device": "string",
+        "country": "string", "category": "string", "price": "double", "position": "int", "discount": "double",
+        "label": "int", "dt": "date",
+    }  # fmt: skip
+    mismatched = curated.where("to_date(ts) != dt").count()
+    assert mismatched == 0
+    partitions = sorted(
+        p.name for p in Path(generated["args"]["output"]).iterdir() if p.name.startswith("dt=")
+    )
+    assert partitions == [f"dt=2026-01-0{d}" for d in range(1, 6)]
+    quarantine = spark.read.parquet(generated["args"]["quarantine"])
+    assert dict(quarantine.dtypes) == {
+        "reason": "string",
+        "field": "string",
+        "source_file": "string",
+        "line": "binary",
+    }
+    assert quarantine.where("source_file NOT LIKE '%part-s11-%.jsonl.gz'").count() == 0
+
+
+def test_rerun_on_the_same_input_writes_the_same_rows(spark, generated) -> None:
+    def snapshot() -> list[tuple]:
+        return sorted(tuple(r) for r in spark.read.parquet(generated["args"]["output"]).collect())
+
+    before = snapshot()
+    report = job.run(spark, generated["args"])
+    assert snapshot() == before
+    assert {k: report[k] for k in ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed")} == {
+        k: generated["report"][k]
+        for k in ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed")
+    }
+    assert report["rows_retained_from_earlier_runs"] == 0
+
+
+def test_incremental_run_adds_to_a_day_without_dropping_earlier_rows(
+    spark, generated, tmp_path: Path
+) -> None:
+    files = sorted((generated["root"] / "raw").iterdir())
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(files[0], first)
+    for f in files[1:]:
+        shutil.copy(f, second)
+    job.run(spark, _args(tmp_path, first))
+    report = job.run(spark, _args(tmp_path, second))  # like a bookmarked run that sees only new files
+    assert report["rows_retained_from_earlier_runs"] > 0
+    incremental = sorted(tuple(r) for r in spark.read.parquet(str(tmp_path / "curated")).collect())
+    full = sorted(tuple(r) for r in spark.read.parquet(generated["args"]["output"]).collect())
+    assert incremental == full
+
+
+HAND_MADE = [
+    # (line, expected reason, expected field); a valid line has reason None
+    (b'{"event_id":"e1","ts":"2026-01-02T03:04:05.006Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":3,"label":1}', None, None),
+    (b'{"event_id":"e2","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"tablet",'
+     b'"country":"JP","category":"toys","price":0,"position":50,"discount":0.9,"label":0}', None, None),
+    (b'{"event_id":"e1","ts":"2026-01-02T03:04:05.006Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":3,"label":1}', "duplicate", None),
+    (b'{"event_id":"e3","ts":"2026-01-02', "malformed_json", None),
+    (b"<html>502 Bad Gateway</html>", "malformed_json", None),
+    (b"[1, 2]", "malformed_json", None),
+    (b"", "malformed_json", None),
+    (b'{"event_id":"e4","user_id":"u1","item_id":"i1","device":"mobile","country":"US","category":"books",'
+     b'"price":1,"position":1,"label":0}', "missing_field", "ts"),
+    (b'{"event_id":"e5","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":null,"position":1,"label":0}', "missing_field", "price"),
+    (b'{"event_id":"e6","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":"9.5","position":1,"label":0}', "wrong_type", "price"),
+    (b'{"event_id":"e7","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":2.5,"label":0}', "wrong_type", "position"),
+    (b'{"event_id":"e8","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":2,"label":true}', "wrong_type", "label"),
+    (b'{"event_id":"e9","ts":"2026-01-02T03:04:05Z","user_id":12,"item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":2,"label":0}', "wrong_type", "user_id"),
+    (b'{"event_id":"e10","ts":"yesterday","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":2,"label":0}', "bad_timestamp", "ts"),
+    (b'{"event_id":"e11","ts":"1999-12-31T23:59:59Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":9.5,"position":2,"label":0}', "bad_timestamp", "ts"),
+    (b'{"event_id":"e12","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":-1,"position":2,"label":0}', "out_of_range", "price"),
+    (b'{"event_id":"e13","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":NaN,"position":2,"label":0}', "out_of_range", "price"),
+    (b'{"event_id":"e14","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":1,"position":0,"label":0}', "out_of_range", "position"),
+    (b'{"event_id":"e15","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":1,"position":1,"label":2}', "out_of_range", "label"),
+    (b'{"event_id":"e16","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":1,"position":1,"discount":1.5,"label":0}', "out_of_range", "discount"),
+    (b'{"event_id":"e17","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"smartwatch",'
+     b'"country":"US","category":"books","price":1,"position":1,"label":0}', "unknown_category", "device"),
+    (b'{"event_id":"e18","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"XX","category":"books","price":1,"position":1,"label":0}', "unknown_category", "country"),
+    (b'{"event_id":"e19","ts":"2026-01-02T03:04:05Z","user_id":"u1","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"b\xff\xfeoks","price":1,"position":1,"label":0}', "invalid_utf8", None),
+    (b'{"event_id":"e20","ts":"2026-01-02T03:04:05Z","user_id":"u\xc3\x28","item_id":"i1","device":"mobile",'
+     b'"country":"US","category":"books","price":1,"position":1,"label":0}', "invalid_utf8", None),
+]  # fmt: skip
+
+
+def test_every_kind_of_dirty_row_gets_its_reason(spark, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events.jsonl").write_bytes(b"\n".join(line for line, _, _ in HAND_MADE) + b"\n")
+    report = job.run(spark, _args(tmp_path, raw))
+    quarantined = {
+        bytes(r["line"]): (r["reason"], r["field"])
+        for r in spark.read.parquet(str(tmp_path / "quarantine")).collect()
+    }
+    expected = {
+        line: (reason, field) for line, reason, field in HAND_MADE if reason not in (None, "duplicate")
+    }
+    assert quarantined == expected
+    assert sorted(r["event_id"] for r in spark.read.parquet(str(tmp_path / "curated")).collect()) == [
+        "e1",
+        "e2",
+    ]
+    assert (report["rows_in"], report["rows_curated"], report["duplicates_removed"]) == (len(HAND_MADE), 2, 1)
+
+
+def test_glue_arguments_are_accepted_and_missing_ones_rejected() -> None:
+    args = job.parse_args(
+        ["--JOB_NAME", "clean", "--input", "s3://raw/events/", "--output", "s3://cur/events/", "--quarantine",
+         "s3://cur/quarantine/r1/", "--report=s3://cur/reports/r1/clean_report.json", "--TempDir", "s3://tmp/",
+         "--job-bookmark-option", "job-bookmark-enable", "--enable-metrics", "true", "--enable-glue-datacatalog"]
+    )  # fmt: skip
+    assert args["report"] == "s3://cur/reports/r1/clean_report.json" and args["JOB_NAME"] == "clean"
+    with pytest.raises(job.UsageError, match="missing required argument"):
+        job.parse_args(["--input", "a", "--output", "b", "--JOB_NAME", "x"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--input", "x", "--TempDir", "s3://t/"],
+            "missing required argument(s): --output, --quarantine, --report",
+        ),
+        (
+            ["--input", "/no/such/dir", "--output", "a", "--quarantine", "b", "--report", "c"],
+            "input not found",
+        ),
+        (["stray", "--input", "a"], "unexpected argument 'stray'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(JOB_PATH), *argv], capture_output=True, text=True, cwd=tmp_path,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("clean_events: error: ") and message in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
