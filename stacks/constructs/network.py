@@ -94,6 +94,7 @@ class Network(Construct):
                     subnets=self.workload_subnets,
                     security_groups=[endpoint_sg],
                     private_dns_enabled=True,
+                    open=False,  # the group above already admits HTTPS from the VPC CIDR, stated literally
                 )
 
     @property

@@ -193,3 +193,25 @@ def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:
         },
     )
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_prod_endpoints_profile_reaches_aws_without_nat(tmp_path: Any, context_for: Any) -> None:
+    import aws_cdk as cdk
+    from cdk_nag import AwsSolutionsChecks
+
+    from mlpipe.config import load_config
+    from stacks.network_stack import NetworkStack
+
+    context = context_for("prod", network={"prod_egress": "endpoints"})
+    app = cdk.App(context=context, outdir=str(tmp_path))
+    config = load_config(context, environ={})
+    stack = NetworkStack(app, "N", config=config, env=cdk.Environment(region=config.region))
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    t = app.synth().get_stack_by_name(stack.stack_name).template
+    assert _of_type(t, "AWS::EC2::NatGateway") == []
+    assert _of_type(t, "AWS::EC2::InternetGateway") == []
+    endpoints = _of_type(t, "AWS::EC2::VPCEndpoint")
+    interface = [e for e in endpoints if e["Properties"]["VpcEndpointType"] == "Interface"]
+    assert len(interface) == 10 and all(e["Properties"]["PrivateDnsEnabled"] for e in interface)
+    names = {json.dumps(e["Properties"]["ServiceName"]) for e in interface}
+    assert any("ecr.dkr" in n for n in names) and any("elasticmapreduce" in n for n in names)
