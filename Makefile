@@ -53,7 +53,7 @@ build/lambda-layer/.installed: lambdas/requirements.txt $(VENV)/.installed
 
 ENV ?= dev
 synth: setup
-	$(CDK) synth --all --quiet -c env=$(ENV) $(CDK_FLAGS)
+	$(CDK) synth --quiet -c env=$(ENV) $(CDK_FLAGS)
 	@echo "synthesized $$(ls $(CDK_OUTDIR)/*.template.json | wc -l) templates into $(CDK_OUTDIR)"
 
 lint: setup

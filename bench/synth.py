@@ -30,8 +30,8 @@ def _env(context: dict[str, object] | None, outdir: str) -> dict[str, str]:
         "CDK_DISABLE_CLI_TELEMETRY": "1",
         "CDK_OUTDIR": outdir,
     }
-    if context is not None:
-        env["CDK_CONTEXT_JSON"] = json.dumps(context)
+    if context is not None:  # the bare app process, given the context the CLI would pass
+        env["CDK_CONTEXT_JSON"] = json.dumps({**context, "aws:cdk:disable-stack-trace": True})
     return env
 
 

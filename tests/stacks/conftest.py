@@ -53,7 +53,8 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     from mlpipe.config import load_config
     from stacks.platform import create_platform
 
-    app = cdk.App(context=context, outdir=str(outdir))
+    # As the CDK CLI does: no construct creation stack traces (they are for `cdk synth --debug`).
+    app = cdk.App(context={**context, "aws:cdk:disable-stack-trace": True}, outdir=str(outdir))
     config = load_config(context, environ={})
     platform = create_platform(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
