@@ -99,6 +99,22 @@ def test_given_candidates_and_gate_override_are_planned(
     assert "--target-shard-mb" not in payload["emr_features_args"]
 
 
+def test_list_hyperparameters_are_planned_as_the_training_container_takes_them(
+    s3: Any, store: Any, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training container's `hidden` is a list of layer widths; the deployment's default candidates
+    (mlpipe.config) use one, so a list of numbers must pass both as a default and in the input."""
+    defaults = [{"name": "wide", "hyperparameters": {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}}]
+    monkeypatch.setenv("DEFAULT_CANDIDATES", json.dumps(defaults))
+    payload = plan_run(s3, raw_input(lambda_env), PlanSettings.from_env())
+    plan = store.get_json(payload["plan_uri"])
+    assert plan["candidates"][0]["hyperparameters"] == {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}
+
+    given = [{"name": "deep", "hyperparameters": {"hidden": [64, 64, 32]}}]
+    plan = store.get_json(plan_run(s3, raw_input(lambda_env, candidates=given), PlanSettings.from_env())["plan_uri"])
+    assert plan["candidates"][0]["hyperparameters"] == {"hidden": [64, 64, 32]}
+
+
 def test_same_input_twice_maps_to_the_same_run_and_plan(
     s3: Any, store: Any, lambda_env: dict[str, str]
 ) -> None:
@@ -218,8 +234,18 @@ BAD_INPUTS = [
     ),
     (
         "nested hyperparameter value",
-        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"layers": [64, 32]}}]},
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"layers": {"a": 64}}}]},
         "input.candidates[0].hyperparameters.layers cannot be validated",
+    ),
+    (
+        "hyperparameter list of non-numbers",
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"hidden": ["64"]}}]},
+        "input.candidates[0].hyperparameters.hidden cannot be validated",
+    ),
+    (
+        "hyperparameter list too long",
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"hidden": [8] * 17}}]},
+        "input.candidates[0].hyperparameters.hidden cannot be validated",
     ),
     (
         "duplicate candidate names",
