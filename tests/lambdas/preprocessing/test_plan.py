@@ -111,7 +111,9 @@ def test_list_hyperparameters_are_planned_as_the_training_container_takes_them(
     assert plan["candidates"][0]["hyperparameters"] == {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}
 
     given = [{"name": "deep", "hyperparameters": {"hidden": [64, 64, 32]}}]
-    plan = store.get_json(plan_run(s3, raw_input(lambda_env, candidates=given), PlanSettings.from_env())["plan_uri"])
+    plan = store.get_json(
+        plan_run(s3, raw_input(lambda_env, candidates=given), PlanSettings.from_env())["plan_uri"]
+    )
     assert plan["candidates"][0]["hyperparameters"] == {"hidden": [64, 64, 32]}
 
 
