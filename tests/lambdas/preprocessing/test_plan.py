@@ -246,7 +246,7 @@ BAD_INPUTS = [
     ),
     (
         "hyperparameter list too long",
-        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"hidden": [8] * 17}}]},
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "hyperparameters": {"hidden": [8] * 9}}]},
         "input.candidates[0].hyperparameters.hidden cannot be validated",
     ),
     (
