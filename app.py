@@ -27,11 +27,11 @@ def main() -> int:
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
         config = load_config(context)
+        prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
+        create_platform(app, config)  # also runs the synth-time guards (stacks/guards.py)
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
-    create_platform(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     return 0

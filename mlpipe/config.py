@@ -425,7 +425,7 @@ def _check(config: MlpipeConfig, path: str) -> None:
     _require(1 <= glue.timeout_minutes <= 2880, f"{path}.glue.timeout_minutes", "must be 1 to 2880")
 
     pipe = config.pipeline
-    _require(1 <= pipe.max_candidates <= 32, f"{path}.pipeline.max_candidates", "must be 1 to 32")
+    _require(1 <= pipe.max_candidates <= 64, f"{path}.pipeline.max_candidates", "must be 1 to 64")
     _require(
         1 <= pipe.map_max_concurrency <= pipe.max_candidates,
         f"{path}.pipeline.map_max_concurrency",

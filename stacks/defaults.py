@@ -54,6 +54,14 @@ def bucket_name(config: MlpipeConfig, purpose: str, scope: IConstruct) -> str:
     return f"{config.stack_prefix.lower()}-{config.env}-{purpose}-{stack.account}-{stack.region}"
 
 
+def longest_bucket_name(config: MlpipeConfig) -> int:
+    """The length of the longest lake bucket name (a 12-digit account in place of the account token)."""
+    return max(len(f"{config.stack_prefix}-{config.env}-{p}-{'0' * 12}-{config.region}") for p in _PURPOSES)
+
+
+_PURPOSES = ("raw", "curated", "artifacts", "logs")
+
+
 # Glue database and curated-table names (underscore: Athena and Glue prefer it).
 def glue_database_name(config: MlpipeConfig) -> str:
     return f"mlpipe_{config.env}"

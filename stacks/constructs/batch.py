@@ -209,7 +209,7 @@ class BatchCompute(Construct):
             batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
         ]
         timeout = Duration.minutes(config.job_timeout_minutes)
-        train_command = [
+        self.training_command = train_command = [
             "python",
             "-m",
             "mlpipe_batch.train",
@@ -298,23 +298,17 @@ class BatchCompute(Construct):
             propagate_tags=True,
         )
 
+        self.inference_command = [
+            "python", "-m", "mlpipe_batch.infer",
+            "--manifest", "Ref::manifest", "--model", "Ref::model", "--output", "Ref::output",
+        ]  # fmt: skip
         self.inference_job_definition = batch.EcsJobDefinition(
             self,
             "InferenceJobDefinition",
             container=container(
                 "InferenceContainer",
                 image_=inference_image,
-                command=[
-                    "python",
-                    "-m",
-                    "mlpipe_batch.infer",
-                    "--manifest",
-                    "Ref::manifest",
-                    "--model",
-                    "Ref::model",
-                    "--output",
-                    "Ref::output",
-                ],
+                command=self.inference_command,
                 gpus=config.inference_gpus,
                 vcpus=config.inference_vcpus,
                 memory_mib=config.inference_memory_mib,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
@@ -28,6 +28,7 @@ from constructs import Construct
 
 import mlpipe
 from mlpipe.config import MlpipeConfig
+from stacks import guards
 from stacks.constructs.batch import BatchCompute
 from stacks.constructs.common import (
     S3_READ,
@@ -55,6 +56,7 @@ from stacks.defaults import (
     LAMBDA_TRACING,
     LAMBDAS_DIR,
     SNS_TASK_TIMEOUT,
+    longest_bucket_name,
 )
 
 # Transient errors of each integration; anything else is the work's own failure and is not retried.
@@ -253,6 +255,22 @@ class Pipeline(Construct):
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         _drop_redundant_dependency(self.state_machine, self.state_machine.role)
         self._acknowledge_state_machine_role()
+        self._check_limits(batch_)
+
+    def _check_limits(self, batch_: BatchCompute) -> None:
+        """Synth-time guards (stacks/guards.py): fail now rather than at the 46th candidate of a run."""
+        config = self._config
+        bounds = guards.training_parameter_bounds(longest_bucket_name(config))
+        guards.check_batch_command("training", batch_.training_command, bounds)
+        guards.check_batch_command("inference", batch_.inference_command, bounds)
+        guards.check_candidates_payload(config, longest_bucket_name(config))
+        # The definition as CloudFormation will receive it; references stand in as a placeholder.
+        cfn = self.state_machine.node.default_child
+        assert isinstance(cfn, sfn.CfnStateMachine)
+        resolved = Stack.of(self).resolve(cfn.definition_string)
+        parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) else [resolved]
+        graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+        guards.check_history(config, graph)
 
     # ------------------------------------------------------------------------------------------------
     def _model_package_arn(self, env: str) -> str:
@@ -261,6 +279,10 @@ class Pipeline(Construct):
         )
 
     def _function(self, name: str, handler: str, environment: dict[str, str]) -> lambda_.Function:
+        # A value still unresolved here (a bucket name, an asset URI) is counted at 256 bytes, more than any is.
+        guards.check_lambda_environment(
+            name, {k: ("x" * 256 if Token.is_unresolved(v) else v) for k, v in environment.items()}
+        )
         log_group = encrypted_log_group(
             self,
             f"{name}Logs",

@@ -1,0 +1,78 @@
+"""Synth-time guards: a configuration that could break an AWS limit at run time fails synth instead."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpipe.config import load_config
+from stacks import guards
+
+pytestmark = pytest.mark.xdist_group("cdk")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_deployed_configuration_fits_every_limit(dev: Any, context_for: Any) -> None:
+    config = load_config(context_for("dev"), environ={})
+    bounds = guards.training_parameter_bounds(63)
+    assert (
+        guards.check_batch_command("training", ["python", "-m", "x", "--h", "Ref::hyperparameters"], bounds)
+        < 8192
+    )
+    assert guards.check_candidates_payload(config, 63) < 256 * 1024
+
+
+def test_hyperparameter_bounds_come_from_the_execution_input_schema() -> None:
+    # 16 properties x (64-character name, longest value: a list of 8 numbers) fits; the schema enforces it.
+    longest = guards.longest_hyperparameters_json()
+    assert 2_000 < longest < 5_000
+    with pytest.raises(guards.GuardError, match="training: its command could reach"):
+        guards.check_batch_command(
+            "training", ["Ref::hyperparameters", "Ref::hyperparameters"], {"hyperparameters": 5_000}
+        )
+
+
+def test_too_many_candidates_for_one_state_payload(context_for: Any) -> None:
+    config = load_config(context_for("dev", pipeline={"max_candidates": 64}), environ={})
+    with pytest.raises(
+        guards.GuardError, match=r"pipeline.max_candidates: 64 candidates could make .* 256 KiB"
+    ):
+        guards.check_candidates_payload(config, 63)
+
+
+def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: Any) -> None:
+    template = dev.json("Pipeline")
+    (machine,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+    config = load_config(context_for("dev"), environ={})
+    events = guards.check_history(config, graph)
+    assert 200 < events < 2_000
+    huge = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, max_candidates=2_000))
+    with pytest.raises(guards.GuardError, match=r"2000 candidates could write \d+ history events"):
+        guards.check_history(huge, graph)
+
+
+def test_lambda_environment_over_4_kib_fails() -> None:
+    with pytest.raises(guards.GuardError, match="Lambda Preprocessing: its environment would be"):
+        guards.check_lambda_environment("Preprocessing", {"DEFAULT_CANDIDATES": "x" * 5000})
+
+
+def test_synth_fails_with_the_guard_message(context_for: Any, tmp_path: Path) -> None:
+    context = context_for("dev", pipeline={"max_candidates": 60})
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "pipeline.max_candidates: 60 candidates could make" in result.stderr
+    assert not list(tmp_path.rglob("*.template.json"))
