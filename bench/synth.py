@@ -71,7 +71,8 @@ def main() -> None:
         "full app (cdk synth)": lambda out: _timed(
             [
                 str(CDK),
-                "synth", "--quiet",
+                "synth",
+                "--quiet",
                 "--no-notices",
                 "--no-version-reporting",
                 "--ci",
