@@ -76,3 +76,13 @@ def test_synth_fails_with_the_guard_message(context_for: Any, tmp_path: Path) ->
     assert result.returncode == 2, result.stderr[-2000:]
     assert "pipeline.max_candidates: 60 candidates could make" in result.stderr
     assert not list(tmp_path.rglob("*.template.json"))
+
+
+def test_an_unknown_deep_learning_container_version_names_the_key() -> None:
+    from mlpipe.config import ConfigError
+    from stacks.constructs.batch import dlc_training_image
+
+    with pytest.raises(
+        ConfigError, match=r"batch.dlc_pytorch_version: .* no PyTorch 9.9 \(py312\) .* us-east-1"
+    ):
+        dlc_training_image("us-east-1", "9.9", "py312")
