@@ -21,6 +21,12 @@ class UsageError(ValueError):
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("data", "mlpipe.data.cli", "generate and inspect the reference workload's datasets"),
+    ("run", "mlpipe.commands.run", "start a pipeline execution on the deployed state machine"),
+    ("status", "mlpipe.commands.status", "show a pipeline execution (or follow it with --wait)"),
+    ("list", "mlpipe.commands.list_runs", "list the pipeline's executions"),
+    ("stop", "mlpipe.commands.stop", "stop a running pipeline execution"),
+    ("redrive", "mlpipe.commands.redrive", "resume a failed pipeline execution"),
+    ("train", "mlpipe.commands.train", "submit and follow Batch training jobs"),
 )
 
 

@@ -1,0 +1,609 @@
+"""Batch training jobs: check a request against the job definition and the queue's compute, submit it,
+then follow, read the logs of, or cancel the job.
+
+    from mlpipe.client import Aws, Deployment, TrainingJobs, TrainingRequest
+    jobs = TrainingJobs(Deployment(Aws(region="eu-west-1")))
+    job = jobs.submit(TrainingRequest(manifest="s3://<curated>/features/r1/manifest.json",
+                                      output="s3://<artifacts>/runs/r1/candidates/a/", gpus=1))
+
+Every check runs before SubmitJob; a request the queue cannot serve (too many GPUs for its instance types,
+a multi-node job on Spot only, more nodes than the job definition's node ranges cover) is a UsageError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlpipe.client import run_input
+from mlpipe.client.discovery import Deployment
+from mlpipe.client.errors import NotFound, UsageError, is_code
+from mlpipe.instances import GPU_INSTANCES, GpuInstance
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+CANCELLABLE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+S3_OBJECT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
+S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(\S*/)?$")
+QUEUE_ALIASES = {"spot-first": "SpotFirstQueue", "on-demand": "OnDemandQueue"}
+MAX_NODES = 16  # the execution-input schema's bound on candidates[].nodes
+MAX_GPUS = 8  # the largest GPU count of one instance in mlpipe.instances
+MAX_ARRAY = 10_000
+MAX_DEPENDENCIES = 20
+MAX_TAGS = 50
+DEPENDENCY_TYPES = ("N_TO_N", "SEQUENTIAL")
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """One training job. Unset values come from the deployment (job definition, queue) or defaults."""
+
+    manifest: str
+    """The feature manifest (`s3://<curated>/features/<run_id>/manifest.json`)."""
+    output: str
+    """The output prefix: model/ and metrics.json go under it."""
+    checkpoint: str | None = None
+    """The checkpoint prefix; default `s3://<artifacts bucket>/checkpoints/<job name>/`."""
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    nodes: int = 1
+    """More than 1: a multi-node parallel (DDP) job on the multi-node job definition."""
+    gpus: int | None = None
+    """GPUs per node; default: the job definition's."""
+    array_size: int | None = None
+    """2 to 10000: an array job of that many single-node children."""
+    queue: str | None = None
+    """`spot-first`, `on-demand`, a queue name or ARN; default spot-first (single node) or on-demand."""
+    job_definition: str | None = None
+    """A name, name:revision or ARN; default: the deployment's training or multi-node job definition."""
+    name: str | None = None
+    retry_attempts: int | None = None
+    timeout_minutes: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    """Job ids, each optionally `:N_TO_N` or `:SEQUENTIAL` (array jobs)."""
+
+
+@dataclass(frozen=True)
+class ComputeEnvironment:
+    name: str
+    spot: bool
+    max_vcpus: int
+    instance_types: tuple[str, ...]
+
+    def gpu_instances(self) -> tuple[list[GpuInstance], list[str]]:
+        """The catalog entries of this environment's instance types (families expanded), and the types the
+        catalog does not know."""
+        known, unknown = [], []
+        for name in self.instance_types:
+            if name in GPU_INSTANCES:
+                known.append(GPU_INSTANCES[name])
+            elif "." not in name and (
+                family := [i for i in GPU_INSTANCES.values() if i.name.startswith(name + ".")]
+            ):
+                known.extend(family)
+            else:
+                unknown.append(name)
+        return known, unknown
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What was (or, with dry_run, would be) submitted."""
+
+    request: dict[str, Any]
+    """The SubmitJob request."""
+    job_id: str | None = None
+    job_arn: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "job_arn": self.job_arn,
+            "job_name": self.request["jobName"],
+            "request": self.request,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    name: str
+    status: str
+    status_reason: str | None
+    queue: str | None
+    job_definition: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    exit_code: int | None
+    attempts: int
+    parameters: dict[str, str]
+    log_group: str | None
+    log_stream: str | None
+    array_summary: dict[str, int] | None
+    num_nodes: int | None
+    raw: dict[str, Any]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "job_id": self.job_id,
+            "job_name": self.name,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "queue": self.queue,
+            "job_definition": self.job_definition,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "stopped_at": _iso(self.stopped_at),
+            "exit_code": self.exit_code,
+            "attempts": self.attempts,
+            "parameters": self.parameters,
+            "log_group": self.log_group,
+            "log_stream": self.log_stream,
+        }
+        if self.array_summary is not None:
+            document["array"] = self.array_summary
+        if self.num_nodes is not None:
+            document["nodes"] = self.num_nodes
+        return document
+
+
+class TrainingJobs:
+    """The deployment's Batch training, seen from a user's seat."""
+
+    def __init__(
+        self, deployment: Deployment, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.deployment = deployment
+        self._now = now
+
+    @property
+    def _batch(self) -> Any:
+        return self.deployment.aws.client("batch")
+
+    # ---- submitting ----------------------------------------------------------------------------------
+    def build(self, request: TrainingRequest) -> dict[str, Any]:
+        """The SubmitJob request, after every check (offline checks first, then the job definition and the
+        queue's compute environments)."""
+        _check_offline(request)
+        multi_node = request.nodes > 1
+        name = request.name or f"mlpipe-train-{self._now():%Y%m%d-%H%M%S}"
+        definition = self.job_definition(
+            request.job_definition
+            or self.deployment.output("MultiNodeJobDefinition" if multi_node else "TrainingJobDefinition")
+        )
+        queue = self.job_queue(request.queue or ("on-demand" if multi_node else "spot-first"))
+        environments = self.compute_environments(queue)
+        checkpoint = request.checkpoint or (
+            f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/{name}/"
+        )
+        if not S3_PREFIX.match(checkpoint):
+            raise UsageError(f"--checkpoint {checkpoint!r} must be an s3:// prefix ending in '/'")
+        submit: dict[str, Any] = {
+            "jobName": name,
+            "jobQueue": queue["jobQueueArn"],
+            "jobDefinition": definition["jobDefinitionArn"],
+            "parameters": {
+                "manifest": request.manifest,
+                "output": request.output,
+                "checkpoint": checkpoint,
+                "hyperparameters": json.dumps(
+                    dict(request.hyperparameters), sort_keys=True, separators=(",", ":")
+                ),
+            },
+            "tags": {"mlpipe:submitted-by": "mlpipe-cli", **request.tags},
+        }
+        missing = sorted(set(submit["parameters"]) - set(definition.get("parameters", {})))
+        if missing:
+            raise UsageError(
+                f"job definition {definition['jobDefinitionName']} takes no parameter(s) {', '.join(missing)}: "
+                "it is not an mlpipe training job definition"
+            )
+        if multi_node:
+            submit["nodeOverrides"] = _check_multi_node(request, definition, queue, environments)
+        else:
+            gpus = _check_single_node(request, definition, queue, environments)
+            if request.gpus is not None:
+                submit["containerOverrides"] = {"resourceRequirements": [{"type": "GPU", "value": str(gpus)}]}
+            if request.array_size is not None:
+                submit["arrayProperties"] = {"size": request.array_size}
+        if request.retry_attempts is not None:
+            retry: dict[str, Any] = {"attempts": request.retry_attempts}
+            evaluate = definition.get("retryStrategy", {}).get("evaluateOnExit")
+            if evaluate:  # keep the definition's rules (retry Spot reclaims only)
+                retry["evaluateOnExit"] = evaluate
+            submit["retryStrategy"] = retry
+        if request.timeout_minutes is not None:
+            submit["timeout"] = {"attemptDurationSeconds": request.timeout_minutes * 60}
+        if request.depends_on:
+            submit["dependsOn"] = [
+                _dependency(d, array=request.array_size is not None) for d in request.depends_on
+            ]
+        return submit
+
+    def submit(self, request: TrainingRequest, *, dry_run: bool = False) -> Submission:
+        built = self.build(request)
+        if dry_run:
+            return Submission(built)
+        response = self._batch.submit_job(**built)
+        return Submission(built, job_id=response["jobId"], job_arn=response.get("jobArn"))
+
+    def job_definition(self, ref: str) -> dict[str, Any]:
+        try:
+            found = self._batch.describe_job_definitions(jobDefinitions=[ref])["jobDefinitions"]
+        except Exception as exc:
+            if is_code(exc, "ClientException"):
+                raise NotFound(f"job definition {ref!r} not found") from None
+            raise
+        active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+        if not active:
+            raise NotFound(f"job definition {ref!r} not found (or not ACTIVE)")
+        newest: dict[str, Any] = max(active, key=lambda d: int(d.get("revision", 0)))
+        return newest
+
+    def job_queue(self, ref: str) -> dict[str, Any]:
+        if ref in QUEUE_ALIASES:
+            ref = self.deployment.output(QUEUE_ALIASES[ref])
+        try:
+            queues = self._batch.describe_job_queues(jobQueues=[ref])["jobQueues"]
+        except Exception as exc:
+            if is_code(exc, "ClientException"):
+                raise NotFound(f"job queue {ref!r} not found") from None
+            raise
+        if not queues:
+            aliases = ", ".join(QUEUE_ALIASES)
+            raise NotFound(f"job queue {ref!r} not found (give {aliases}, a queue name or a queue ARN)")
+        queue: dict[str, Any] = queues[0]
+        if queue.get("state") != "ENABLED":
+            raise UsageError(f"job queue {queue['jobQueueName']} is {queue.get('state')}: it takes no jobs")
+        return queue
+
+    def compute_environments(self, queue: dict[str, Any]) -> list[ComputeEnvironment]:
+        order = sorted(queue.get("computeEnvironmentOrder", []), key=lambda o: o["order"])
+        arns = [o["computeEnvironment"] for o in order]
+        if not arns:
+            raise UsageError(f"job queue {queue['jobQueueName']} has no compute environment")
+        described = self._batch.describe_compute_environments(computeEnvironments=arns)["computeEnvironments"]
+        environments = []
+        for item in described:
+            resources = item.get("computeResources", {})
+            if item.get("state", "ENABLED") != "ENABLED":
+                continue
+            environments.append(
+                ComputeEnvironment(
+                    name=item["computeEnvironmentName"],
+                    spot=resources.get("type") in ("SPOT", "FARGATE_SPOT"),
+                    max_vcpus=int(resources.get("maxvCpus", 0)),
+                    instance_types=tuple(resources.get("instanceTypes", ())),
+                )
+            )
+        if not environments:
+            raise UsageError(f"job queue {queue['jobQueueName']} has no ENABLED compute environment")
+        return environments
+
+    # ---- looking -------------------------------------------------------------------------------------
+    def describe(self, job_id: str) -> Job:
+        _check_job_id(job_id)
+        jobs = self._batch.describe_jobs(jobs=[job_id])["jobs"]
+        if not jobs:
+            raise NotFound(f"no Batch job {job_id!r} in {self.deployment.aws.region}")
+        return self._job(jobs[0])
+
+    def _job(self, raw: dict[str, Any]) -> Job:
+        container = raw.get("container", {})
+        attempts = raw.get("attempts", [])
+        stream = container.get("logStreamName")
+        if not stream and attempts:
+            stream = attempts[-1].get("container", {}).get("logStreamName")
+        options = container.get("logConfiguration", {}).get("options", {})
+        group = options.get("awslogs-group")
+        num_nodes = raw.get("nodeProperties", {}).get("numNodes")
+        exit_code = container.get("exitCode")
+        if exit_code is None and attempts:
+            exit_code = attempts[-1].get("container", {}).get("exitCode")
+        summary = raw.get("arrayProperties", {}).get("statusSummary")
+        return Job(
+            job_id=raw["jobId"],
+            name=raw["jobName"],
+            status=raw["status"],
+            status_reason=raw.get("statusReason"),
+            queue=raw.get("jobQueue"),
+            job_definition=raw.get("jobDefinition"),
+            created_at=_from_millis(raw.get("createdAt")),
+            started_at=_from_millis(raw.get("startedAt")),
+            stopped_at=_from_millis(raw.get("stoppedAt")),
+            exit_code=exit_code,
+            attempts=len(attempts),
+            parameters=dict(raw.get("parameters", {})),
+            log_group=group,
+            log_stream=stream,
+            array_summary={k: v for k, v in summary.items() if v} if summary else None,
+            num_nodes=num_nodes,
+            raw=raw,
+        )
+
+    def log_group(self, job: Job) -> str:
+        """The job's log group: from its log configuration, else the Batch stack's JobLogGroup output."""
+        if job.log_group:
+            return job.log_group
+        try:
+            return self.deployment.output("JobLogGroup")
+        except NotFound:
+            return "/aws/batch/job"  # Batch's default
+
+    def log_events(
+        self, job: Job, *, node: int | None = None, position: dict[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The log events of the job's stream (a multi-node job: of `node`, default the main node), from the
+        beginning, or after `position` (a dict this updates: pass the same one again to read on)."""
+        if job.num_nodes and node is None:
+            node = int(job.raw.get("nodeProperties", {}).get("mainNode", 0))
+        if node is not None:
+            job = self.describe(f"{job.job_id}#{node}")
+        if not job.log_stream:
+            return
+        position = {} if position is None else position
+        arguments: dict[str, Any] = {
+            "logGroupName": self.log_group(job),
+            "logStreamName": job.log_stream,
+            "startFromHead": True,
+        }
+        logs = self.deployment.aws.client("logs")
+        while True:
+            if position.get("token"):
+                arguments["nextToken"] = position["token"]
+            try:
+                response = logs.get_log_events(**arguments)
+            except Exception as exc:
+                if is_code(exc, "ResourceNotFoundException"):
+                    return  # the stream does not exist yet
+                raise
+            yield from response.get("events", [])
+            token = response.get("nextForwardToken")
+            if not token or token == position.get("token"):
+                return
+            position["token"] = token
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        on_status: Callable[[Job], None] | None = None,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Job:
+        """Poll until the job ends; report status changes and new log events as they come."""
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        last_status = None
+        position: dict[str, str] = {}
+        while True:
+            job = self.describe(job_id)
+            if job.status != last_status:
+                last_status = job.status
+                if on_status is not None:
+                    on_status(job)
+            if on_log is not None and job.array_summary is None:
+                for event in self.log_events(job, position=position):
+                    on_log(event)
+            if job.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            sleep(poll_seconds)
+
+    def cancel(self, job_id: str, *, reason: str) -> Job:
+        """TerminateJob (cancels a job not yet started, stops a running one)."""
+        job = self.describe(job_id)
+        if job.status not in CANCELLABLE:
+            raise UsageError(f"job {job.name} ({job_id}) has already ended ({job.status}): nothing to cancel")
+        self._batch.terminate_job(jobId=job.job_id, reason=reason)
+        return self.describe(job_id)
+
+
+# ---- checks ----------------------------------------------------------------------------------------------
+def _check_offline(request: TrainingRequest) -> None:
+    """What can be checked without AWS."""
+    if not S3_OBJECT.match(request.manifest) or request.manifest.endswith("/"):
+        raise UsageError(f"--manifest {request.manifest!r} must be the s3:// URI of a feature manifest")
+    if not S3_PREFIX.match(request.output):
+        raise UsageError(f"--output-prefix {request.output!r} must be an s3:// prefix ending in '/'")
+    run_input.validate_hyperparameters(dict(request.hyperparameters), source="--hyperparameters")
+    _in_range("--nodes", request.nodes, 1, MAX_NODES)
+    if request.gpus is not None:
+        _in_range("--gpus", request.gpus, 1, MAX_GPUS)
+    if request.array_size is not None:
+        _in_range("--array-size", request.array_size, 2, MAX_ARRAY)
+        if request.nodes > 1:
+            raise UsageError(
+                "--array-size and --nodes > 1 cannot be combined: Batch has no multi-node array jobs"
+            )
+    if request.retry_attempts is not None:
+        _in_range("--retry-attempts", request.retry_attempts, 1, 10)
+    if request.timeout_minutes is not None:
+        _in_range("--timeout-minutes", request.timeout_minutes, 1, 14 * 24 * 60)
+    if request.name is not None and not JOB_NAME.match(request.name):
+        raise UsageError(
+            f"--name {request.name!r} is not a Batch job name (1 to 128 letters, digits, '-' and '_', starting "
+            "with a letter or digit)"
+        )
+    if len(request.tags) > MAX_TAGS - 1:
+        raise UsageError(f"--tag: at most {MAX_TAGS - 1} tags")
+    for key, value in request.tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            raise UsageError(
+                f"--tag {key}={value}: keys are 1 to 128 characters not starting with 'aws:', values at most 256"
+            )
+    if len(request.depends_on) > MAX_DEPENDENCIES:
+        raise UsageError(f"--depends-on: at most {MAX_DEPENDENCIES} dependencies")
+
+
+def _in_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise UsageError(f"{flag} {value} is out of range: give {low} to {high}")
+
+
+def _requirements(container: Mapping[str, Any]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for item in container.get("resourceRequirements", []):
+        found[item["type"]] = float(item["value"])
+    found.setdefault("VCPU", float(container.get("vcpus", 0) or 0))
+    found.setdefault("MEMORY", float(container.get("memory", 0) or 0))
+    found.setdefault("GPU", 0.0)
+    return found
+
+
+def _check_single_node(
+    request: TrainingRequest,
+    definition: dict[str, Any],
+    queue: dict[str, Any],
+    environments: list[ComputeEnvironment],
+) -> int:
+    """The GPUs per job; UsageError when no instance type of the queue can hold the job."""
+    if definition.get("type") != "container" or "containerProperties" not in definition:
+        raise UsageError(
+            f"job definition {definition['jobDefinitionName']} is a {definition.get('type')} job definition: "
+            "a single-node job needs a container job definition (use --nodes N for multi-node)"
+        )
+    needs = _requirements(definition["containerProperties"])
+    gpus = request.gpus if request.gpus is not None else int(needs["GPU"])
+    known: list[GpuInstance] = []
+    unknown: list[str] = []
+    for environment in environments:
+        types, strangers = environment.gpu_instances()
+        known.extend(t for t in types if t.vcpus <= environment.max_vcpus)
+        unknown.extend(strangers)
+    fits = [
+        t for t in known if t.gpus >= gpus and t.vcpus >= needs["VCPU"] and t.memory_mib >= needs["MEMORY"]
+    ]
+    if not fits and not unknown:
+        best = max(known, key=lambda t: t.gpus, default=None)
+        most = f"at most {best.gpus} ({best.name})" if best else "none (no GPU instance types)"
+        raise UsageError(
+            f"job queue {queue['jobQueueName']} cannot give {gpus} GPU(s) with {needs['VCPU']:g} vCPUs and "
+            f"{needs['MEMORY']:g} MiB to one job: its instance types give {most}"
+        )
+    return gpus
+
+
+def _covered(target: str, nodes: int) -> set[int]:
+    start_text, _, end_text = target.partition(":")
+    start = int(start_text) if start_text else 0
+    end = int(end_text) if end_text else (nodes - 1 if ":" in target else start)
+    return set(range(start, min(end, nodes - 1) + 1))
+
+
+def _check_multi_node(
+    request: TrainingRequest,
+    definition: dict[str, Any],
+    queue: dict[str, Any],
+    environments: list[ComputeEnvironment],
+) -> dict[str, Any]:
+    """The nodeOverrides of a multi-node job; UsageError when the definition or the queue cannot run it."""
+    name = definition["jobDefinitionName"]
+    properties = definition.get("nodeProperties")
+    if definition.get("type") != "multinode" or not properties:
+        raise UsageError(
+            f"job definition {name} is not a multi-node job definition: --nodes {request.nodes} needs one "
+            "(the deployment's MultiNodeJobDefinition)"
+        )
+    ranges = properties.get("nodeRangeProperties", [])
+    covered: set[int] = set()
+    for item in ranges:
+        covered |= _covered(item["targetNodes"], request.nodes)
+    if covered != set(range(request.nodes)):
+        spans = ", ".join(r["targetNodes"] for r in ranges)
+        raise UsageError(
+            f"job definition {name} describes nodes {spans} only: --nodes {request.nodes} leaves nodes without a "
+            f"container; give at most {len(covered)} or register a definition whose node range is open-ended"
+        )
+    on_demand = [e for e in environments if not e.spot]
+    if not on_demand:
+        raise UsageError(
+            f"job queue {queue['jobQueueName']} has only Spot compute environments: Batch runs multi-node jobs "
+            "On-Demand only (use --queue on-demand)"
+        )
+    overrides: list[dict[str, Any]] = []
+    for item in ranges:
+        container = item.get("container", {})
+        needs = _requirements(container)
+        gpus = request.gpus if request.gpus is not None else int(needs["GPU"])
+        instance_type = container.get("instanceType")
+        if instance_type:
+            hosts = [e for e in on_demand if _lists(e, instance_type)]
+            if not hosts:
+                raise UsageError(
+                    f"job queue {queue['jobQueueName']} has no On-Demand compute environment with {instance_type}, "
+                    f"the instance type of job definition {name}"
+                )
+            instance = GPU_INSTANCES.get(instance_type)
+            if instance is not None:
+                if gpus > instance.gpus:
+                    raise UsageError(
+                        f"{instance_type} has {instance.gpus} GPU(s): job definition {name} cannot use {gpus} per node"
+                    )
+                vcpus = instance.vcpus * request.nodes
+                if all(vcpus > e.max_vcpus for e in hosts):
+                    limit = max(e.max_vcpus for e in hosts)
+                    raise UsageError(
+                        f"{request.nodes} nodes of {instance_type} need {vcpus} vCPUs; the queue's On-Demand "
+                        f"compute environments allow at most {limit}"
+                    )
+        if request.gpus is not None:
+            overrides.append(
+                {
+                    "targetNodes": item["targetNodes"],
+                    "containerOverrides": {"resourceRequirements": [{"type": "GPU", "value": str(gpus)}]},
+                }
+            )
+    node_overrides: dict[str, Any] = {"numNodes": request.nodes}
+    if overrides:
+        node_overrides["nodePropertyOverrides"] = overrides
+    return node_overrides
+
+
+def _lists(environment: ComputeEnvironment, instance_type: str) -> bool:
+    family = instance_type.split(".")[0]
+    return instance_type in environment.instance_types or family in environment.instance_types
+
+
+def _dependency(text: str, *, array: bool) -> dict[str, str]:
+    job_id, _, kind = text.partition(":")
+    # Array children are `<id>:<index>`: a trailing number is part of the id, not a type.
+    if kind and kind.isdigit():
+        job_id, kind = text, ""
+    _check_job_id(job_id)
+    if kind and kind not in DEPENDENCY_TYPES:
+        raise UsageError(f"--depends-on {text!r}: the type must be one of {', '.join(DEPENDENCY_TYPES)}")
+    if kind == "N_TO_N" and not array:
+        raise UsageError(f"--depends-on {text!r}: N_TO_N applies to array jobs (--array-size) only")
+    dependency = {"jobId": job_id}
+    if kind:
+        dependency["type"] = kind
+    return dependency
+
+
+JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}(:\d{1,5})?(#\d{1,4})?$")
+
+
+def _check_job_id(job_id: str) -> None:
+    if not JOB_ID.match(job_id):
+        raise UsageError(f"{job_id!r} is not a Batch job id")
+
+
+def _from_millis(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
