@@ -86,8 +86,14 @@ def spark_session(app_name: str) -> Any:
 
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit: pick a local master
-        builder = builder.master(os.environ.get("MLPIPE_SPARK_MASTER", "local[*]")).config(
-            "spark.driver.memory", os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY", "2g")
+        master = os.environ.get("MLPIPE_SPARK_MASTER", "local[*]")
+        cores = master[len("local[") : -1] if master.startswith("local[") else "*"
+        cores = str(os.cpu_count() or 2) if cores == "*" else cores
+        builder = (
+            builder.master(master)
+            .config("spark.driver.memory", os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY", "2g"))
+            # the default 200 shuffle partitions are sized for clusters; locally a few per core
+            .config("spark.sql.shuffle.partitions", str(4 * int(cores)))
         )
     spark = (
         builder.config("spark.ui.showConsoleProgress", "false")

@@ -74,24 +74,38 @@ def categorical_columns() -> list[str]:
 
 
 def _history(events: Any, key: str, prefix: str, *, with_recency: bool) -> Any:
-    """Counts and conversions of `key`'s events strictly before each event, over 1d, 7d and all time."""
+    """Counts and conversions of `key`'s events strictly before each event, over 1d, 7d and all time.
+
+    A sliding RANGE frame makes Spark re-aggregate the whole frame for every row (quadratic for a busy
+    user), so each window is the difference of two running totals, which Spark computes incrementally:
+    events in [t - w, t - 1us] = events in (-inf, t - 1us] - events in (-inf, t - w - 1us].
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     base = Window.partitionBy(key).orderBy("_ts_us")
-    day = base.rangeBetween(-DAY_US, -1)
-    week = base.rangeBetween(-7 * DAY_US, -1)
-    ever = base.rangeBetween(Window.unboundedPreceding, -1)
+
+    def upto(offset: int) -> Any:
+        return base.rangeBetween(Window.unboundedPreceding, offset)
+
+    before, before_1d, before_7d = upto(-1), upto(-DAY_US - 1), upto(-7 * DAY_US - 1)
     label = F.col(LABEL_COLUMN).cast("double")
+
+    def count(frame: Any) -> Any:
+        return F.count(F.lit(1)).over(frame)
+
+    def converted(frame: Any) -> Any:
+        return F.coalesce(F.sum(label).over(frame), F.lit(0.0))
+
     columns = {
-        f"_{prefix}_n1": F.count(F.lit(1)).over(day),
-        f"_{prefix}_n7": F.count(F.lit(1)).over(week),
-        f"_{prefix}_c7": F.coalesce(F.sum(label).over(week), F.lit(0.0)),
-        f"_{prefix}_n": F.count(F.lit(1)).over(ever),
-        f"_{prefix}_c": F.coalesce(F.sum(label).over(ever), F.lit(0.0)),
+        f"_{prefix}_n1": count(before) - count(before_1d),
+        f"_{prefix}_n7": count(before) - count(before_7d),
+        f"_{prefix}_c7": converted(before) - converted(before_7d),
+        f"_{prefix}_n": count(before),
+        f"_{prefix}_c": converted(before),
     }
     if with_recency:
-        columns[f"_{prefix}_last"] = F.max("_ts_us").over(ever)
+        columns[f"_{prefix}_last"] = F.max("_ts_us").over(before)
     return events.withColumns(columns)
 
 
