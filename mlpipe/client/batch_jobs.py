@@ -444,6 +444,8 @@ def _check_offline(request: TrainingRequest) -> None:
             )
     if len(request.depends_on) > MAX_DEPENDENCIES:
         raise UsageError(f"--depends-on: at most {MAX_DEPENDENCIES} dependencies")
+    for dependency in request.depends_on:
+        _dependency(dependency, array=request.array_size is not None)
 
 
 def _in_range(flag: str, value: int, low: int, high: int) -> None:

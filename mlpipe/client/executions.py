@@ -185,16 +185,25 @@ class Executions:
         return machine.replace(":stateMachine:", ":execution:", 1) + ":" + ref
 
     def describe(self, ref: str, *, progress: ExecutionProgress | None = None) -> Execution:
+        """The execution now; its states come from `progress` (read from the history when not given)."""
         arn = self.execution_arn(ref)
+        described = self._describe(ref, arn)
+        if progress is None and described["status"] != "SUCCEEDED":
+            progress = self.progress(arn)
+        return self._execution(arn, described, progress)
+
+    def _describe(self, ref: str, arn: str) -> dict[str, Any]:
         try:
-            described = self._sfn.describe_execution(executionArn=arn)
+            described: dict[str, Any] = self._sfn.describe_execution(executionArn=arn)
         except Exception as exc:
             if is_code(exc, "ExecutionDoesNotExist"):
                 raise NotFound(f"no execution {ref!r} of {self.deployment.state_machine_arn}") from None
             raise
+        return described
+
+    @staticmethod
+    def _execution(arn: str, described: dict[str, Any], progress: ExecutionProgress | None) -> Execution:
         status = described["status"]
-        if progress is None and status != "SUCCEEDED":
-            progress = self.progress(arn)
         failure = None
         current: tuple[str, ...] = ()
         if progress is not None:
@@ -250,12 +259,14 @@ class Executions:
         progress = ExecutionProgress()
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         while True:
-            changed = []
+            # Status first: when it has ended, the history read after it is complete.
+            described = self._describe(ref, arn)
+            changed: list[StateProgress] = []
             for event in self.history(arn):
                 state = progress.add(event)
                 if state is not None and int(event["id"]) > since_event and state not in changed:
                     changed.append(state)
-            execution = self.describe(arn, progress=progress)
+            execution = self._execution(arn, described, progress)
             if observer is not None:
                 observer(Follow(execution, progress, changed))
             if execution.status in TERMINAL:
