@@ -2,8 +2,8 @@
 
 To add a command group, add a line to COMMANDS naming a module with `register(parser)`: it adds its own
 subcommands and sets `handler=<function(args) -> int>` on each; a handler raises UsageError for bad
-arguments it can only detect late. Modules are imported only when their
-group is used, so one group's dependencies never slow down another.
+arguments it can only detect late. Modules are imported only when their group is used, so one group's
+dependencies never slow down another.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 
 
-# (command, module with register(parser), one-line help)
 class UsageError(ValueError):
     """An error the user can fix by changing the arguments: printed as one line, exit status 2."""
 
 
+# (command, module with register(parser), one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("data", "mlpipe.data.cli", "generate and inspect the reference workload's datasets"),
     ("run", "mlpipe.commands.run", "start a pipeline execution on the deployed state machine"),
