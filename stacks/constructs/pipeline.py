@@ -520,16 +520,45 @@ class Pipeline(Construct):
                 max_delay=Duration.minutes(5),
                 jitter_strategy=sfn.JitterType.FULL,
             )
+            # Glue's failure is caught inside its branch, so the Parallel still returns the cluster it
+            # started and the failure path can terminate it (a failed branch would drop the cluster id).
+            clean.add_catch(
+                sfn.Pass(
+                    self,
+                    "CleanEvents failed",
+                    parameters={
+                        "failed": True,
+                        "error.$": "$.error.Error",
+                        "cause.$": "States.Format('CleanEvents failed: {}', $.error.Cause)",
+                    },
+                ),
+                errors=["States.ALL"],
+                result_path="$.error",
+            )
+            cleaned = clean.next(sfn.Pass(self, "CleanEvents succeeded", parameters={"failed": False}))
             prepare: sfn.IChainable = top_level(
                 sfn.Parallel(
                     self,
                     "PrepareData",
-                    result_selector={"ClusterId.$": "$[1].cluster.ClusterId"},
+                    result_selector={"ClusterId.$": "$[1].cluster.ClusterId", "CleanEvents.$": "$[0]"},
                     result_path="$.cluster",
                 )
-                .branch(in_branch(clean, "CleanEvents"))
+                .branch(cleaned)
                 .branch(in_branch(create, "CreateCluster")),
                 "PrepareData",
+            )
+            clean_failure = sfn.Pass(
+                self,
+                "Cleaning failed",
+                parameters={
+                    "state": "CleanEvents",
+                    "error.$": "$.cluster.CleanEvents.error",
+                    "cause.$": "$.cluster.CleanEvents.cause",
+                },
+                result_path="$.failure",
+            ).next(notify)
+            check_cleaning = sfn.Choice(self, "EventsCleaned?").when(
+                sfn.Condition.boolean_equals("$.cluster.CleanEvents.failed", True), clean_failure
             )
         else:
             assert emr_.cluster is not None
@@ -704,10 +733,8 @@ class Pipeline(Construct):
             },
         )
 
-        return (
-            sfn.Chain.start(plan)
-            .next(prepare)
-            .next(features)
+        rest = (
+            sfn.Chain.start(features)
             .next(expand)
             .next(train_and_prepare)
             .next(select)
@@ -716,3 +743,6 @@ class Pipeline(Construct):
             .next(publish)
             .next(summarize)
         )
+        if transient:
+            return sfn.Chain.start(plan).next(prepare).next(check_cleaning.otherwise(rest))
+        return sfn.Chain.start(plan).next(prepare).next(rest)

@@ -72,14 +72,16 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> CloudAssembly:
 
 @pytest.fixture(scope="session")
 def failure_states(assembly: CloudAssembly) -> set[str]:
-    """States reachable only through a Catch: the failure handling."""
+    """States reachable only through a Catch or a failure check: the failure handling."""
     from mlpipe.local.definition import StateMachineDefinition
 
     definition = StateMachineDefinition.from_assembly(assembly).definition
     by_name = dict(states(definition))
     by_leaf = {path.rsplit("/", 1)[-1]: state for path, state in by_name.items()}
     found: set[str] = set()
+    # Catch targets, and the handlers that a Choice routes to (named "<something> failed").
     todo = [c["Next"] for s in by_leaf.values() for c in s.get("Catch", [])]
+    todo += [name for name in by_leaf if name.endswith(" failed")]
     while todo:
         name = todo.pop()
         if name in found:

@@ -154,3 +154,15 @@ def test_training_lambda_may_only_register_in_its_own_group(dev: Any) -> None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def test_a_glue_failure_keeps_the_cluster_id_so_the_cluster_is_terminated(dev: Any) -> None:
+    top = definition(dev)["States"]
+    assert top["PrepareData"]["ResultSelector"] == {"ClusterId.$": "$[1].cluster.ClusterId", "CleanEvents.$": "$[0]"}
+    clean_branch = top["PrepareData"]["Branches"][0]["States"]
+    assert clean_branch["CleanEvents"]["Catch"][0]["Next"] == "CleanEvents failed"
+    assert "Next" not in clean_branch["CleanEvents failed"]  # the branch ends well: the Parallel keeps the cluster
+    check = top["EventsCleaned?"]
+    assert check["Choices"][0]["Variable"] == "$.cluster.CleanEvents.failed"
+    assert top[check["Choices"][0]["Next"]]["Next"] == "NotifyFailure"
+    assert check["Default"] == "BuildFeatures"
