@@ -307,7 +307,12 @@ class Executions:
         if cause:
             arguments["cause"] = cause
         self._sfn.stop_execution(**arguments)
-        return self.describe(current.arn)
+        for _ in range(20):  # Step Functions records the stop at once; an emulator may take a moment
+            stopped = self.describe(current.arn)
+            if stopped.status != "RUNNING":
+                break
+            time.sleep(0.1)
+        return stopped
 
     def redrive(self, ref: str) -> Execution:
         """RedriveExecution: resume a failed, timed-out or aborted execution from the states that did not

@@ -21,7 +21,6 @@ class StateProgress:
     succeeded: int = 0
     failed: int = 0
     stopped: int = 0
-    pending_failures: int = 0
     first_entered: datetime | None = None
     last_change: datetime | None = None
 
@@ -59,6 +58,8 @@ class ExecutionProgress:
     last_event_id: int = 0
     _events: dict[int, dict[str, Any]] = field(default_factory=dict)
     _failures: list[dict[str, Any]] = field(default_factory=list)
+    _failed_entries: set[int] = field(default_factory=set)
+    """Entries (their StateEntered event ids) with a failure not (yet) followed by a retry."""
 
     def add(self, event: dict[str, Any]) -> StateProgress | None:
         """Record one history event; return the state whose progress it changed, if any."""
@@ -74,23 +75,24 @@ class ExecutionProgress:
             state.first_entered = state.first_entered or when
         elif "stateExitedEventDetails" in event:
             state = self._state(event["stateExitedEventDetails"]["name"])
-            if state.pending_failures:  # failed, and the failure was caught: the state exits failed
-                state.pending_failures -= 1
+            entry = self._entry(self._events.get(int(event.get("previousEventId") or 0)), kind=None)
+            if entry is not None and int(entry["id"]) in self._failed_entries:  # failed, and caught
+                self._failed_entries.discard(int(entry["id"]))
                 state.failed += 1
             else:
                 state.succeeded += 1
         elif event["type"].startswith("Execution"):
             return None
         else:
-            entered = self._owner(event)
-            if entered is None:
+            entry = self._entry(event, kind=event["type"])
+            if entry is None:
                 return None
-            state = self._state(entered)
+            state = self._state(entry["stateEnteredEventDetails"]["name"])
             if _is_failure(event):
                 self._failures.append(event)
-                state.pending_failures += 1
-            elif state.pending_failures and event["type"].endswith("Scheduled"):
-                state.pending_failures -= 1  # retried: a new attempt
+                self._failed_entries.add(int(entry["id"]))
+            elif int(entry["id"]) in self._failed_entries and event["type"].endswith("Scheduled"):
+                self._failed_entries.discard(int(entry["id"]))  # retried: a new attempt
             else:
                 return None
         state.last_change = when
@@ -106,7 +108,6 @@ class ExecutionProgress:
                 state.failed += open_entries
             else:
                 state.stopped += open_entries
-            state.pending_failures = 0
 
     def failure(self, error: str | None, cause: str | None) -> Failure:
         """The state that failed with the execution's `error` (the last such failure), else the last failure,
@@ -131,18 +132,21 @@ class ExecutionProgress:
         return self.states[name]
 
     def _owner(self, event: dict[str, Any]) -> str | None:
-        """The state an event belongs to: the state entered last before it along previousEventId (exact when
-        branches interleave); for a Parallel or Map state's own event (ParallelStateFailed), that state."""
-        kind = event["type"]
-        entered_kind = (
-            kind[: kind.index("State") + len("State")] + "Entered" if kind.startswith(_CONTAINERS) else None
-        )
-        current: dict[str, Any] | None = event
+        entry = self._entry(event, kind=event["type"])
+        return None if entry is None else str(entry["stateEnteredEventDetails"]["name"])
+
+    def _entry(self, event: dict[str, Any] | None, *, kind: str | None) -> dict[str, Any] | None:
+        """The StateEntered event an event follows along previousEventId (exact when branches interleave);
+        for a Parallel or Map state's own event (`kind` ParallelStateFailed), that state's entry."""
+        wanted = None
+        if kind is not None and kind.startswith(_CONTAINERS):
+            wanted = kind[: kind.index("State") + len("State")] + "Entered"
+        current = event
         for _ in range(100_000):
             if current is None:
                 return None
-            if "stateEnteredEventDetails" in current and entered_kind in (None, current["type"]):
-                return str(current["stateEnteredEventDetails"]["name"])
+            if "stateEnteredEventDetails" in current and wanted in (None, current["type"]):
+                return current
             previous = current.get("previousEventId")
             current = self._events.get(int(previous)) if previous else None
         return None

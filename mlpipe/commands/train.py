@@ -4,6 +4,7 @@ logs, cancel it."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -246,8 +247,11 @@ def _logs(args: argparse.Namespace) -> int:
         count = 0
         for event in jobs.log_events(job, node=args.node, position=position):
             count += 1
-            if args.output == "json":
-                emit_json({"timestamp": event.get("timestamp"), "message": event.get("message")})
+            if args.output == "json":  # one JSON object per line
+                print(
+                    json.dumps({"timestamp": event.get("timestamp"), "message": event.get("message")}),
+                    flush=True,
+                )
             else:
                 print(event.get("message", ""), flush=True)
         if not args.follow or job.status in ("SUCCEEDED", "FAILED"):
