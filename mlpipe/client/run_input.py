@@ -102,7 +102,10 @@ def resolve(document: dict[str, Any], plan_environment: dict[str, str]) -> Resol
     """
     plan = lambda_code.module("preprocessing.plan")
     errors = lambda_code.module("mlpipe_common.errors")
-    with lambda_code.function_environment(plan_environment, PLAN_SETTINGS):
+    # Every variable the function has (settings added to the Plan code later included), and the known ones
+    # emptied when the function lacks them, so this process's own environment never stands in for them.
+    names = tuple(sorted(set(PLAN_SETTINGS) | set(plan_environment)))
+    with lambda_code.function_environment(plan_environment, names):
         settings = plan.PlanSettings.from_env()
     try:
         given, resolved = plan.resolve_input(document, settings)
