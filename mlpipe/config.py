@@ -69,9 +69,11 @@ class EmrConfig:
     task_spot_capacity: int = 2
     """Task fleet initial Spot capacity, in instances."""
     max_capacity: int = 20
-    """Managed scaling's maximum cluster size, in instances."""
+    """Managed scaling's maximum core plus task instances (the primary node is not counted)."""
     idle_timeout_minutes: int = 60
     """Auto-termination after this long idle (both modes; a safety net for transient clusters)."""
+    cluster_generation: int = 1
+    """persistent only: raise it and deploy to replace the stack's cluster (after an idle auto-termination)."""
     ebs_volume_gib: int = 64
     """EBS volume per instance (encrypted through the security configuration)."""
 
@@ -106,6 +108,8 @@ class BatchConfig:
     """Memory per batch inference job."""
     job_timeout_minutes: int = 240
     """Timeout of every Batch job (Batch then stops it; the checkpoint on SIGTERM keeps the work)."""
+    runnable_timeout_minutes: int = 240
+    """A job that cannot start (no capacity, quota, resources no instance has) is cancelled after this long."""
     retry_attempts: int = 3
     """Attempts per job; only Spot reclaims (status reason `Host EC2*`) are retried."""
     dlc_pytorch_version: str = "2.8"
@@ -342,15 +346,16 @@ def _check(config: MlpipeConfig, path: str) -> None:
     _require(emr.core_capacity >= 1, f"{path}.emr.core_capacity", "must be at least 1")
     _require(emr.task_spot_capacity >= 0, f"{path}.emr.task_spot_capacity", "must not be negative")
     _require(
-        emr.max_capacity >= 1 + emr.core_capacity + emr.task_spot_capacity,
+        emr.max_capacity >= emr.core_capacity + emr.task_spot_capacity,
         f"{path}.emr.max_capacity",
-        "must cover the primary, core and initial task capacity",
+        "must cover the core and initial task capacity (managed scaling does not count the primary node)",
     )
     _require(
         10 <= emr.idle_timeout_minutes <= 7 * 24 * 60,
         f"{path}.emr.idle_timeout_minutes",
         "must be between 10 minutes and 7 days",
     )
+    _require(emr.cluster_generation >= 1, f"{path}.emr.cluster_generation", "must be at least 1")
     _require(16 <= emr.ebs_volume_gib <= 16_384, f"{path}.emr.ebs_volume_gib", "must be 16 to 16384")
 
     batch = config.batch
@@ -360,6 +365,11 @@ def _check(config: MlpipeConfig, path: str) -> None:
         _require(getattr(batch, key) >= 1, f"{path}.batch.{key}", "must be at least 1")
     for key in ("training_vcpus", "inference_vcpus", "retry_attempts"):
         _require(getattr(batch, key) >= 1, f"{path}.batch.{key}", "must be at least 1")
+    _require(
+        10 <= batch.runnable_timeout_minutes <= 24 * 60,
+        f"{path}.batch.runnable_timeout_minutes",
+        "must be 10 to 1440",
+    )
     _require(batch.retry_attempts <= 10, f"{path}.batch.retry_attempts", "Batch allows at most 10 attempts")
     for key in ("training_memory_mib", "inference_memory_mib"):
         _require(getattr(batch, key) >= 1024, f"{path}.batch.{key}", "must be at least 1024")

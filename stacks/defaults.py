@@ -62,9 +62,14 @@ def longest_bucket_name(config: MlpipeConfig) -> int:
 _PURPOSES = ("raw", "curated", "artifacts", "logs")
 
 
+def resource_name(config: MlpipeConfig, suffix: str = "") -> str:
+    """`mlpipe-dev` (or `mlpipe-dev-<suffix>`): fixed names of account-wide resources, per prefix and env."""
+    return f"{config.stack_prefix.lower()}-{config.env}" + (f"-{suffix}" if suffix else "")
+
+
 # Glue database and curated-table names (underscore: Athena and Glue prefer it).
 def glue_database_name(config: MlpipeConfig) -> str:
-    return f"mlpipe_{config.env}"
+    return f"{config.stack_prefix.lower()}_{config.env}"
 
 
 def removal_policy(config: MlpipeConfig) -> RemovalPolicy:

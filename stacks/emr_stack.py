@@ -9,6 +9,7 @@ from stacks.base import MlpipeStack
 from stacks.constructs.emr import Emr
 from stacks.constructs.network import Network
 from stacks.constructs.storage import Storage, import_lake
+from stacks.defaults import resource_name
 
 
 class EmrStack(MlpipeStack):
@@ -30,7 +31,12 @@ class EmrStack(MlpipeStack):
             self,
             "Emr",
             config=config.emr,
-            cluster_name=f"mlpipe-{config.env}",
+            name_prefix=resource_name(config),
+            cluster_name=(
+                resource_name(config, f"g{config.emr.cluster_generation}")
+                if config.emr.mode == "persistent"
+                else resource_name(config)
+            ),
             vpc=network.vpc,
             subnets=network.workload_subnets,
             private=config.network.profile == "prod",

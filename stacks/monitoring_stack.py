@@ -9,6 +9,7 @@ from stacks.base import MlpipeStack
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.monitoring import Monitoring
 from stacks.constructs.pipeline import Pipeline
+from stacks.defaults import resource_name
 
 
 class MonitoringStack(MlpipeStack):
@@ -28,7 +29,7 @@ class MonitoringStack(MlpipeStack):
         self.monitoring = Monitoring(
             self,
             "Monitoring",
-            dashboard_name=f"mlpipe-{config.env}",
+            dashboard_name=resource_name(config),
             state_machine=pipeline.state_machine,
             functions=[pipeline.preprocessing, pipeline.training, pipeline.inference],
             glue_job_name=glue_etl.job_name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,43 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class JobShapes:
+    """What the deployment's Batch job definitions run: a candidate must fit one of them."""
+
+    single_node_gpus: int = 1
+    multinode_nodes: int = 2
+    multinode_gpus_per_node: int = 4
+
+    @classmethod
+    def from_env(cls) -> JobShapes:
+        return cls(
+            single_node_gpus=int_env("TRAINING_GPUS", 1, minimum=1, maximum=16),
+            multinode_nodes=int_env("MULTINODE_NODES", 2, minimum=2, maximum=16),
+            multinode_gpus_per_node=int_env("MULTINODE_GPUS_PER_NODE", 4, minimum=1, maximum=16),
+        )
+
+    def fit(self, given: list[dict[str, Any]], candidates: list[dict[str, Any]], where: str) -> None:
+        """Fill in each candidate's GPUs from its job definition; refuse shapes no job definition runs."""
+        for index, (raw, candidate) in enumerate(zip(given, candidates, strict=True)):
+            nodes = candidate["nodes"]
+            if nodes == 1:
+                gpus, setting = self.single_node_gpus, "batch.training_gpus"
+            elif nodes == self.multinode_nodes:
+                gpus, setting = self.multinode_gpus_per_node, "batch.multinode_gpus_per_node"
+            else:
+                raise InvalidInput(
+                    f"{where}[{index}].nodes: {nodes} nodes, but this deployment's multi-node job definition runs "
+                    f"{self.multinode_nodes} (batch.multinode_nodes): use 1 or {self.multinode_nodes}"
+                )
+            if "gpus" in raw and raw["gpus"] != gpus:
+                raise InvalidInput(
+                    f"{where}[{index}].gpus: {raw['gpus']} GPUs per node, but the job definition for {nodes} node(s) "
+                    f"gives {gpus} ({setting}): omit gpus or use {gpus}"
+                )
+            candidate["gpus"] = gpus
+
+
+@dataclass(frozen=True)
 class PlanSettings:
     """The deployment's settings for planning (the preprocessing function's environment)."""
 
@@ -46,6 +83,7 @@ class PlanSettings:
     emr_py_files_uri: str
     default_candidates: list[dict[str, Any]]
     max_candidates: int
+    job_shapes: JobShapes = field(default_factory=JobShapes)
 
     @classmethod
     def from_env(cls) -> PlanSettings:
@@ -62,10 +100,12 @@ class PlanSettings:
         defaults = json_env("DEFAULT_CANDIDATES")
         if not isinstance(defaults, list) or not defaults:
             raise ConfigurationError("environment variable DEFAULT_CANDIDATES must be a non-empty JSON list")
+        shapes = JobShapes.from_env()
         try:
             default_candidates = execution_input.normalize_candidates(
                 defaults, max_candidates=max_candidates, where="DEFAULT_CANDIDATES"
             )
+            shapes.fit(defaults, default_candidates, "DEFAULT_CANDIDATES")
         except InvalidInput as exc:
             raise ConfigurationError(f"environment variable {exc}") from None
         return cls(
@@ -75,6 +115,7 @@ class PlanSettings:
             emr_py_files_uri=uris["EMR_PY_FILES_URI"],
             default_candidates=default_candidates,
             max_candidates=max_candidates,
+            job_shapes=shapes,
         )
 
 
@@ -89,6 +130,7 @@ def resolve_input(document: Any, settings: PlanSettings) -> tuple[str | None, di
         candidates = execution_input.normalize_candidates(
             document["candidates"], max_candidates=settings.max_candidates, where="input.candidates"
         )
+        settings.job_shapes.fit(document["candidates"], candidates, "input.candidates")
     else:
         candidates = settings.default_candidates
     resolved = {

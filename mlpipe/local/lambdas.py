@@ -160,8 +160,7 @@ class InProcessLambdas:
         try:
             yield
         finally:
+            # A key the process did not have is emptied, never removed: other threads (the Batch, Glue and EMR
+            # work of a Parallel branch) copy os.environ, and a key removed mid-copy raises KeyError there.
             for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+                os.environ[key] = "" if value is None else value

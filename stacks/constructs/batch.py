@@ -162,6 +162,21 @@ class BatchCompute(Construct):
             max_vcpus=config.max_vcpus_on_demand,
         )
 
+        # A job that can never start (no capacity, a quota of 0, more resources than any instance has) is
+        # cancelled after runnable_timeout_minutes instead of holding its execution until the execution timeout.
+        stuck_runnable = [
+            batch.JobStateTimeLimitAction(
+                max_time=Duration.minutes(config.runnable_timeout_minutes),
+                reason=reason,
+                action=batch.JobStateTimeLimitActionsAction.CANCEL,
+                state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+            )
+            for reason in (
+                batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+                batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+                batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+            )
+        ]
         self.spot_first_queue = batch.JobQueue(
             self,
             "SpotFirstQueue",
@@ -170,6 +185,7 @@ class BatchCompute(Construct):
                 batch.OrderedComputeEnvironment(compute_environment=self.spot_environment, order=1),
                 batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=2),
             ],
+            job_state_time_limit_actions=stuck_runnable,
         )
         self.on_demand_queue = batch.JobQueue(
             self,
@@ -178,6 +194,7 @@ class BatchCompute(Construct):
             compute_environments=[
                 batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=1),
             ],
+            job_state_time_limit_actions=stuck_runnable,
         )
 
         # One job role for the containers: read features, write run outputs and checkpoints.
@@ -192,6 +209,8 @@ class BatchCompute(Construct):
         allow_objects(self.job_role, artifacts_bucket, ["runs/", "checkpoints/"], S3_READ_WRITE_DELETE)
         allow_key(self.job_role, key)
 
+        self.images: list[ecr_assets.DockerImageAsset] = []
+
         def image(dockerfile: str) -> ecs.ContainerImage:
             asset = ecr_assets.DockerImageAsset(
                 self,
@@ -202,6 +221,7 @@ class BatchCompute(Construct):
                 platform=ecr_assets.Platform.LINUX_AMD64,
                 exclude=_DOCKER_EXCLUDES,
             )
+            self.images.append(asset)
             return ecs.ContainerImage.from_docker_image_asset(asset)
 
         training_image = image("training/Dockerfile")

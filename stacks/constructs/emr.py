@@ -7,7 +7,10 @@ the same spec, with an auto-termination policy; the state machine adds steps to 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Duration, Size, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
@@ -65,13 +68,15 @@ class ClusterSpec:
     max_capacity: int
     idle_timeout: Duration
 
+    # Managed scaling's limits count core and task nodes only, never the primary node.
     @property
     def min_capacity(self) -> int:
-        return sum(f.on_demand + f.spot for f in self.fleets)
+        return sum(f.on_demand + f.spot for f in self.fleets if f.role != "MASTER")
 
     @property
     def on_demand_capacity(self) -> int:
-        return sum(f.on_demand for f in self.fleets)
+        """On-Demand stays at the core fleet: every scale-out beyond it is Spot task capacity."""
+        return self.core_capacity
 
     @property
     def core_capacity(self) -> int:
@@ -87,6 +92,7 @@ class Emr(Construct):
         construct_id: str,
         *,
         config: EmrConfig,
+        name_prefix: str,
         cluster_name: str,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
@@ -110,30 +116,41 @@ class Emr(Construct):
             self, "StepLibrary", path=str(EMR_STEPS_DIR), exclude=["__pycache__", "*.pyc"]
         )
 
-        self.security_configuration = emr.CfnSecurityConfiguration(
-            self,
-            "SecurityConfiguration",
-            name=cluster_name,  # referenced by name: clusters (and cdk-nag) resolve it by name
-            security_configuration={
+        def settings(key_arn: str, certificates: str) -> dict[str, Any]:
+            return {
                 "EncryptionConfiguration": {
                     "EnableAtRestEncryption": True,
                     "EnableInTransitEncryption": True,
                     "AtRestEncryptionConfiguration": {
-                        "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": key.key_arn},
+                        "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": key_arn},
                         "LocalDiskEncryptionConfiguration": {
                             "EncryptionKeyProviderType": "AwsKms",
-                            "AwsKmsKey": key.key_arn,
+                            "AwsKmsKey": key_arn,
                             "EnableEbsEncryption": True,
                         },
                     },
                     "InTransitEncryptionConfiguration": {
                         "TLSCertificateConfiguration": {
                             "CertificateProviderType": "PEM",
-                            "S3Object": artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY),
+                            "S3Object": certificates,
                         }
                     },
                 }
-            },
+            }
+
+        # Named (clusters and cdk-nag find it by name), with a digest of its settings in the name: a change
+        # makes a new configuration, which CloudFormation creates before it deletes the old one.
+        digest = hashlib.sha256(
+            json.dumps(settings("key", "certificates"), sort_keys=True).encode()
+        ).hexdigest()
+        self.security_configuration_name = f"{name_prefix}-{digest[:8]}"
+        self.security_configuration = emr.CfnSecurityConfiguration(
+            self,
+            "SecurityConfiguration",
+            name=self.security_configuration_name,
+            security_configuration=settings(
+                key.key_arn, artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY)
+            ),
         )
 
         # Service role: AWS's scoped managed policy v2 acts only on resources tagged for EMR.
@@ -156,8 +173,18 @@ class Emr(Construct):
             "AWS's least-privilege EMR service policy: it only touches resources tagged "
             "for-use-with-amazon-emr-managed-policies=true, which mlpipe sets on its clusters.",
         )
-        # EBS encryption with the project key: EMR's service role creates grants for the instances' volumes.
-        allow(self.service_role, ["kms:CreateGrant", "kms:DescribeKey"], [key.key_arn])
+        # EBS encryption with the project key: EMR's service role launches instances with encrypted volumes
+        # (EC2 and EBS act on its behalf through grants, which only AWS resources may receive).
+        allow(
+            self.service_role,
+            ["kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+             "kms:ReEncryptTo"],
+            [key.key_arn],
+        )  # fmt: skip
+        allow(
+            self.service_role, ["kms:CreateGrant"], [key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )  # fmt: skip
 
         # Instance role: reads step code and the TLS certificates, reads curated events, writes features,
         # writes its logs. Nothing else.
@@ -249,7 +276,7 @@ class Emr(Construct):
                 else None
             ),
             log_uri=logs_bucket.s3_url_for_object("emr/"),
-            security_configuration=cluster_name,
+            security_configuration=self.security_configuration_name,
             service_role=self.service_role,
             instance_role=self.instance_role,
             instance_profile_name=self.instance_role.role_name,
@@ -262,6 +289,7 @@ class Emr(Construct):
         if config.mode == "persistent":
             self.cluster = persistent_cluster(self, "Cluster", self.cluster_spec)
             self.cluster.add_resource_dependency(self.instance_profile)
+            self.cluster.add_resource_dependency(self.security_configuration)  # referenced by name only
             nag_bug = (
                 "cdk-nag 3.0.2 looks for EnableAtRestEncryption/EnableInTransitEncryption at the top of the "
                 "security configuration, but EMR nests them under EncryptionConfiguration, where this "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -70,6 +70,7 @@ class GlueEtl(Construct):
             s3_encryption=glue.S3Encryption.kms(key),
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(key),
+            removal_policy=RemovalPolicy.DESTROY,  # settings, not data: a redeploy recreates it
         )
 
         self.script = s3_assets.Asset(self, "Script", path=str(GLUE_JOBS_DIR / "clean_events.py"))
@@ -146,4 +147,14 @@ class GlueEtl(Construct):
             partition_keys=[_column(n, t) for n, t in CURATED_PARTITION_COLUMNS],
             data_format=glue.DataFormat.PARQUET,
             description="Curated events written by the Glue clean job (Parquet, partitioned by event date)",
+            # Partition projection: Athena and Spark see each day's partition without a crawler or
+            # catalog updates from the job.
+            partition_projection={
+                "dt": glue.PartitionProjectionConfiguration.date(
+                    format="yyyy-MM-dd",
+                    min="2000-01-01",
+                    max="NOW",
+                    step=glue.DateProjectionStep(interval=1, interval_unit=glue.DateIntervalUnit.DAYS),
+                )
+            },
         )

@@ -94,7 +94,7 @@ class Monitoring(Construct):
         for label, resource in _INTEGRATIONS.items():
             self.dashboard.add_widgets(
                 cw.GraphWidget(
-                    title=label,
+                    title=f"{label} (all state machines of the account)",
                     width=8,
                     left=[
                         integration("scheduled", "ServiceIntegrationsScheduled", resource),

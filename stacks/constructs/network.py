@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from aws_cdk import Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlpipe.config import NetworkConfig
+from stacks.defaults import EMR_MANAGED_POLICY_TAG
 
 # Interface endpoints that Batch (ECS agent, ECR pulls, logs), EMR, Glue and Step Functions' targets need
 # when private subnets have no NAT gateway (the `prod` profile with `prod_egress: endpoints`).
@@ -75,6 +77,12 @@ class Network(Construct):
                 )
             },
         )
+        # AWS's scoped EMR service policy (v2) launches instances only into subnets tagged for it.
+        for subnet in self.vpc.select_subnets(
+            subnet_type=self.workload_subnets.subnet_type,
+            subnet_group_name=self.workload_subnets.subnet_group_name,
+        ).subnets:
+            Tags.of(subnet).add(*EMR_MANAGED_POLICY_TAG)
         self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets]
         )

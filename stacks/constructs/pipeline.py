@@ -13,6 +13,7 @@ carry S3 pointers and small fields only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -57,6 +58,7 @@ from stacks.defaults import (
     LAMBDAS_DIR,
     SNS_TASK_TIMEOUT,
     longest_bucket_name,
+    resource_name,
 )
 
 # Transient errors of each integration; anything else is the work's own failure and is not retried.
@@ -144,9 +146,12 @@ class Pipeline(Construct):
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,
             "ModelPackageGroup",
-            model_package_group_name=f"mlpipe-{config.env}",
+            model_package_group_name=resource_name(config),
             model_package_group_description="Models that passed mlpipe's quality gate",
         )
+        self.model_package_group.apply_removal_policy(
+            removal
+        )  # the registry is stateful: retained by default
 
         # ---- Lambdas --------------------------------------------------------------------------------
         if not LAMBDA_LAYER_ZIP.is_file():
@@ -188,6 +193,10 @@ class Pipeline(Construct):
                     list(config.pipeline.default_candidates), separators=(",", ":")
                 ),
                 "MAX_CANDIDATES": str(config.pipeline.max_candidates),
+                # The shapes the Batch job definitions run: a candidate must fit one of them.
+                "TRAINING_GPUS": str(config.batch.training_gpus),
+                "MULTINODE_NODES": str(config.batch.multinode_nodes),
+                "MULTINODE_GPUS_PER_NODE": str(config.batch.multinode_gpus_per_node),
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-preprocessing",
             },
         )
@@ -250,12 +259,41 @@ class Pipeline(Construct):
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
-            comment=f"mlpipe {config.env}: Glue clean, EMR features, Batch GPU training and inference",
+            comment=f"mlpipe {config.env}: Glue clean, EMR features, Batch GPU training and inference "
+            f"(deployment {self._fingerprint(batch_)})",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         _drop_redundant_dependency(self.state_machine, self.state_machine.role)
+        # Stopping an execution (or a failed branch) terminates the Batch jobs it started; .sync polls them.
+        allow(
+            self.state_machine.role,
+            ["batch:DescribeJobs"],
+            ["*"],
+            reason="DescribeJobs has no resource-level permissions (the .sync integration polls with it).",
+        )
+        allow(
+            self.state_machine.role,
+            ["batch:TerminateJob"],
+            [Stack.of(self).format_arn(service="batch", resource="job", resource_name="*")],
+            reason="Jobs are created at run time; TerminateJob stops the ones a stopped execution started.",
+        )
         self._acknowledge_state_machine_role()
         self._check_limits(batch_)
+
+    def _fingerprint(self, batch_: BatchCompute) -> str:
+        """What the state machine refers to in other stacks, hashed into its template.
+
+        Other stacks' values arrive through weak references (Fn::GetStackOutput); a new job-definition revision
+        (new image or job settings) or a replaced cluster leaves this template's text unchanged, and the CLI
+        would skip the stack. The fingerprint changes with them, so this stack is deployed again.
+        """
+        state = {
+            "batch": dataclasses.asdict(self._config.batch),
+            "emr": dataclasses.asdict(self._config.emr),
+            "glue": dataclasses.asdict(self._config.glue),
+            "images": [image.asset_hash for image in batch_.images],
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
     def _check_limits(self, batch_: BatchCompute) -> None:
         """Synth-time guards (stacks/guards.py): fail now rather than at the 46th candidate of a run."""
@@ -275,7 +313,7 @@ class Pipeline(Construct):
     # ------------------------------------------------------------------------------------------------
     def _model_package_arn(self, env: str) -> str:
         return Stack.of(self).format_arn(
-            service="sagemaker", resource="model-package", resource_name=f"mlpipe-{env}/*"
+            service="sagemaker", resource="model-package", resource_name=f"{resource_name(self._config)}/*"
         )
 
     def _function(self, name: str, handler: str, environment: dict[str, str]) -> lambda_.Function:
@@ -395,12 +433,14 @@ class Pipeline(Construct):
             )
             _retry(cleanup, EMR_TRANSIENT_ERRORS)
             cleanup.add_catch(fail, result_path="$.cleanup_error")
-            notify.add_catch(fail, result_path="$.notify_error")
-            notify.next(
+            cluster_to_terminate = (
                 sfn.Choice(self, "ClusterToTerminate?")
                 .when(sfn.Condition.is_present("$.cluster.ClusterId"), cleanup.next(fail))
                 .otherwise(fail)
             )
+            # Even when the notification cannot be sent, the cluster is terminated.
+            notify.add_catch(cluster_to_terminate, result_path="$.notify_error")
+            notify.next(cluster_to_terminate)
         else:
             notify.add_catch(fail, result_path="$.notify_error")
             notify.next(fail)
@@ -491,7 +531,7 @@ class Pipeline(Construct):
                 result_selector={"JobId.$": "$.JobId", "Status.$": "$.Status"},
                 result_path="$.job",
                 task_timeout=batch_timeout,
-                tags={"mlpipe:env": config.env},
+                # No per-job tags: they would need batch:TagResource; the job definitions propagate theirs.
             )
             _retry(job, BATCH_TRANSIENT_ERRORS)
             return job
@@ -507,7 +547,8 @@ class Pipeline(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             arguments=sfn.TaskInput.from_json_path_at("$.plan.glue_arguments"),
             result_path=sfn.JsonPath.DISCARD,
-            task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes + 10)),
+            # Glue's .sync integration passes this to the job run as its Timeout: the job's own.
+            task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes)),
         )
         _retry(clean, GLUE_TRANSIENT_ERRORS)
         if transient:
@@ -562,14 +603,42 @@ class Pipeline(Construct):
             )
         else:
             assert emr_.cluster is not None
-            prepare = top_level(clean, "CleanEvents").next(
-                sfn.Pass(
-                    self,
-                    "UsePersistentCluster",
-                    parameters={"ClusterId": emr_.cluster.ref},
-                    result_path="$.cluster",
-                )
+            cluster_id = emr_.cluster.ref
+            # The stack's cluster ends itself after idle_timeout_minutes: say so plainly rather than fail in a step.
+            describe = tasks.CallAwsService(
+                self,
+                "DescribePersistentCluster",
+                service="emr",
+                action="describeCluster",
+                parameters={"ClusterId": cluster_id},
+                iam_action="elasticmapreduce:DescribeCluster",
+                iam_resources=[
+                    Stack.of(self).format_arn(
+                        service="elasticmapreduce", resource="cluster", resource_name=cluster_id
+                    )
+                ],
+                result_selector={"ClusterId.$": "$.Cluster.Id", "State.$": "$.Cluster.Status.State"},
+                result_path="$.cluster",
+                task_timeout=sfn.Timeout.duration(LAMBDA_TASK_TIMEOUT),
             )
+            _retry(describe, EMR_TRANSIENT_ERRORS)
+            unavailable = sfn.Pass(
+                self,
+                "Cluster unavailable failed",
+                parameters={
+                    "state": "DescribePersistentCluster",
+                    "error": "ClusterNotRunning",
+                    "cause.$": "States.Format('The persistent EMR cluster {} is {}: it ended after its idle "
+                    "timeout or failed. Raise emr.cluster_generation and deploy the Emr stack to replace it.', "
+                    "$.cluster.ClusterId, $.cluster.State)",
+                },
+                result_path="$.failure",
+            ).next(notify)
+            usable = [sfn.Condition.string_equals("$.cluster.State", s)
+                      for s in ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")]  # fmt: skip
+            check_cluster = sfn.Choice(self, "ClusterRunning?").when(sfn.Condition.not_(sfn.Condition.or_(*usable)),
+                                                                     unavailable)  # fmt: skip
+            prepare = top_level(clean, "CleanEvents").next(top_level(describe, "DescribePersistentCluster"))
 
         # 3. Features on EMR.
         features = top_level(emr_step("BuildFeatures", "$.plan.emr_features_args"), "BuildFeatures")
@@ -745,4 +814,4 @@ class Pipeline(Construct):
         )
         if transient:
             return sfn.Chain.start(plan).next(prepare).next(check_cleaning.otherwise(rest))
-        return sfn.Chain.start(plan).next(prepare).next(rest)
+        return sfn.Chain.start(plan).next(prepare).next(check_cluster.otherwise(rest))

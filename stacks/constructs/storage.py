@@ -120,6 +120,37 @@ class Storage(Construct):
                 ),
             ],
         )
+        # VPC flow logs (Network stack) are delivered here by the log delivery service: declared in this
+        # stack's bucket policy, so no service edits it behind CloudFormation's back.
+        delivery = iam.ServicePrincipal("delivery.logs.amazonaws.com")
+        from_this_account = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"},
+        }
+        self.logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="FlowLogDeliveryWrite",
+                principals=[delivery],
+                actions=["s3:PutObject"],
+                resources=[self.logs_bucket.arn_for_objects(f"vpc-flow-logs/AWSLogs/{stack.account}/*")],
+                conditions={
+                    **from_this_account,
+                    "StringEquals": {
+                        "aws:SourceAccount": stack.account,
+                        "s3:x-amz-acl": "bucket-owner-full-control",
+                    },
+                },
+            )
+        )
+        self.logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="FlowLogDeliveryAclCheck",
+                principals=[delivery],
+                actions=["s3:GetBucketAcl"],
+                resources=[self.logs_bucket.bucket_arn],
+                conditions=from_this_account,
+            )
+        )
         acknowledge(
             self.logs_bucket,
             "AwsSolutions-S1",

@@ -47,7 +47,7 @@ def test_no_security_group_accepts_traffic_from_outside(synth_name: str, request
         t = synth.json(concern)
         for group in _of_type(t, "AWS::EC2::SecurityGroup"):
             for rule in group["Properties"].get("SecurityGroupIngress", []):
-                assert rule.get("CidrIp") != "0.0.0.0/0", (concern, rule)
+                assert rule.get("CidrIp") != "0.0.0.0/0" and rule.get("CidrIpv6") != "::/0", (concern, rule)
         for rule in _of_type(t, "AWS::EC2::SecurityGroupIngress"):
             assert "SourceSecurityGroupId" in rule["Properties"], (concern, rule)
 
@@ -215,3 +215,69 @@ def test_prod_endpoints_profile_reaches_aws_without_nat(tmp_path: Any, context_f
     assert len(interface) == 10 and all(e["Properties"]["PrivateDnsEnabled"] for e in interface)
     names = {json.dumps(e["Properties"]["ServiceName"]) for e in interface}
     assert any("ecr.dkr" in n for n in names) and any("elasticmapreduce" in n for n in names)
+
+
+def test_emr_may_launch_into_the_workload_subnets(dev: Any, prod: Any) -> None:
+    # AmazonEMRServicePolicy_v2 creates instances only in subnets tagged for it.
+    for synth, public in ((dev, True), (prod, False)):
+        workload = [
+            s
+            for s in _of_type(synth.json("Network"), "AWS::EC2::Subnet")
+            if s["Properties"]["MapPublicIpOnLaunch"] is public
+        ]
+        assert len(workload) == 2
+        for subnet in workload:
+            assert {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in subnet[
+                "Properties"
+            ]["Tags"]
+
+
+def test_persistent_cluster_waits_for_its_security_configuration(prod: Any) -> None:
+    template = prod.json("Emr")
+    (cluster,) = _of_type(template, "AWS::EMR::Cluster")
+    (config_id,) = [
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::EMR::SecurityConfiguration"
+    ]
+    assert config_id in cluster["DependsOn"]
+    name = template["Resources"][config_id]["Properties"]["Name"]
+    assert cluster["Properties"]["SecurityConfiguration"] == name and name.startswith("mlpipe-prod-")
+
+
+def test_docker_builds_find_their_dockerfiles_in_the_staged_context(dev: Any) -> None:
+    assets = json.loads((dev.outdir / f"{dev.config.stack_name('Batch')}.assets.json").read_text())
+    for image in assets["dockerImages"].values():
+        context = dev.outdir / image["source"]["directory"]
+        assert (context / image["source"]["dockerFile"]).is_file(), image["source"]
+        assert (context / "src" / "mlpipe_batch" / "train.py").is_file()
+
+
+def test_jobs_that_cannot_start_are_cancelled(dev: Any) -> None:
+    for queue in _of_type(dev.json("Batch"), "AWS::Batch::JobQueue"):
+        actions = queue["Properties"]["JobStateTimeLimitActions"]
+        assert {a["Reason"] for a in actions} == {
+            "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+            "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+            "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+        }
+        assert all(
+            a["Action"] == "CANCEL" and a["State"] == "RUNNABLE" and a["MaxTimeSeconds"] == 14_400
+            for a in actions
+        )
+
+
+def test_flow_logs_may_be_delivered_to_the_logs_bucket(dev: Any) -> None:
+    policies = _of_type(dev.json("Storage"), "AWS::S3::BucketPolicy")
+    statements = [
+        s
+        for p in policies
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "delivery.logs.amazonaws.com"}
+    ]
+    assert {s["Sid"] for s in statements} == {"FlowLogDeliveryWrite", "FlowLogDeliveryAclCheck"}
+    assert all("aws:SourceAccount" in s["Condition"]["StringEquals"] for s in statements)
+
+
+def test_curated_partitions_are_projected(dev: Any) -> None:
+    (table,) = _of_type(dev.json("Glue"), "AWS::Glue::Table")
+    params = table["Properties"]["TableInput"]["Parameters"]
+    assert params["projection.enabled"] == "true" and params["projection.dt.type"] == "date"

@@ -103,7 +103,10 @@ def test_payloads_are_pointers_not_data(dev: Any) -> None:
 def test_persistent_mode_adds_steps_to_the_stack_cluster(prod: Any) -> None:
     top = definition(prod)["States"]
     assert "PrepareData" not in top and "CreateCluster" not in str(top)
-    assert top["UsePersistentCluster"]["Parameters"] == {"ClusterId": "REF"}
+    assert top["DescribePersistentCluster"]["Parameters"] == {"ClusterId": "REF"}
+    assert (
+        top["ClusterRunning?"]["Default"] == "BuildFeatures"
+    )  # a terminated cluster fails with a clear cause
     assert "TerminateCluster" not in str(top)
 
 
@@ -158,11 +161,41 @@ def _list(value: Any) -> list[Any]:
 
 def test_a_glue_failure_keeps_the_cluster_id_so_the_cluster_is_terminated(dev: Any) -> None:
     top = definition(dev)["States"]
-    assert top["PrepareData"]["ResultSelector"] == {"ClusterId.$": "$[1].cluster.ClusterId", "CleanEvents.$": "$[0]"}
+    assert top["PrepareData"]["ResultSelector"] == {
+        "ClusterId.$": "$[1].cluster.ClusterId",
+        "CleanEvents.$": "$[0]",
+    }
     clean_branch = top["PrepareData"]["Branches"][0]["States"]
     assert clean_branch["CleanEvents"]["Catch"][0]["Next"] == "CleanEvents failed"
-    assert "Next" not in clean_branch["CleanEvents failed"]  # the branch ends well: the Parallel keeps the cluster
+    assert (
+        "Next" not in clean_branch["CleanEvents failed"]
+    )  # the branch ends well: the Parallel keeps the cluster
     check = top["EventsCleaned?"]
     assert check["Choices"][0]["Variable"] == "$.cluster.CleanEvents.failed"
     assert top[check["Choices"][0]["Next"]]["Next"] == "NotifyFailure"
     assert check["Default"] == "BuildFeatures"
+
+
+def test_state_machine_may_stop_and_poll_the_jobs_it_starts(dev: Any) -> None:
+    statements = [
+        s
+        for r in dev.json("Pipeline")["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy" and "StateMachine" in json.dumps(r["Properties"]["Roles"])
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    actions = {a for s in statements for a in _list(s["Action"])}
+    assert {
+        "batch:SubmitJob",
+        "batch:DescribeJobs",
+        "batch:TerminateJob",
+        "sns:Publish",
+        "glue:StartJobRun",
+        "glue:GetJobRun",
+        "elasticmapreduce:AddJobFlowSteps",
+        "iam:PassRole",
+    } <= actions
+    # SubmitJob carries no Tags (which would need batch:TagResource): the job definitions propagate theirs.
+    submits = [
+        s for _, s in states(definition(dev)) if s.get("Resource", "").endswith("batch:submitJob.sync")
+    ]
+    assert submits and all("Tags" not in s["Parameters"] for s in submits)

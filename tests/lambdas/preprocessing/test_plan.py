@@ -84,7 +84,7 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
 def test_given_candidates_and_gate_override_are_planned(
     s3: Any, store: Any, lambda_env: dict[str, str]
 ) -> None:
-    candidates = [{"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 3, "gpus": 8}, {"name": "b"}]
+    candidates = [{"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 2}, {"name": "b"}]
     payload = plan_run(
         s3,
         raw_input(lambda_env, candidates=candidates, quality_gate={"min_auc": 0.8}),
@@ -92,7 +92,8 @@ def test_given_candidates_and_gate_override_are_planned(
     )
     plan = store.get_json(payload["plan_uri"])
     assert plan["candidates"] == [
-        {"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 3, "gpus": 8},
+        # GPUs come from the job definition each shape runs on (the deployment's multi-node one: 4 per node).
+        {"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 2, "gpus": 4},
         {"name": "b", "hyperparameters": {}, "nodes": 1, "gpus": 1},
     ]
     assert plan["quality_gate"] == {"min_auc": 0.8}
@@ -223,6 +224,16 @@ BAD_INPUTS = [
         "nodes not an integer",
         {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "nodes": "2"}]},
         "input.candidates[0].nodes must be integer",
+    ),
+    (
+        "nodes that no job definition runs",
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "nodes": 3}]},
+        "input.candidates[0].nodes: 3 nodes, but this deployment's multi-node job definition runs 2",
+    ),
+    (
+        "gpus that the job definition does not give",
+        {"raw_uri": RAW_EVENTS, "candidates": [{"name": "a", "nodes": 2, "gpus": 8}]},
+        "input.candidates[0].gpus: 8 GPUs per node, but the job definition for 2 node(s) gives 4",
     ),
     (
         "too many nodes",

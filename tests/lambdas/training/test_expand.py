@@ -42,7 +42,7 @@ def test_expand_returns_one_submit_job_parameter_map_per_candidate(
 def test_expand_output_is_a_valid_batch_submit_job_request(planned: Callable[..., dict[str, Any]]) -> None:
     """Each candidate, as the Map state passes it, validates against botocore's SubmitJob input shape."""
     longest = "n" * 32
-    plan = planned(run_id="r" * 48, candidates=[{"name": longest, "nodes": 4}, {"name": "b"}])
+    plan = planned(run_id="r" * 48, candidates=[{"name": longest, "nodes": 2}, {"name": "b"}])
     shape = boto3.client("batch").meta.service_model.operation_model("SubmitJob").input_shape
     for candidate in expand_candidates(plan)["candidates"]:
         request: dict[str, Any] = {
