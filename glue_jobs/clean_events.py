@@ -435,8 +435,8 @@ def run(spark: Any, args: dict[str, str], *, glue_context: Any = None) -> dict[s
         max_rows = int(args["max-rows-per-file"])
         if dates:
             (
-                # One shuffle partition per date (adaptive execution drops the empty ones); large dates are
-                # cut into files of at most max-rows-per-file rows.
+                # Hash-partitioned by date: each date is written by one task, as one file or, for a large
+                # date, as files of at most max-rows-per-file rows. Sorted for byte-stable re-runs.
                 merged.repartition("dt")
                 .sortWithinPartitions("dt", "ts", "event_id")
                 .write.mode("overwrite")
