@@ -181,10 +181,12 @@ def _ids(prefix: str, n: int, width: int) -> pa.StringArray:
 
 def _normalized(weights: np.ndarray) -> np.ndarray:
     w = weights.astype(np.float64)
-    return w / w.sum()
+    return np.asarray(w / w.sum())
 
 
-def _history(keys: np.ndarray, ts: np.ndarray, count: np.ndarray, last: np.ndarray | None) -> tuple:
+def _history(
+    keys: np.ndarray, ts: np.ndarray, count: np.ndarray, last: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """For each event: the key's events strictly before it, and the previous event's time (or -1).
 
     Events arrive in time order; a stable sort by key keeps that order inside each key. Updates the
@@ -229,7 +231,7 @@ def true_logit(
     """The workload's known log-odds of conversion (nonlinear in price, position and history)."""
     category = world.item_category[items]
     price_gap = (np.log(np.maximum(price, 0.01)) - world.category_log_price[category]) / 0.8
-    return (
+    logit = (
         -1.6
         + world.user_latent[users]
         + world.item_latent[items]
@@ -242,6 +244,7 @@ def true_logit(
         - 0.2 * np.log1p(hours_since_user_last)
         + 0.4 * np.tanh(np.log1p(item_prior) / 4.0)
     )
+    return np.asarray(logit)
 
 
 @dataclass
@@ -320,6 +323,7 @@ def _label(world: _World, d: _Draws, first_event: int) -> None:
     """The sequential step: history, true probability and label, in event order across chunks."""
     user_prior, user_prev = _history(d.users, d.ts, world.user_count, world.user_last)
     item_prior, _ = _history(d.items, d.ts, world.item_count, None)
+    assert user_prev is not None  # asked for, with world.user_last
     hours = np.where(user_prev >= 0, (d.ts - user_prev) / 3_600_000.0, _NO_HISTORY_HOURS)
     logit = true_logit(
         world, d.users, d.items, d.device, d.price, d.position, d.discount, user_prior, hours, item_prior
@@ -404,16 +408,17 @@ def _render(cfg: GeneratorConfig, world: _World, d: _Draws) -> _Chunk:
 def _corrupt(line: bytes, kind: str, v: int) -> bytes:
     """One clean JSON line made dirty in the way `kind` names; `v` picks the variant."""
     record: dict[str, Any] = json.loads(line)
+    changes: tuple[tuple[str, Any], ...] = ()
     if kind == "malformed_json":
         text = line.rstrip(b"\n")
-        options = (
+        broken = (
             text[: max(1, len(text) // 2)],  # truncated write
             text[:-1],  # missing closing brace
             text.replace(b'":', b"\":'", 1),  # stray quote
             b"<html>502 Bad Gateway</html>",  # a proxy error page in the log
             b"[" + text + b"]",  # not an object
         )
-        return options[v % len(options)] + b"\n"
+        return broken[v % len(broken)] + b"\n"
     if kind == "missing_field":
         name = schema.REQUIRED_FIELDS[v % len(schema.REQUIRED_FIELDS)]
         if (v // 16) % 2:
@@ -421,7 +426,7 @@ def _corrupt(line: bytes, kind: str, v: int) -> bytes:
         else:
             del record[name]
     elif kind == "wrong_type":
-        options: tuple[tuple[str, Any], ...] = (
+        changes = (
             ("price", str(record["price"])),
             ("position", record["position"] + 0.5),
             ("label", "yes"),
@@ -429,10 +434,10 @@ def _corrupt(line: bytes, kind: str, v: int) -> bytes:
             ("user_id", int(record["user_id"][1:])),
             ("item_id", {"id": record["item_id"]}),
         )
-        name, value = options[v % len(options)]
+        name, value = changes[v % len(changes)]
         record[name] = value
     elif kind == "out_of_range":
-        options = (
+        changes = (
             ("price", -abs(record["price"]) - 1.0),
             ("price", 1.0e7),
             ("position", 0),
@@ -440,19 +445,19 @@ def _corrupt(line: bytes, kind: str, v: int) -> bytes:
             ("label", 2),
             ("discount", 1.5),
         )
-        name, value = options[v % len(options)]
+        name, value = changes[v % len(changes)]
         record[name] = value
     elif kind == "bad_timestamp":
         options_ts = ("2026-13-45T99:00:00Z", "yesterday", "", "1999-12-31T23:59:59Z", "3026-01-01T00:00:00Z")
         record["ts"] = options_ts[v % len(options_ts)]
     elif kind == "unknown_category":
-        options = (("device", "smartwatch"), ("country", "XX"), ("category", "weapons"), ("device", "Mobile"))
-        name, value = options[v % len(options)]
+        changes = (("device", "smartwatch"), ("country", "XX"), ("category", "weapons"), ("device", "Mobile"))
+        name, value = changes[v % len(changes)]
         record[name] = value
     elif kind == "invalid_utf8":
-        name = ("user_id", "item_id", "category", "device")[v % 4]
+        target = ("user_id", "item_id", "category", "device")[v % 4]
         raw = json.dumps(record, separators=(",", ":")).encode()
-        needle = f'"{name}":"'.encode()
+        needle = f'"{target}":"'.encode()
         at = raw.index(needle) + len(needle) + 1
         bad = (b"\xff\xfe", b"\xc3\x28", b"\xed\xa0\x80", b"\xe2\x82")[(v // 4) % 4]
         return raw[:at] + bad + raw[at:] + b"\n"
