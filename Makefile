@@ -59,6 +59,7 @@ synth: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup
