@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,11 +13,24 @@ _NODE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
 if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
+from mlpipe.config import ConfigError, load_config  # noqa: E402
+from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
+
+
+def _prefetch_image() -> None:
+    """Start the Deep Learning Container lookup before jsii loads (the CLI passes the context in this variable)."""
+    try:
+        config = load_config(json.loads(os.environ["CDK_CONTEXT_JSON"]))
+    except (KeyError, ValueError):  # no context here, or a bad one: main() reports it
+        return
+    prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
+
+
+_prefetch_image()
+
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from mlpipe.config import ConfigError, load_config  # noqa: E402
-from stacks.constructs.batch import prefetch_dlc_image  # noqa: E402
 from stacks.platform import create_platform  # noqa: E402
 
 CONTEXT_KEYS = ("env", "environments", "destroy_stateful")

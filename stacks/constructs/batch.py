@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
@@ -17,53 +13,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlpipe.config import BatchConfig, ConfigError
+from mlpipe.config import BatchConfig
 from mlpipe.instances import gpu_instance
 from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, acknowledge, allow_key, allow_objects
 from stacks.defaults import BATCH_CONTAINERS_DIR
+from stacks.dlc_image import dlc_training_image
 
 # Root volume of the GPU hosts: the Deep Learning Container image alone is over 15 GiB.
 _ROOT_VOLUME_GIB = 200
 _DOCKER_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
-
-
-# The SDK takes a second or two to import: it runs in a child process, in parallel with the synth.
-_DLC_LOOKUP = """
-import sys
-from sagemaker.core import image_uris
-region, version, py = sys.argv[1:4]
-print(image_uris.retrieve("pytorch", region=region, version=version, py_version=py,
-                          instance_type="ml.g5.xlarge", image_scope="training"))
-"""
-_lookups: dict[tuple[str, str, str], subprocess.Popen[str]] = {}
-
-
-def prefetch_dlc_image(region: str, pytorch_version: str, python_version: str) -> None:
-    """Start resolving the Deep Learning Container image in the background."""
-    key = (region, pytorch_version, python_version)
-    if key not in _lookups:
-        _lookups[key] = subprocess.Popen(
-            [sys.executable, "-c", _DLC_LOOKUP, *key],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"},
-        )  # fmt: skip
-
-
-def dlc_training_image(region: str, pytorch_version: str, python_version: str) -> str:
-    """The AWS Deep Learning Container for PyTorch GPU training, from the SageMaker SDK's image registry.
-
-    image_uris reads the registry JSON shipped inside the SDK: no network, no credentials.
-    """
-    prefetch_dlc_image(region, pytorch_version, python_version)
-    process = _lookups[(region, pytorch_version, python_version)]
-    out, err = process.communicate()
-    if process.returncode != 0:
-        reason = (err.strip().splitlines() or ["no output"])[-1]
-        raise ConfigError(
-            f"batch.dlc_pytorch_version: the SageMaker SDK has no PyTorch {pytorch_version} ({python_version}) "
-            f"GPU training image in {region}: {reason}"
-        )
-    return out.strip()
 
 
 class BatchCompute(Construct):

@@ -81,7 +81,7 @@ def test_synth_fails_with_the_guard_message(context_for: Any, tmp_path: Path) ->
 
 def test_an_unknown_deep_learning_container_version_names_the_key() -> None:
     from mlpipe.config import ConfigError
-    from stacks.constructs.batch import dlc_training_image
+    from stacks.dlc_image import dlc_training_image
 
     with pytest.raises(
         ConfigError, match=r"batch.dlc_pytorch_version: .* no PyTorch 9.9 \(py312\) .* us-east-1"
