@@ -24,7 +24,7 @@ help:
 	@echo "make test   set up, then run lint and the test suite"
 	@echo "make setup  create .venv and node_modules (pinned); quick when already done"
 	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
-	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed
 
@@ -66,8 +66,11 @@ test: setup lint
 
 demo: synth
 
+# Each prints figures and ratios measured in one run; larger runs: bench/etl.py --rows 1000000,10000000.
 bench: setup
 	$(PY) bench/synth.py
+	$(PY) bench/train.py
+	$(PY) bench/etl.py --rows 1000000
 
 clean:
 	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache
