@@ -5,8 +5,11 @@ Plan ─► PrepareData ║ Glue clean ║ (transient) create EMR cluster ║ �
                                                       ║ EMR inference features ─► (transient) terminate ║
      ─► SelectModel ─► EvaluateModel (quality gate) ─► Publish ║ RegisterModel ║ Batch inference ║ ─► Summarize
 
-Every task retries transient service errors with exponential backoff and full jitter, has a timeout, and
-is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
+(persistent EMR: Plan ─► CleanEvents ─► DescribePersistentCluster ─► ClusterRunning? ─► BuildFeatures ...)
+
+Every task retries transient service errors with exponential backoff and full jitter, has a timeout (the
+state's own, or for the Glue and Batch .sync tasks the job's: Glue's Timeout, Batch's attempt duration and
+the queues' RUNNABLE limit; the execution timeout bounds them all), and is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
 cluster is terminated, and the execution ends in a Fail state carrying the error and cause. State payloads
 carry S3 pointers and small fields only.
 """
