@@ -58,7 +58,8 @@ def _longest_value(schema: Mapping[str, Any]) -> int:
     if kind == "string":
         if "maxLength" not in schema:
             raise GuardError(f"execution input schema: a string without maxLength is unbounded ({schema})")
-        per_char = 1 if schema.get("pattern") == JSON_SAFE_STRING_PATTERN else 6  # else \\uXXXX escapes
+        # Outside that pattern, JSON may escape a character as a backslash, "u" and four hex digits.
+        per_char = 1 if schema.get("pattern") == JSON_SAFE_STRING_PATTERN else 6
         return int(schema["maxLength"]) * per_char + 2
     if kind == "array":
         if "maxItems" not in schema:

@@ -21,6 +21,7 @@ import hashlib
 import json
 
 from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
@@ -656,30 +657,26 @@ class Pipeline(Construct):
             ),
             "ExpandCandidates",
         )
-        single = in_branch(
-            submit(
-                "TrainSingleNode",
-                job_name=sfn.JsonPath.format(
-                    "{}-{}", sfn.JsonPath.string_at("$.run_id"), sfn.JsonPath.string_at("$.candidate.name")
+
+        def train(name: str, queue: batch.IJobQueue, definition: batch.IJobDefinition) -> sfn.TaskStateBase:
+            """One candidate's Batch job; the job definition fixes its node and GPU counts."""
+            return in_branch(
+                submit(
+                    name,
+                    job_name=sfn.JsonPath.format(
+                        "{}-{}",
+                        sfn.JsonPath.string_at("$.run_id"),
+                        sfn.JsonPath.string_at("$.candidate.name"),
+                    ),
+                    queue_arn=queue.job_queue_arn,
+                    definition_arn=definition.job_definition_arn,
+                    payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
                 ),
-                queue_arn=batch_.spot_first_queue.job_queue_arn,
-                definition_arn=batch_.training_job_definition.job_definition_arn,
-                payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
-            ),
-            "TrainSingleNode",
-        )
-        multi = in_branch(
-            submit(
-                "TrainMultiNode",
-                job_name=sfn.JsonPath.format(
-                    "{}-{}", sfn.JsonPath.string_at("$.run_id"), sfn.JsonPath.string_at("$.candidate.name")
-                ),
-                queue_arn=batch_.on_demand_queue.job_queue_arn,
-                definition_arn=batch_.multinode_job_definition.job_definition_arn,
-                payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
-            ),
-            "TrainMultiNode",
-        )
+                name,
+            )
+
+        single = train("TrainSingleNode", batch_.spot_first_queue, batch_.training_job_definition)
+        multi = train("TrainMultiNode", batch_.on_demand_queue, batch_.multinode_job_definition)
         train_map = sfn.Map(
             self,
             "TrainCandidates",
