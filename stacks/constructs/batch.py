@@ -167,23 +167,16 @@ class BatchCompute(Construct):
         allow_objects(self.job_role, artifacts_bucket, ["runs/", "checkpoints/"], S3_READ_WRITE_DELETE)
         allow_key(self.job_role, key)
 
-        self.images: list[ecr_assets.DockerImageAsset] = []
-
-        def image(dockerfile: str) -> ecs.ContainerImage:
-            asset = ecr_assets.DockerImageAsset(
-                self,
-                f"{dockerfile.split('/')[0].title()}Image",
-                directory=str(BATCH_CONTAINERS_DIR),
-                file=dockerfile,
-                build_args={"BASE_IMAGE": base_image},
-                platform=ecr_assets.Platform.LINUX_AMD64,
-                exclude=_DOCKER_EXCLUDES,
-            )
-            self.images.append(asset)
-            return ecs.ContainerImage.from_docker_image_asset(asset)
-
-        training_image = image("training/Dockerfile")
-        inference_image = image("inference/Dockerfile")
+        # One image serves training and inference (the job definitions give the command): built and pushed once.
+        self.image_asset = ecr_assets.DockerImageAsset(
+            self,
+            "Image",
+            directory=str(BATCH_CONTAINERS_DIR),
+            build_args={"BASE_IMAGE": base_image},
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=_DOCKER_EXCLUDES,
+        )
+        training_image = inference_image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
         logging = ecs.LogDriver.aws_logs(stream_prefix="mlpipe", log_group=log_group)
 
         # Spot reclaims (status reason "Host EC2 (instance i-…) terminated.") are retried;

@@ -295,7 +295,7 @@ class Pipeline(Construct):
             "batch": dataclasses.asdict(self._config.batch),
             "emr": dataclasses.asdict(self._config.emr),
             "glue": dataclasses.asdict(self._config.glue),
-            "images": [image.asset_hash for image in batch_.images],
+            "image": batch_.image_asset.asset_hash,
         }
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -131,7 +131,12 @@ def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
 def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
     assets = json.loads((dev.outdir / f"{dev.config.stack_name('Batch')}.assets.json").read_text())
     images = list(assets["dockerImages"].values())
-    assert len(images) == 2
+    assert len(images) == 1  # one image for training and inference: built and pushed once
+    job_images = {
+        json.dumps(_image_of(d["Properties"]))
+        for d in _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition")
+    }
+    assert len(job_images) == 1
     for image in images:
         base = image["source"]["dockerBuildArgs"]["BASE_IMAGE"]
         assert base == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8-gpu-py312"
@@ -247,7 +252,7 @@ def test_docker_builds_find_their_dockerfiles_in_the_staged_context(dev: Any) ->
     assets = json.loads((dev.outdir / f"{dev.config.stack_name('Batch')}.assets.json").read_text())
     for image in assets["dockerImages"].values():
         context = dev.outdir / image["source"]["directory"]
-        assert (context / image["source"]["dockerFile"]).is_file(), image["source"]
+        assert (context / image["source"].get("dockerFile", "Dockerfile")).is_file(), image["source"]
         assert (context / "src" / "mlpipe_batch" / "train.py").is_file()
 
 
@@ -281,3 +286,9 @@ def test_curated_partitions_are_projected(dev: Any) -> None:
     (table,) = _of_type(dev.json("Glue"), "AWS::Glue::Table")
     params = table["Properties"]["TableInput"]["Parameters"]
     assert params["projection.enabled"] == "true" and params["projection.dt.type"] == "date"
+
+
+def _image_of(properties: dict[str, Any]) -> Any:
+    if "ContainerProperties" in properties:
+        return properties["ContainerProperties"]["Image"]
+    return properties["NodeProperties"]["NodeRangeProperties"][0]["Container"]["Image"]
