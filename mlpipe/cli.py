@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("stop", "mlpipe.commands.stop", "stop a running pipeline execution"),
     ("redrive", "mlpipe.commands.redrive", "resume a failed pipeline execution"),
     ("train", "mlpipe.commands.train", "submit and follow Batch training jobs"),
+    ("local", "mlpipe.commands.local", "run the whole pipeline on this machine, offline (local mode)"),
 )
 
 

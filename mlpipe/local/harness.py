@@ -7,7 +7,8 @@ this process, and pluggable executors for the Batch, Glue and EMR work.
         result.status, result.output, result.entered()
 
 A `LocalPipeline` is one fresh, local "deployment": it starts its own moto mock (every AWS call in the
-process goes to moto while it is active), creates what the assembly declares that the execution touches (the
+process goes to moto while it is active; with `server=True`, a moto server on 127.0.0.1 that child
+processes reach too, see `server.py`), creates what the assembly declares that the execution touches (the
 S3 buckets, the SNS topic, the SageMaker model package group, the state machine itself) and installs the
 harness's integrations into moto's interpreter (see `moto_patches`). Retry waits are recorded and slept
 `time_scale` times as long (default 0: not at all).
@@ -32,6 +33,7 @@ from mlpipe.local.definition import StateMachineDefinition, unsupported
 from mlpipe.local.executors import Executors
 from mlpipe.local.lambdas import InProcessLambdas, LambdaInvoker
 from mlpipe.local.moto_patches import RetryWait, Services, installed
+from mlpipe.local.server import MotoServer
 from mlpipe.local.services import BatchService, EmrService, GlueService
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -69,6 +71,7 @@ class LocalPipeline:
         *,
         lambdas: LambdaInvoker | None = None,
         time_scale: float = 0.0,
+        server: bool = False,
     ) -> None:
         self.assembly = assembly if isinstance(assembly, CloudAssembly) else CloudAssembly.load(assembly)
         self.machine = StateMachineDefinition.from_assembly(self.assembly)
@@ -87,6 +90,7 @@ class LocalPipeline:
             emr=EmrService(region=self.region, account=self.assembly.account, executors=executors),
             time_scale=time_scale,
         )
+        self.server = MotoServer(self.region) if server else None
         self._stack: ExitStack | None = None
         self.state_machine_arn = ""
 
@@ -96,7 +100,10 @@ class LocalPipeline:
 
         stack = ExitStack()
         try:
-            stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+            if self.server is not None:
+                stack.enter_context(self.server)
+            else:
+                stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(installed(self.services))
             self._provision()
         except BaseException:

@@ -1,0 +1,103 @@
+"""`mlpipe local run` and `mlpipe local redrive`: the whole pipeline on this machine (mlpipe/local/mode.py).
+
+Exit status: 0 when the run succeeds, 1 when it fails (the summary names the state, the cause and the log),
+2 for bad arguments (before any work), 130 when interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlpipe.commands._common import subcommands
+
+DEFAULT_WORKDIR = Path("local-run")
+
+
+def _int(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value:,} is out of range: give {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from mlpipe.local.mode import DEFAULT_ROWS, LOCAL_CANDIDATES, MAX_ROWS, MIN_ROWS
+
+    parser.description = (
+        "Run the pipeline on this machine, offline: the synthesized state machine on an embedded moto server, "
+        "the real Lambdas, the Glue and EMR scripts on local Spark, the training and inference containers' "
+        "code as local processes."
+    )
+    sub = subcommands(parser, "local_command")
+    run = sub.add_parser("run", help="generate data and run the whole pipeline locally")
+    run.add_argument(
+        "--rows",
+        type=_int(MIN_ROWS, MAX_ROWS),
+        default=DEFAULT_ROWS,
+        help=f"raw events to generate (default {DEFAULT_ROWS:,})",
+    )
+    run.add_argument(
+        "--candidates",
+        type=_int(1, len(LOCAL_CANDIDATES)),
+        default=2,
+        help="hyperparameter candidates to train in parallel (default 2; the second is a 2-node DDP job)",
+    )
+    run.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where the run lives (default ./{DEFAULT_WORKDIR})",
+    )
+    run.set_defaults(handler=_run)
+    redrive = sub.add_parser("redrive", help="resume a failed local run from the state that failed")
+    redrive.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"the failed run's folder (default ./{DEFAULT_WORKDIR})",
+    )
+    redrive.set_defaults(handler=_redrive)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mlpipe.local.mode import LocalRun, Options
+
+    options = Options(rows=args.rows, candidates=args.candidates, workdir=args.workdir)
+    options.validate()  # before any work
+    print(
+        f"mlpipe local run: {args.rows:,} rows, {args.candidates} candidate(s), workdir {args.workdir}",
+        flush=True,
+    )
+    return _report(LocalRun(args.workdir).run(options))
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from mlpipe.local.mode import LocalRun
+
+    print(f"mlpipe local redrive: workdir {args.workdir}", flush=True)
+    return _report(LocalRun(args.workdir).redrive())
+
+
+def _report(summary: dict[str, Any]) -> int:
+    print(json.dumps(summary, indent=2, default=str))
+    path = Path(summary["workdir"]) / "summary.json"
+    if summary["status"] == "SUCCEEDED":
+        print(f"local run {summary['run_id']} SUCCEEDED: summary in {path}")
+        return 0
+    failure = summary.get("failure", {})
+    print(
+        f"local run {summary.get('run_id')} {summary['status']}: state {failure.get('state')} failed with "
+        f"{failure.get('error')}; log: {failure.get('log')}; summary in {path}",
+        file=sys.stderr,
+    )
+    return 130 if summary["status"] == "ABORTED" else 1

@@ -1,0 +1,380 @@
+"""The real executors of local mode: the Glue and EMR jobs' PySpark scripts on local Spark, and the Batch
+jobs' PyTorch entrypoints as local processes, each with its log file.
+
+- The code that runs is the synthesized code: an `s3://` script or `--py-files` location is looked up in the
+  cloud assembly's asset manifests (`*.assets.json`: object key -> file or folder in cdk.out), so the local
+  run executes exactly what `cdk deploy` would upload.
+- Glue (`SparkGlue`): the job's `ScriptLocation` runs under plain `python` with the run's arguments
+  (`--JOB_NAME` and the job's default arguments, overlaid with the run's), as Glue passes them; without
+  `awsglue` the script makes its own local SparkSession.
+- EMR (`SparkEmr`): a `command-runner.jar` step's `spark-submit [options] s3://…/<script>.py args` runs the
+  script with the `--py-files` asset on `PYTHONPATH` (what spark-submit ships to the driver in AWS).
+- Spark cannot read S3 here, so every `s3://` argument is staged through the `Mirror`: pulled before the
+  job, replaced by its mirror path, and pushed back only after the job succeeds (a failed job publishes
+  nothing).
+- Batch (`LocalBatch`): the job definition's command, `Ref::` parameters substituted by the harness, with
+  the environment AWS Batch gives a container (`AWS_BATCH_JOB_ID`, `AWS_BATCH_JOB_ATTEMPT`, …). A multi-node
+  job starts one process per node with `AWS_BATCH_JOB_NUM_NODES`, `AWS_BATCH_JOB_NODE_INDEX`,
+  `AWS_BATCH_JOB_MAIN_NODE_INDEX` and, on the other nodes, `AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS`
+  (127.0.0.1): the container's launcher makes them DDP workers. The job's output is pulled into the mirror
+  when it succeeds.
+
+Every child runs in its own process group, registered in `Children`, so that Ctrl-C (or a failure of the
+driver) stops every one of them, Spark's JVM included. A `Journal` records each job that succeeded; with
+`replay=True` (a redrive) a job already in it is not run again: its outputs are in the restored S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlpipe.local.executors import BatchJob, EmrStep, GlueJobRun, Outcome
+from mlpipe.local.mirror import Mirror
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BATCH_SOURCE = REPO_ROOT / "batch_containers" / "src"
+STOP_GRACE_S = 10.0
+CONTAINER_EXITED = "Essential container in task exited"
+
+
+class Aborted(RuntimeError):
+    """The run is being stopped: no new job starts."""
+
+
+# ---- children -------------------------------------------------------------------------------------------
+@dataclass
+class Children:
+    """Every child process of the run, for stopping them all at once."""
+
+    _procs: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: bool = False
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if self.stopping:
+                raise Aborted("the local run is stopping")
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    list(argv),
+                    env=dict(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO_ROOT,
+                    start_new_session=True,  # its own process group: Ctrl-C reaches the driver, which stops it
+                )
+            self._procs.add(proc)
+        return proc
+
+    def wait(self, proc: subprocess.Popen[bytes]) -> int:
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> int:
+        """SIGTERM every child's process group, SIGKILL what is left after `grace_s`; returns how many."""
+        with self._lock:
+            self.stopping = True
+            procs = [p for p in self._procs if p.poll() is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the group: also what the child started (a JVM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        return len(procs)
+
+
+# ---- the journal ----------------------------------------------------------------------------------------
+def job_key(kind: str, name: str, args: Any) -> str:
+    text = json.dumps([kind, name, args], sort_keys=True, default=str)
+    return f"{kind}:{name}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+@dataclass
+class Journal:
+    """One JSON line per job that succeeded (and per failed attempt, for the failure report)."""
+
+    path: Path
+    replay: bool = False
+    done: set[str] = field(default_factory=set)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    replayed: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["status"] == "SUCCEEDED":
+                    self.done.add(entry["key"])
+
+    def has(self, key: str) -> bool:
+        return self.replay and key in self.done
+
+    def record(self, key: str, *, status: str, label: str, log: Path | None, reason: str = "") -> None:
+        entry = {"key": key, "status": status, "label": label, "log": str(log) if log else None}
+        if reason:
+            entry["reason"] = reason
+        with self._lock:
+            if status == "SUCCEEDED":
+                self.done.add(key)
+            else:
+                self.failures.append(entry)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def note_replay(self, label: str) -> None:
+        with self._lock:
+            self.replayed.append(label)
+
+
+def asset_paths(cdk_out: Path) -> dict[str, Path]:
+    """Object key -> source path of every file asset of the assembly (`<stack>.assets.json`)."""
+    found: dict[str, Path] = {}
+    for manifest in sorted(cdk_out.glob("*.assets.json")):
+        for asset in json.loads(manifest.read_text()).get("files", {}).values():
+            for destination in asset.get("destinations", {}).values():
+                found[destination["objectKey"]] = cdk_out / asset["source"]["path"]
+    return found
+
+
+# ---- shared ---------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What every executor of one local run shares."""
+
+    workdir: Path
+    mirror: Mirror
+    children: Children
+    journal: Journal
+    assets: Mapping[str, Path] = field(default_factory=dict)  # S3 object key -> file or folder in cdk.out
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "3g"
+    events: list[str] = field(default_factory=list)  # one line per job start/end, for the progress display
+
+    def asset(self, uri: str) -> Path | None:
+        """The cdk.out file (or folder) that the asset at `uri` is uploaded from."""
+        return self.assets.get(uri.removeprefix("s3://").partition("/")[2])
+
+    def log_path(self, *parts: str) -> Path:
+        return self.workdir / "logs" / Path(*parts)
+
+    def say(self, line: str) -> None:
+        self.events.append(line)
+
+    def base_env(self) -> dict[str, str]:
+        # A Lambda of the harness may be running: its overlay empties keys it adds (see lambdas.py).
+        return {k: v for k, v in os.environ.copy().items() if v != ""}
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    useful = [line for line in text if line.strip()]
+    return " | ".join(useful[-lines:])[-400:]
+
+
+def _staged_run(
+    ctx: Context, *, key: str, label: str, argv: list[str], env: dict[str, str], log: Path, uris: list[str]
+) -> Outcome:
+    """Run a Spark script with its `s3://` arguments staged through the mirror."""
+    if ctx.journal.has(key):
+        ctx.journal.note_replay(label)
+        ctx.say(f"{label}: done in the failed run, not run again")
+        return Outcome.success()
+    for uri in uris:
+        ctx.mirror.pull(uri)
+    local_argv = [ctx.mirror.local(a) if a.startswith("s3://") else a for a in argv]
+    ctx.say(f"{label}: running, log {log}")
+    try:
+        code = ctx.children.wait(ctx.children.start(local_argv, env=env, log=log))
+    except Aborted as exc:
+        return Outcome.failure(str(exc))
+    if code != 0:
+        reason = f"exit status {code}: {_tail(log)}"
+        ctx.journal.record(key, status="FAILED", label=label, log=log, reason=reason)
+        return Outcome.failure(f"{label} failed with {reason} (log: {log})", exit_code=code)
+    for uri in uris:
+        ctx.mirror.push(uri)
+    ctx.journal.record(key, status="SUCCEEDED", label=label, log=log)
+    return Outcome.success()
+
+
+def _spark_env(ctx: Context, python_path: Path | None) -> dict[str, str]:
+    env = ctx.base_env()
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(python_path or ""), env.get("PYTHONPATH", "")])),
+        MLPIPE_SPARK_MASTER=ctx.spark_master,
+        MLPIPE_SPARK_DRIVER_MEMORY=ctx.spark_driver_memory,
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    return env
+
+
+# ---- Glue -----------------------------------------------------------------------------------------------
+@dataclass
+class SparkGlue:
+    ctx: Context
+
+    def run(self, job: GlueJobRun) -> Outcome:
+        script = self.ctx.asset(job.script_location)
+        if script is None or not script.is_file():
+            return Outcome.failure(
+                f"the Glue script {job.script_location} is not an asset of the cloud assembly"
+            )
+        arguments = {"--JOB_NAME": job.job_name, **job.arguments}
+        argv = [sys.executable, str(script)]
+        for name, value in arguments.items():
+            argv += [name, value]
+        label = f"Glue {job.job_name} {job.run_id}"
+        key = job_key("glue", job.job_name, dict(job.arguments))
+        uris = [v for k, v in job.arguments.items() if v.startswith("s3://") and k != "--TempDir"]
+        log = self.ctx.log_path("glue", f"{job.run_id}.log")
+        return _staged_run(
+            self.ctx, key=key, label=label, argv=argv, env=_spark_env(self.ctx, None), log=log, uris=uris
+        )
+
+
+# ---- EMR ------------------------------------------------------------------------------------------------
+SPARK_SUBMIT_OPTIONS_WITH_VALUE = frozenset(
+    {"--deploy-mode", "--master", "--py-files", "--conf", "--name", "--jars", "--files", "--packages",
+     "--driver-memory", "--executor-memory", "--executor-cores", "--num-executors", "--class"}
+)  # fmt: skip
+
+
+@dataclass
+class SparkEmr:
+    ctx: Context
+
+    def run(self, step: EmrStep) -> Outcome:
+        args = list(step.args)
+        if step.jar != "command-runner.jar" or not args or args[0] != "spark-submit":
+            return Outcome.failure(f"local mode runs spark-submit steps only, not {step.jar} {args[:1]}")
+        i, py_files = 1, None
+        while i < len(args) and args[i].startswith("--"):
+            if args[i] == "--py-files" and i + 1 < len(args):
+                py_files = args[i + 1]
+            i += 2 if args[i] in SPARK_SUBMIT_OPTIONS_WITH_VALUE else 1
+        if i >= len(args):
+            return Outcome.failure(f"no application in the spark-submit step {step.name}")
+        script = self.ctx.asset(args[i])
+        if script is None or not script.is_file():
+            return Outcome.failure(f"the EMR step script {args[i]} is not an asset of the cloud assembly")
+        library = self.ctx.asset(py_files) if py_files else None
+        if py_files and (library is None or not library.exists()):
+            return Outcome.failure(
+                f"the --py-files {py_files} of step {step.name} is not an asset of the cloud assembly"
+            )
+        script_args = args[i + 1 :]
+        label = f"EMR step {step.name}"
+        key = job_key("emr", step.name, script_args)
+        uris = [a for a in script_args if a.startswith("s3://")]
+        log = self.ctx.log_path("emr", f"{step.step_id}-{step.name}.log")
+        argv = [sys.executable, str(script), *script_args]
+        return _staged_run(
+            self.ctx, key=key, label=label, argv=argv, env=_spark_env(self.ctx, library), log=log, uris=uris
+        )
+
+
+# ---- Batch ----------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalBatch:
+    ctx: Context
+
+    def run(self, job: BatchJob) -> Outcome:
+        label = f"Batch job {job.job_name}"
+        key = job_key("batch", job.job_name, [list(job.command), job.num_nodes])
+        if self.ctx.journal.has(key):
+            self.ctx.journal.note_replay(label)
+            self.ctx.say(f"{label}: done in the failed run, not run again")
+            return Outcome.success()
+        command = list(job.command)
+        if command and command[0] in ("python", "python3"):
+            command[0] = sys.executable
+        nodes = max(1, job.num_nodes)
+        env = self.ctx.base_env()
+        env.update(job.environment)
+        env.update(
+            PYTHONPATH=os.pathsep.join(filter(None, [str(BATCH_SOURCE), env.get("PYTHONPATH", "")])),
+            AWS_BATCH_JOB_ATTEMPT=str(job.attempt),
+            AWS_BATCH_JQ_NAME=job.queue_arn.rsplit("/", 1)[-1],
+            AWS_BATCH_CE_NAME="local",
+            MLPIPE_NPROC_PER_NODE="1",  # no GPUs here: one worker per node
+            OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nodes)),
+        )
+        if nodes > 1:
+            env.update(
+                AWS_BATCH_JOB_NUM_NODES=str(nodes),
+                AWS_BATCH_JOB_MAIN_NODE_INDEX="0",
+                MLPIPE_MASTER_PORT=str(free_port()),
+            )
+        suffix = f"attempt-{job.attempt}"
+        logs = [
+            self.ctx.log_path(
+                "batch", job.job_name, f"{suffix}.node-{n}.log" if nodes > 1 else f"{suffix}.log"
+            )
+            for n in range(nodes)
+        ]
+        self.ctx.say(f"{label}: running on {nodes} node(s), log {logs[0]}")
+        procs = []
+        try:
+            for node in range(nodes):
+                node_env = dict(env)
+                node_env["AWS_BATCH_JOB_ID"] = f"{job.job_id}#{node}" if nodes > 1 else job.job_id
+                if nodes > 1:
+                    node_env["AWS_BATCH_JOB_NODE_INDEX"] = str(node)
+                    if node > 0:
+                        node_env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = "127.0.0.1"
+                procs.append(self.ctx.children.start(command, env=node_env, log=logs[node]))
+        except Aborted as exc:
+            for proc in procs:
+                proc.kill()
+            return Outcome.failure(str(exc))
+        codes = [self.ctx.children.wait(proc) for proc in procs]
+        failed = [(n, c) for n, c in enumerate(codes) if c != 0]
+        if failed:
+            node, code = failed[0]
+            reason = f"exit status {code}: {_tail(logs[node])}"
+            self.ctx.journal.record(key, status="FAILED", label=label, log=logs[node], reason=reason)
+            return Outcome.failure(CONTAINER_EXITED, exit_code=code, reason=f"{reason} (log: {logs[node]})")
+        output = job.parameters.get("output", "")
+        if output.startswith("s3://"):
+            self.ctx.mirror.pull(output)
+        self.ctx.journal.record(key, status="SUCCEEDED", label=label, log=logs[0])
+        return Outcome.success()

@@ -1,0 +1,606 @@
+"""Local mode: the whole pipeline on this machine (`mlpipe local run`, `mlpipe local redrive`).
+
+One run:
+
+1. synthesize the app (dev), or reuse `cdk.out` when its digest of the app's sources is current;
+2. generate the reference dataset into the local mirror of the raw bucket (`<workdir>/s3/<raw bucket>/`),
+   with its truth file (`<workdir>/data/truth.parquet`);
+3. start the harness (`LocalPipeline`) on an embedded moto server on 127.0.0.1: the buckets, topic, model
+   package group and state machine of the assembly; upload the raw events;
+4. execute the synthesized state machine with the real executors (`jobs.py`): Lambdas in this process,
+   Glue and EMR scripts on local Spark, Batch entrypoints as processes (multi-node: several DDP workers);
+   progress is printed per state;
+5. copy what the run wrote in S3 into the mirror, compare the chosen model with the Bayes-optimal AUC, and
+   write `<workdir>/summary.json` (status, run id, row counts, candidates, AUCs, URIs, seconds per stage).
+
+A failed (or interrupted) run can be redriven: `redrive` restores S3 from the mirror and starts a new
+execution of the same input; the jobs that succeeded before (the journal) are not run again, so the first
+work done is the failed state's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlpipe.cli import UsageError
+from mlpipe.local.assembly import CloudAssembly
+from mlpipe.local.executors import Executors
+from mlpipe.local.harness import ExecutionResult, LocalPipeline
+from mlpipe.local.jobs import (
+    REPO_ROOT,
+    Children,
+    Context,
+    Journal,
+    LocalBatch,
+    SparkEmr,
+    SparkGlue,
+    asset_paths,
+)
+from mlpipe.local.lambdas import LAMBDAS_DIR
+from mlpipe.local.mirror import Mirror
+
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
+DEFAULT_ROWS = 400_000
+MIN_ROWS = 20_000
+MAX_ROWS = 100_000_000
+SEED = 7
+RAW_PREFIX = "events/local/"
+
+# Candidates of local runs: `--candidates K` takes the first K. The second is a two-node DDP job (the
+# multi-node job definition, run as two local worker processes). Regularized for the reference workload,
+# whose user and item effects overfit with the container's defaults on a few hundred thousand rows.
+LOCAL_CANDIDATES: tuple[Mapping[str, Any], ...] = (
+    {"name": "baseline", "hyperparameters": {"lr": 0.001, "epochs": 3, "weight_decay": 0.01}},
+    {"name": "ddp-2-nodes", "hyperparameters": {"lr": 0.001, "epochs": 3, "weight_decay": 0.01}, "nodes": 2},
+    {"name": "narrow", "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 4}},
+    {"name": "dropout", "hyperparameters": {"lr": 0.002, "epochs": 2, "embedding_dim": 8, "dropout": 0.2}},
+    {
+        "name": "small",
+        "hyperparameters": {"lr": 0.001, "epochs": 3, "hidden": [64, 32], "weight_decay": 0.05},
+    },
+    {"name": "short", "hyperparameters": {"lr": 0.001, "epochs": 2}},
+    {"name": "slow", "hyperparameters": {"lr": 0.0005, "epochs": 4, "weight_decay": 0.01}},
+    {"name": "wide", "hyperparameters": {"lr": 0.001, "epochs": 3, "hidden": [512, 256], "dropout": 0.1}},
+)
+
+# What `cdk synth` reads: a change to any of these makes cdk.out stale.
+SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_steps", "batch_containers",
+                "mlpipe/config.py", "mlpipe/instances.py", "package-lock.json", "constraints.txt")  # fmt: skip
+DIGEST_FILE = ".mlpipe-local-digest"
+
+log = logging.getLogger("mlpipe.local")
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int = DEFAULT_ROWS
+    candidates: int = 2
+    workdir: Path = Path("local-run")
+    cdk_out: Path = REPO_ROOT / "cdk.out"
+    seed: int = SEED
+
+    def validate(self) -> None:
+        if not MIN_ROWS <= self.rows <= MAX_ROWS:
+            raise UsageError(f"--rows must be {MIN_ROWS:,} to {MAX_ROWS:,}, got {self.rows:,}")
+        if not 1 <= self.candidates <= len(LOCAL_CANDIDATES):
+            raise UsageError(f"--candidates must be 1 to {len(LOCAL_CANDIDATES)}, got {self.candidates}")
+        check_workdir(self.workdir)
+
+
+def check_workdir(workdir: Path) -> None:
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file, not a folder")
+    if workdir.is_dir() and any(workdir.iterdir()) and not (workdir / RUN_FILE).exists():
+        raise UsageError(
+            f"--workdir {workdir} holds other files; give an empty or new folder, or a local run's"
+        )
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+class Printer:
+    def __init__(self, out: Callable[[str], None] | None = None) -> None:
+        self.out = out or (lambda line: print(line, flush=True))
+        self.started = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        self.out(f"[{time.monotonic() - self.started:7.1f}s] {line}")
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# ---- synth ----------------------------------------------------------------------------------------------
+def sources_digest() -> str:
+    digest = hashlib.sha256()
+    for name in SYNTH_INPUTS:
+        base = REPO_ROOT / name
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def synthesize(outdir: Path) -> bool:
+    """Make `outdir` a current dev synth; returns False when it already was (reused)."""
+    digest = sources_digest()
+    marker = outdir / DIGEST_FILE
+    if marker.exists() and marker.read_text().strip() == digest and (outdir / "manifest.json").exists():
+        return False
+    cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+    if not cdk.exists():
+        raise UsageError(f"{cdk} is missing: run `make setup` first")
+    tmp = outdir.with_name(f"{outdir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join(
+            [str(cdk.parent), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
+        "CDK_DISABLE_CLI_TELEMETRY": "1",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+    }
+    argv = [str(cdk), "synth", "--quiet", "-c", "env=dev", "--no-notices", "--no-version-reporting", "--ci",
+            "--output", str(tmp)]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"cdk synth failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    (tmp / DIGEST_FILE).write_text(digest + "\n")
+    old = outdir.with_name(f"{outdir.name}.old-{uuid.uuid4().hex[:8]}")
+    if outdir.exists():
+        os.replace(outdir, old)
+    os.replace(tmp, outdir)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+@dataclass
+class Stages:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - started, 2)
+
+
+@contextmanager
+def logs_to(path: Path, moto_path: Path) -> Iterator[None]:
+    """While the run lasts, the Lambdas' JSON logs (stdout in AWS) go to `path`, and what moto's Step
+    Functions interpreter logs (a failed state's exception, at ERROR) to `moto_path`, not to the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    moto_logger = logging.getLogger("moto")
+    moto_handler = logging.FileHandler(moto_path)
+    moto_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    saved = moto_logger.propagate
+    moto_logger.addHandler(moto_handler)
+    moto_logger.propagate = False
+    if str(LAMBDAS_DIR) not in sys.path:
+        sys.path.insert(0, str(LAMBDAS_DIR))
+    from mlpipe_common import logs as lambda_logs
+
+    logger = lambda_logs.configure()
+    handler = next(h for h in logger.handlers if getattr(h, "_mlpipe", False))
+    with open(path, "a") as fh:
+        previous = handler.setStream(fh)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+            moto_logger.removeHandler(moto_handler)
+            moto_logger.propagate = saved
+            moto_handler.close()
+
+
+class LocalRun:
+    """One local run (or redrive) in `workdir`."""
+
+    def __init__(self, workdir: Path, *, printer: Printer | None = None, cdk_out: Path | None = None) -> None:
+        self.workdir = workdir.absolute()
+        self.say = printer or Printer()
+        self.cdk_out = (cdk_out or REPO_ROOT / "cdk.out").absolute()
+        self.stages = Stages()
+        self.children = Children()
+        self.wrap_executors: Callable[[Executors], Executors] | None = None  # tests inject failures here
+
+    # ---- entry points ---------------------------------------------------------------------------------
+    def run(self, options: Options) -> dict[str, Any]:
+        options.validate()
+        if (self.workdir / RUN_FILE).exists():
+            self.say(f"replacing the earlier local run in {self.workdir}")
+            for name in ("s3", "data", "logs", "journal.jsonl", SUMMARY_FILE, RUN_FILE):
+                target = self.workdir / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        record: dict[str, Any] = {
+            "format": "mlpipe.local_run.v1",
+            "rows": options.rows,
+            "candidates": options.candidates,
+            "seed": options.seed,
+            "started_at": _now(),
+            "status": "RUNNING",
+            "executions": [],
+        }
+        write_json_atomic(self.workdir / RUN_FILE, record)
+        assembly = self._synth()
+        mirror = Mirror(self.workdir / "s3")
+        raw_bucket = _bucket(assembly, "raw")
+        raw_uri = f"s3://{raw_bucket}/{RAW_PREFIX}"
+        truth = self.workdir / "data" / "truth.parquet"
+        with self.stages.timed("generate"):
+            from mlpipe.data.generator import GeneratorConfig, generate
+
+            generated = generate(
+                GeneratorConfig(
+                    rows=options.rows, output=str(mirror.path(raw_uri)), truth=str(truth), seed=options.seed
+                )
+            )
+        self.say(
+            f"generate   {generated.rows:,} raw rows in {len(generated.files)} files ({self.stages.seconds['generate']} s)"
+        )
+        execution_input = {
+            "raw_uri": raw_uri,
+            "candidates": [dict(c) for c in LOCAL_CANDIDATES[: options.candidates]],
+        }
+        record.update(input=execution_input, truth=str(truth))
+        write_json_atomic(self.workdir / RUN_FILE, record)
+        return self._execute(
+            assembly, mirror, record, journal=Journal(self.workdir / "journal.jsonl"), restore=False
+        )
+
+    def redrive(self) -> dict[str, Any]:
+        path = self.workdir / RUN_FILE
+        if not path.exists():
+            raise UsageError(
+                f"no local run in {self.workdir} (no {RUN_FILE}): start one with `mlpipe local run`"
+            )
+        record = json.loads(path.read_text())
+        if record.get("status") == "SUCCEEDED":
+            raise UsageError(f"the local run in {self.workdir} succeeded: there is nothing to redrive")
+        if record.get("status") == "RUNNING" or "input" not in record:
+            raise UsageError(
+                f"the local run in {self.workdir} never got to start an execution or is still running: "
+                "start a new one with `mlpipe local run`"
+            )
+        assembly = self._synth()
+        mirror = Mirror(self.workdir / "s3")
+        journal = Journal(self.workdir / "journal.jsonl", replay=True)
+        self.say(f"redrive    {len(journal.done)} jobs of the failed run are done and will not run again")
+        return self._execute(assembly, mirror, record, journal=journal, restore=True)
+
+    # ---- parts ----------------------------------------------------------------------------------------
+    def _synth(self) -> CloudAssembly:
+        with self.stages.timed("synth"):
+            fresh = synthesize(self.cdk_out)
+        self.say(
+            f"synth      {'synthesized' if fresh else 'reused (current)'} {self.cdk_out} ({self.stages.seconds['synth']} s)"
+        )
+        return CloudAssembly.load(self.cdk_out)
+
+    def _execute(
+        self,
+        assembly: CloudAssembly,
+        mirror: Mirror,
+        record: dict[str, Any],
+        *,
+        journal: Journal,
+        restore: bool,
+    ) -> dict[str, Any]:
+        ctx = Context(
+            workdir=self.workdir,
+            mirror=mirror,
+            children=self.children,
+            journal=journal,
+            assets=asset_paths(self.cdk_out),
+        )
+        executors = Executors(batch=LocalBatch(ctx), glue=SparkGlue(ctx), emr=SparkEmr(ctx))
+        if self.wrap_executors is not None:
+            executors = self.wrap_executors(executors)
+        lambdas_log = self.workdir / "logs" / "lambdas.log"
+        redrive = len(record["executions"])
+        name = f"local-{datetime.now(UTC):%Y%m%d-%H%M%S}" + (f"-redrive-{redrive}" if redrive else "")
+        result: ExecutionResult | None = None
+        interrupted = False
+        with (
+            logs_to(lambdas_log, self.workdir / "logs" / "moto.log"),
+            LocalPipeline(assembly, executors, server=True) as pipeline,
+        ):
+            with self.stages.timed("provision"):
+                queue_url = _subscribe(pipeline)
+            assert pipeline.server is not None
+            self.say(
+                f"provision  moto server {pipeline.server.endpoint}, state machine {pipeline.state_machine_arn.rsplit(':', 1)[-1]}"
+            )
+            with self.stages.timed("upload"):
+                sent = mirror.push_all() if restore else mirror.push(record["input"]["raw_uri"])
+            self.say(f"upload     {sent} files to S3 ({self.stages.seconds['upload']} s)")
+            arn = pipeline.start(record["input"], name=name)
+            record["executions"].append({"name": name, "arn": arn, "started_at": _now()})
+            record["status"] = "RUNNING"
+            write_json_atomic(self.workdir / RUN_FILE, record)
+            self.say(f"execution  {name}")
+            try:
+                with self.stages.timed("execution"):
+                    result = self._follow(pipeline, arn, ctx)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.say("interrupted: stopping the execution and every child process")
+                stopped = self.children.stop_all()
+                pipeline.client("stepfunctions").stop_execution(
+                    executionArn=arn, cause="interrupted (Ctrl-C)"
+                )
+                self.say(f"stopped    {stopped} child processes")
+                result = pipeline.wait(arn, timeout_s=30)
+            finally:
+                self.children.stop_all(grace_s=2.0)
+            with self.stages.timed("snapshot"):
+                mirror.pull_all([_bucket(assembly, p) for p in ("raw", "curated", "artifacts")])
+            notices = _notifications(pipeline, queue_url)
+        summary = self._summary(assembly, mirror, record, result, journal, notices, lambdas_log, interrupted)
+        record["status"] = summary["status"]
+        record["executions"][-1]["status"] = summary["status"]
+        write_json_atomic(self.workdir / SUMMARY_FILE, summary)
+        write_json_atomic(self.workdir / RUN_FILE, record)
+        return summary
+
+    def _follow(self, pipeline: LocalPipeline, arn: str, ctx: Context) -> ExecutionResult:
+        sfn = pipeline.client("stepfunctions")
+        seen = 0
+        shown = 0
+        entered: dict[str, float] = {}
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            events = _history(sfn, arn)
+            for event in events[seen:]:
+                self._show(event, entered)
+            seen = len(events)
+            for line in ctx.events[shown:]:
+                self.say(f"           {line}")
+            shown = len(ctx.events)
+            if described["status"] != "RUNNING":
+                return pipeline.wait(arn, timeout_s=30)
+            time.sleep(0.5)
+
+    def _show(self, event: Mapping[str, Any], entered: dict[str, float]) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            entered[name] = event["timestamp"].timestamp()
+            self.say(f"start      {name}")
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            took = event["timestamp"].timestamp() - entered.get(name, event["timestamp"].timestamp())
+            self.say(f"done       {name} ({took:.1f} s)")
+        elif kind.endswith("Failed") and kind != "ExecutionFailed":
+            details: Mapping[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            self.say(f"failed     {kind}: {details.get('error', '')} {str(details.get('cause', ''))[:300]}")
+        elif kind in ("ExecutionFailed", "ExecutionAborted", "ExecutionSucceeded", "ExecutionTimedOut"):
+            self.say(kind)
+
+    # ---- the summary ----------------------------------------------------------------------------------
+    def _summary(
+        self,
+        assembly: CloudAssembly,
+        mirror: Mirror,
+        record: dict[str, Any],
+        result: ExecutionResult | None,
+        journal: Journal,
+        notices: list[dict[str, Any]],
+        lambdas_log: Path,
+        interrupted: bool,
+    ) -> dict[str, Any]:
+        status = "ABORTED" if interrupted else (result.status if result else "FAILED")
+        output = result.output if result and isinstance(result.output, dict) else {}
+        run_id = output.get("run_id") or _run_id(result)
+        summary: dict[str, Any] = {
+            "format": "mlpipe.local_summary.v1",
+            "status": status,
+            "run_id": run_id,
+            "execution": record["executions"][-1]["name"],
+            "workdir": str(self.workdir),
+        }
+        plan = (
+            _read_json(mirror, f"s3://{_bucket(assembly, 'artifacts')}/runs/{run_id}/plan.json")
+            if run_id
+            else None
+        )
+        if plan:
+            report = _read_json(mirror, plan["uris"]["clean_report"]) or {}
+            for key in ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed"):
+                summary[key] = report.get(key)
+        model_manifest = (
+            _read_json(mirror, output["model_manifest_uri"]) if output.get("model_manifest_uri") else None
+        )
+        if model_manifest:
+            summary["candidates"] = [
+                {"name": row["name"], "validation_auc": row.get("validation_auc")}
+                for row in model_manifest.get("leaderboard", [])
+            ]
+        elif plan:
+            summary["candidates"] = [{"name": c["name"]} for c in plan.get("candidates", [])]
+        summary["best_candidate"] = output.get("best_candidate")
+        summary["auc"] = output.get("auc")
+        if plan and output.get("auc") is not None:
+            summary.update(_bayes(mirror, plan, record["truth"], summary, model_manifest))
+        summary["model_uri"] = output.get("model_uri")
+        summary["predictions_uri"] = output.get("predictions_uri")
+        for key in ("model_uri", "predictions_uri"):
+            if summary[key]:
+                summary[key.replace("_uri", "_path")] = str(mirror.path(summary[key]))
+        summary["seconds"] = {**self.stages.seconds, **(_state_seconds(result) if result else {})}
+        if journal.replayed:
+            summary["replayed"] = journal.replayed
+        if status != "SUCCEEDED":
+            summary["failure"] = _failure(result, journal, notices, lambdas_log, interrupted)
+        return summary
+
+
+# ---- helpers --------------------------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bucket(assembly: CloudAssembly, purpose: str) -> str:
+    names = [assembly.ref(s, lid) for s, lid, _ in assembly.find("AWS::S3::Bucket")]
+    [name] = [n for n in names if f"-{purpose}-" in n]
+    return name
+
+
+def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def _subscribe(pipeline: LocalPipeline) -> str:
+    """An SQS queue subscribed to the failure topic: the run reads the pipeline's own failure notice."""
+    sqs = pipeline.client("sqs")
+    url = str(sqs.create_queue(QueueName="mlpipe-local-failures")["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pipeline.client("sns").subscribe(TopicArn=pipeline.topic_arn(), Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def _notifications(pipeline: LocalPipeline, url: str) -> list[dict[str, Any]]:
+    sqs = pipeline.client("sqs")
+    found: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return found
+        for message in batch:
+            envelope = json.loads(message["Body"])
+            try:
+                found.append(json.loads(envelope["Message"]))
+            except (KeyError, ValueError):
+                found.append({"message": envelope.get("Message")})
+
+
+def _read_json(mirror: Mirror, uri: str) -> Any:
+    """A JSON document of the run, by its S3 URI or its mirror path (JSON in the mirror names mirror paths)."""
+    path = mirror.path(uri) if uri.startswith("s3://") else Path(uri)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _run_id(result: ExecutionResult | None) -> str | None:
+    for event in result.events if result else []:
+        details = event.get("stateExitedEventDetails") or {}
+        if details.get("name") == "Plan":
+            plan = json.loads(details.get("output") or "{}").get("plan") or {}
+            return plan.get("run_id")
+    return None
+
+
+def _state_seconds(result: ExecutionResult) -> dict[str, float]:
+    """Seconds in each state entered, by name (a state entered more than once: the sum)."""
+    entered: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    for event in result.events:
+        if event["type"].endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            entered.setdefault(name, []).append(event["timestamp"].timestamp())
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            if entered.get(name):
+                took = event["timestamp"].timestamp() - entered[name].pop()
+                seconds[f"state:{name}"] = round(seconds.get(f"state:{name}", 0.0) + took, 2)
+    return seconds
+
+
+def _split_ids(manifest: Mapping[str, Any], split: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    for shard in manifest["splits"][split]["shards"]:
+        ids += pq.read_table(shard["uri"], columns=[manifest["id_column"]]).column(0).to_pylist()
+    return ids
+
+
+def _bayes(
+    mirror: Mirror,
+    plan: Mapping[str, Any],
+    truth: str,
+    summary: Mapping[str, Any],
+    model: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The Bayes-optimal AUC on the test events (the chosen model's `auc` is measured there), and on the
+    validation events (where the candidates were compared): the AUC of the true probability against the
+    labels drawn, i.e. what a perfect model would score on exactly these events."""
+    from mlpipe.data.truth import bayes_optimal_auc
+
+    manifest = _read_json(mirror, plan["uris"]["manifest"])
+    if not manifest:
+        return {}
+    found: dict[str, Any] = {}
+    found["bayes_auc"] = round(bayes_optimal_auc(truth, _split_ids(manifest, "test"), realized=True), 6)
+    found["auc_ratio"] = round(float(summary["auc"]) / found["bayes_auc"], 4)
+    best = next(
+        (r for r in (model or {}).get("leaderboard", []) if r["name"] == summary.get("best_candidate")), None
+    )
+    if best and best.get("validation_auc") is not None:
+        bayes_val = bayes_optimal_auc(truth, _split_ids(manifest, "validation"), realized=True)
+        found["validation_auc"] = round(float(best["validation_auc"]), 6)
+        found["bayes_validation_auc"] = round(bayes_val, 6)
+        found["validation_auc_ratio"] = round(float(best["validation_auc"]) / bayes_val, 4)
+    return found
+
+
+def _failure(
+    result: ExecutionResult | None,
+    journal: Journal,
+    notices: list[dict[str, Any]],
+    lambdas_log: Path,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """Which state failed, why, and where its logs are."""
+    if interrupted:
+        return {
+            "state": None,
+            "error": "Interrupted",
+            "cause": "stopped with Ctrl-C",
+            "log": str(lambdas_log),
+        }
+    notice = notices[-1] if notices else {}
+    failure: dict[str, Any] = {
+        "state": notice.get("state"),
+        "error": notice.get("error") or (result.error if result else None),
+        "cause": notice.get("cause") or (result.cause if result else None),
+    }
+    if journal.failures:
+        failure["log"] = journal.failures[-1]["log"]
+        failure["job"] = journal.failures[-1]["label"]
+        failure["reason"] = journal.failures[-1].get("reason")
+    else:
+        failure["log"] = str(lambdas_log)
+    return failure
