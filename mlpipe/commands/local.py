@@ -58,6 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_WORKDIR,
         help=f"where the run lives (default ./{DEFAULT_WORKDIR})",
     )
+    _cdk_out_option(run)
     run.set_defaults(handler=_run)
     redrive = sub.add_parser("redrive", help="resume a failed local run from the state that failed")
     redrive.add_argument(
@@ -66,7 +67,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_WORKDIR,
         help=f"the failed run's folder (default ./{DEFAULT_WORKDIR})",
     )
+    _cdk_out_option(redrive)
     redrive.set_defaults(handler=_redrive)
+
+
+def _cdk_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cdk-out",
+        type=Path,
+        default=None,
+        help="the cloud assembly to run: synthesized there unless current (default: the repository's cdk.out)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -85,7 +96,7 @@ def _redrive(args: argparse.Namespace) -> int:
     from mlpipe.local.mode import LocalRun
 
     print(f"mlpipe local redrive: workdir {args.workdir}", flush=True)
-    return _report(LocalRun(args.workdir).redrive())
+    return _report(LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
 
 
 def _report(summary: dict[str, Any]) -> int:

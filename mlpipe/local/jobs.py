@@ -256,7 +256,7 @@ class SparkGlue:
         argv = [sys.executable, str(script)]
         for name, value in arguments.items():
             argv += [name, value]
-        label = f"Glue {job.job_name} {job.run_id}"
+        label = f"Glue job {job.job_name}"
         key = job_key("glue", job.job_name, dict(job.arguments))
         uris = [v for k, v in job.arguments.items() if v.startswith("s3://") and k != "--TempDir"]
         log = self.ctx.log_path("glue", f"{job.run_id}.log")

@@ -91,7 +91,6 @@ class Options:
     rows: int = DEFAULT_ROWS
     candidates: int = 2
     workdir: Path = Path("local-run")
-    cdk_out: Path = REPO_ROOT / "cdk.out"
     seed: int = SEED
 
     def validate(self) -> None:

@@ -1,0 +1,146 @@
+"""Local mode end to end: `mlpipe local run` on a small dataset with the real executors (Spark scripts,
+PyTorch entrypoints, the Lambdas) on an embedded moto server; then a run whose Batch inference job fails
+for real, and a redrive that completes it without redoing the work that had succeeded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlpipe.local.executors import BatchJob, Executors, Outcome
+
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synth for both tests (the CLI synthesizes it on first use and reuses it after)."""
+    return tmp_path_factory.mktemp("local-cdk") / "cdk.out"
+
+
+def mlpipe(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.run(
+        [sys.executable, "-m", "mlpipe", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_small_run_goes_through_every_stage_and_summarizes_it(tmp_path: Path, cdk_out: Path) -> None:
+    workdir = tmp_path / "run"
+    done = mlpipe(
+        "local",
+        "run",
+        "--rows",
+        str(ROWS),
+        "--candidates",
+        "2",
+        "--workdir",
+        str(workdir),
+        "--cdk-out",
+        str(cdk_out),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["rows_in"] == ROWS
+    # every raw row is accounted for: curated, quarantined, or a removed duplicate
+    assert summary["rows_curated"] + summary["rows_quarantined"] + summary["duplicates_removed"] == ROWS
+    assert summary["rows_quarantined"] > 0 and summary["duplicates_removed"] > 0  # the generator's dirty rows
+    assert [c["name"] for c in summary["candidates"]] == ["baseline", "ddp-2-nodes"]
+    assert summary["best_candidate"] in {"baseline", "ddp-2-nodes"}
+    # a real model: far better than chance, and no better than the Bayes-optimal ranking allows
+    assert 0.6 < summary["auc"] <= summary["bayes_auc"] + 0.02
+    assert summary["auc_ratio"] == pytest.approx(summary["auc"] / summary["bayes_auc"], abs=1e-3)
+    assert summary["model_uri"].startswith("s3://mlpipe-dev-artifacts-")
+    assert summary["model_uri"].endswith(
+        f"/runs/{summary['run_id']}/candidates/{summary['best_candidate']}/model/"
+    )
+
+    # what the URIs point to, as copied into the workdir's mirror of S3
+    model = Path(summary["model_path"])
+    assert json.loads((model / "model.json").read_text())["format"] == "mlpipe.model.v1"
+    predictions = sorted(Path(summary["predictions_path"]).glob("*.parquet"))
+    scored = sum(pq.read_metadata(p).num_rows for p in predictions)
+    assert scored == summary["rows_curated"]  # the inference input is every curated event
+    # the two-node candidate ran as two DDP worker processes, one log each
+    run_id = summary["run_id"]
+    node_logs = sorted((workdir / "logs" / "batch" / f"{run_id}-ddp-2-nodes").glob("attempt-1.node-*.log"))
+    assert [p.name for p in node_logs] == ["attempt-1.node-0.log", "attempt-1.node-1.log"]
+    assert summary["seconds"]["state:CleanEvents"] > 0 and summary["seconds"]["state:BuildFeatures"] > 0
+    assert "state:TrainMultiNode" in summary["seconds"] and "state:BatchInference" in summary["seconds"]
+    assert "start      CleanEvents" in done.stdout  # live progress per state
+
+
+@dataclasses.dataclass
+class BrokenInference:
+    """The real Batch executor, but the inference job is given a model URI where there is no model: the
+    real entrypoint fails (exit status 2, a one-line error in its log)."""
+
+    inner: Any
+
+    def run(self, job: BatchJob) -> Outcome:
+        if "mlpipe_batch.infer" in job.command:
+            command = list(job.command)
+            at = command.index("--model") + 1
+            command[at] = command[at].rsplit("/candidates/", 1)[0] + "/no-such-model/"
+            job = dataclasses.replace(job, command=tuple(command))
+        return self.inner.run(job)  # type: ignore[no-any-return]
+
+
+def test_a_failed_stage_is_reported_and_a_redrive_completes_the_run(tmp_path: Path, cdk_out: Path) -> None:
+    from mlpipe.local.mode import LocalRun, Options, Printer
+
+    workdir = tmp_path / "run"
+    lines: list[str] = []
+    local = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out)
+    local.wrap_executors = lambda e: Executors(batch=BrokenInference(e.batch), glue=e.glue, emr=e.emr)
+    failed = local.run(Options(rows=ROWS, candidates=1, workdir=workdir))
+
+    assert failed["status"] == "FAILED"
+    failure = failed["failure"]
+    assert failure["state"] == "Publish"  # the Parallel whose branch failed, as the failure notice names it
+    assert failure["error"] == "States.TaskFailed"
+    assert "no-such-model" in failure["cause"]
+    log = Path(failure["log"])
+    assert log.is_file() and log.parent.name == f"{failed['run_id']}-inference"
+    assert "no-such-model" in log.read_text()
+    assert failed["auc"] is None and failed["model_uri"] is None
+    assert json.loads((workdir / "run.json").read_text())["status"] == "FAILED"
+
+    done = mlpipe("local", "redrive", "--workdir", str(workdir), "--cdk-out", str(cdk_out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "SUCCEEDED" and summary["run_id"] == failed["run_id"]
+    run_id = summary["run_id"]
+    # the work that had succeeded is not redone: Glue, both EMR steps and the training job are replayed
+    assert sorted(summary["replayed"]) == sorted(
+        [
+            "Glue job MlpipeDev-Glue-GlueCleanEventsJob5D9DAAFD",
+            "EMR step BuildFeatures",
+            "EMR step BuildInferenceFeatures",
+            f"Batch job {run_id}-baseline",
+        ]
+    )
+    # only the failed state's job ran again, and this time it wrote the predictions
+    journal = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines()]
+    inference = [e["status"] for e in journal if e["label"] == f"Batch job {run_id}-inference"]
+    assert inference == ["FAILED", "SUCCEEDED"]
+    assert summary["rows_in"] == ROWS and summary["auc"] > 0.6
+    assert sorted(Path(summary["predictions_path"]).glob("*.parquet"))
