@@ -55,7 +55,7 @@ from mlpipe.local.mirror import Mirror
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
-DEFAULT_ROWS = 400_000
+DEFAULT_ROWS = 600_000
 MIN_ROWS = 20_000
 MAX_ROWS = 100_000_000
 SEED = 7
@@ -65,17 +65,45 @@ RAW_PREFIX = "events/local/"
 # multi-node job definition, run as two local worker processes). Regularized for the reference workload,
 # whose user and item effects overfit with the container's defaults on a few hundred thousand rows.
 LOCAL_CANDIDATES: tuple[Mapping[str, Any], ...] = (
-    {"name": "baseline", "hyperparameters": {"lr": 0.001, "epochs": 3, "weight_decay": 0.01}},
-    {"name": "ddp-2-nodes", "hyperparameters": {"lr": 0.001, "epochs": 3, "weight_decay": 0.01}, "nodes": 2},
-    {"name": "narrow", "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 4}},
-    {"name": "dropout", "hyperparameters": {"lr": 0.002, "epochs": 2, "embedding_dim": 8, "dropout": 0.2}},
     {
-        "name": "small",
-        "hyperparameters": {"lr": 0.001, "epochs": 3, "hidden": [64, 32], "weight_decay": 0.05},
+        "name": "baseline",
+        "hyperparameters": {"lr": 0.001, "epochs": 2, "embedding_dim": 4, "weight_decay": 0.05},
     },
-    {"name": "short", "hyperparameters": {"lr": 0.001, "epochs": 2}},
-    {"name": "slow", "hyperparameters": {"lr": 0.0005, "epochs": 4, "weight_decay": 0.01}},
-    {"name": "wide", "hyperparameters": {"lr": 0.001, "epochs": 3, "hidden": [512, 256], "dropout": 0.1}},
+    {
+        "name": "ddp-2-nodes",
+        "hyperparameters": {"lr": 0.002, "epochs": 2, "embedding_dim": 4, "dropout": 0.3},
+        "nodes": 2,
+    },
+    {"name": "emb8", "hyperparameters": {"lr": 0.0007, "epochs": 3, "embedding_dim": 8, "weight_decay": 0.1}},
+    {"name": "emb2", "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 2, "hidden": [128, 64]}},
+    {
+        "name": "batch2k",
+        "hyperparameters": {
+            "lr": 0.001,
+            "epochs": 3,
+            "batch_size": 2048,
+            "embedding_dim": 4,
+            "weight_decay": 0.02,
+        },
+    },
+    {
+        "name": "emb4-3ep",
+        "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 4, "weight_decay": 0.01},
+    },
+    {
+        "name": "slow",
+        "hyperparameters": {"lr": 0.0005, "epochs": 4, "embedding_dim": 4, "weight_decay": 0.05},
+    },
+    {
+        "name": "wide",
+        "hyperparameters": {
+            "lr": 0.001,
+            "epochs": 2,
+            "embedding_dim": 4,
+            "hidden": [512, 256],
+            "dropout": 0.2,
+        },
+    },
 )
 
 # What `cdk synth` reads: a change to any of these makes cdk.out stale.
@@ -317,6 +345,9 @@ class LocalRun:
             children=self.children,
             journal=journal,
             assets=asset_paths(self.cdk_out),
+            # Spark's driver is the whole local "cluster": more memory for the larger datasets.
+            spark_driver_memory=os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY")
+            or ("6g" if int(record["rows"]) > 2_000_000 else "3g"),
         )
         executors = Executors(batch=LocalBatch(ctx), glue=SparkGlue(ctx), emr=SparkEmr(ctx))
         if self.wrap_executors is not None:
