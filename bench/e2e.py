@@ -14,6 +14,7 @@ to bench/results/e2e.json. It asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -129,7 +130,7 @@ def main() -> int:
     print(f"{'wall s':34}" + "".join(f"{r['wall_s']:12.1f}" for r in results))
     print(f"{'peak RSS GiB':34}" + "".join(f"{r['peak_rss_gib']:12.2f}" for r in results))
     growth = []
-    for small, large in zip(results, results[1:], strict=False):
+    for small, large in itertools.pairwise(results):
         rows_x = large["rows"] / small["rows"]
         time_x = large["wall_s"] / small["wall_s"]
         growth.append(
