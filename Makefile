@@ -20,11 +20,11 @@ CDK_FLAGS := --no-notices --no-version-reporting --ci --output $(CDK_OUTDIR)
 .PHONY: help setup synth test lint demo bench clean
 
 help:
-	@echo "make demo   set up, then run the main job (offline synth of every stack for now)"
+	@echo "make demo   set up, then run the whole pipeline locally (mlpipe local run; about 2 minutes)"
 	@echo "make test   set up, then run lint and the test suite"
 	@echo "make setup  create .venv and node_modules (pinned); quick when already done"
 	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
-	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows)"
+	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode at 100k and 1M)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed
 
@@ -64,13 +64,19 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-demo: synth
+# The main job: the whole pipeline on this machine, offline (docs/local-mode.md). ROWS=... CANDIDATES=...
+DEMO_DIR ?= local-run
+ROWS ?= 600000
+CANDIDATES ?= 2
+demo: setup
+	$(PY) -m mlpipe local run --rows $(ROWS) --candidates $(CANDIDATES) --workdir $(DEMO_DIR)
 
 # Each prints figures and ratios measured in one run; larger runs: bench/etl.py --rows 1000000,10000000.
 bench: setup
 	$(PY) bench/synth.py
 	$(PY) bench/train.py
 	$(PY) bench/etl.py --rows 1000000
+	$(PY) bench/e2e.py --rows 100000,1000000
 
 clean:
-	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache
+	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache local-run

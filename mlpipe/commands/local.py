@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,15 @@ def _cdk_out_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a `kill`, a CI timeout) stops the run as Ctrl-C does: children stopped, summary written."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _run(args: argparse.Namespace) -> int:
     from mlpipe.local.mode import LocalRun, Options
 
@@ -95,8 +105,13 @@ def _run(args: argparse.Namespace) -> int:
 def _redrive(args: argparse.Namespace) -> int:
     from mlpipe.local.mode import LocalRun
 
+    _stop_on_sigterm()
     print(f"mlpipe local redrive: workdir {args.workdir}", flush=True)
-    return _report(LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
+    try:
+        return _report(LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
+    except KeyboardInterrupt:
+        print("mlpipe local redrive: interrupted before the execution started", file=sys.stderr)
+        return 130
 
 
 def _report(summary: dict[str, Any]) -> int:

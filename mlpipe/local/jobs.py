@@ -27,6 +27,7 @@ driver) stops every one of them, Spark's JVM included. A `Journal` records each 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -54,6 +55,13 @@ class Aborted(RuntimeError):
     """The run is being stopped: no new job starts."""
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """SIGTERM the child if the driver dies without stopping it (SIGKILL): no orphaned jobs. (A Spark
+    script's JVM exits by itself when its Python parent goes: py4j's gateway ends on stdin EOF.)"""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 # ---- children -------------------------------------------------------------------------------------------
 @dataclass
 class Children:
@@ -77,6 +85,7 @@ class Children:
                     stderr=subprocess.STDOUT,
                     cwd=REPO_ROOT,
                     start_new_session=True,  # its own process group: Ctrl-C reaches the driver, which stops it
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
             self._procs.add(proc)
         return proc
