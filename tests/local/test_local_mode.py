@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +146,68 @@ def test_a_failed_stage_is_reported_and_a_redrive_completes_the_run(tmp_path: Pa
     assert inference == ["FAILED", "SUCCEEDED"]
     assert summary["rows_in"] == ROWS and summary["auc"] > 0.6
     assert sorted(Path(summary["predictions_path"]).glob("*.parquet"))
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        children = [p for p, parent in parents.items() if parent == pid]
+        found.update(children)
+        todo += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_ctrl_c_stops_every_child_process_and_records_the_run(tmp_path: Path, cdk_out: Path) -> None:
+    workdir = tmp_path / "run"
+    argv = [sys.executable, "-m", "mlpipe", "local", "run", "--rows", str(ROWS), "--candidates", "1",
+            "--workdir", str(workdir), "--cdk-out", str(cdk_out)]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # wait for the Glue job's Spark process
+        seen.append(line)
+        if "Glue job" in line and "running" in line:
+            break
+    else:
+        pytest.fail("the run ended before the Glue job started:\n" + "".join(seen[-30:]))
+    deadline = time.monotonic() + 60
+    while not any("java" in _cmdline(p) for p in _descendants(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = _descendants(proc.pid)
+    assert any("java" in _cmdline(p) for p in children), "Spark's JVM never started"
+
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the driver
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, "".join(seen[-20:]) + rest[-3000:]
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in children if _alive(p)], "child processes outlived the run"
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "ABORTED" and summary["failure"]["error"] == "Interrupted"
+    assert json.loads((workdir / "run.json").read_text())["status"] == "ABORTED"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
