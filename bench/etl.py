@@ -133,7 +133,7 @@ def duckdb_clean(raw: str, out: str, threads: int) -> dict[str, int]:
         "WHEN NOT regexp_full_match(s[1], '[A-Za-z0-9_.:-]{1,128}') THEN 'wrong_type|event_id'",
         "WHEN NOT regexp_full_match(s[3], 'u[0-9]{1,12}') THEN 'wrong_type|user_id'",
         "WHEN NOT regexp_full_match(s[4], 'i[0-9]{1,12}') THEN 'wrong_type|item_id'",
-        f"WHEN try_cast(s[2] AS TIMESTAMP) IS NULL OR try_cast(s[2] AS TIMESTAMP) NOT BETWEEN "
+        f"WHEN tsv IS NULL OR tsv NOT BETWEEN "
         f"TIMESTAMP '{schema.TS_RANGE[0][:10]}' AND TIMESTAMP '{schema.TS_RANGE[1][:10]}' - INTERVAL 1 MICROSECOND "
         "THEN 'bad_timestamp|ts'",
         f"WHEN NOT (TRY_CAST(s[8] AS DOUBLE) BETWEEN {schema.PRICE_RANGE[0]} AND {schema.PRICE_RANGE[1]}) "
@@ -155,17 +155,25 @@ def duckdb_clean(raw: str, out: str, threads: int) -> dict[str, int]:
                    try(json_type(line, {path_list})) AS t,
                    try(json_extract_string(line, {path_list})) AS s
             FROM raw),
-        c AS (SELECT *, CASE {" ".join(checks)} END AS problem FROM parsed)
-        SELECT line, source_file, split_part(problem, '|', 1) AS reason, nullif(split_part(problem, '|', 2), '')
-               AS field, s[1] AS event_id, TRY_CAST(s[2] AS TIMESTAMP) AS ts, s[3] AS user_id, s[4] AS item_id,
+        typed AS (SELECT *, TRY_CAST(s[2] AS TIMESTAMP) AS tsv FROM parsed),
+        c AS (SELECT *, CASE {" ".join(checks)} END AS problem FROM typed)
+        SELECT CASE WHEN problem IS NOT NULL THEN line END AS line, hash(line) AS line_hash, source_file,
+               split_part(problem, '|', 1) AS reason, nullif(split_part(problem, '|', 2), '')
+               AS field, s[1] AS event_id, tsv AS ts, s[3] AS user_id, s[4] AS item_id,
                s[5] AS device, s[6] AS country, s[7] AS category, TRY_CAST(s[8] AS DOUBLE) AS price,
                TRY_CAST(s[9] AS INTEGER) AS position, TRY_CAST(s[11] AS DOUBLE) AS discount, TRY_CAST(s[10] AS INTEGER) AS label
         FROM c"""
     )
+    # The Glue job's algorithm: the raw line is kept for rejected rows only, and only the rows of event ids
+    # that repeat go through the ranking window (every other valid row is first of its id).
     con.execute(
-        """CREATE TEMP TABLE marked AS SELECT *, CASE WHEN reason IS NULL THEN row_number() OVER (
-        PARTITION BY CASE WHEN reason IS NULL THEN event_id END ORDER BY ts, source_file, line) END
-        AS dup_rank FROM classified"""
+        """CREATE TEMP TABLE marked AS
+        WITH repeated AS (SELECT event_id FROM classified WHERE reason IS NULL GROUP BY event_id HAVING count(*) > 1)
+        SELECT *, CASE WHEN reason IS NULL THEN 1 END AS dup_rank FROM classified
+        WHERE reason IS NOT NULL OR event_id NOT IN (SELECT event_id FROM repeated)
+        UNION ALL
+        SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY ts, source_file, line_hash) AS dup_rank
+        FROM classified WHERE reason IS NULL AND event_id IN (SELECT event_id FROM repeated)"""
     )
     con.execute(
         f"""COPY (SELECT event_id, ts, user_id, item_id, device, country, category, price, position, discount,

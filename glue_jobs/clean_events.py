@@ -193,13 +193,16 @@ def classify(lines: Any) -> Any:
             value, raw_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
         ).alias("j"),
     ).select("value", "source_file", F.col("j").isNull().alias("_null"), "j.*")
+    # Parsed once into its own column: the checks below and the output read it (inlined, the cast ran up to
+    # four times a row and was the most expensive part of the job).
+    parsed = parsed.withColumn("_ts", F.expr("try_cast(ts AS TIMESTAMP)"))
 
     corrupt = F.col("_corrupt")
 
     def present(name: str) -> Any:  # evaluated only on the rare rows that need it (CASE WHEN is lazy)
         return value.rlike(f'"{name}"\\s*:')
 
-    ts = F.expr("try_cast(ts AS TIMESTAMP)")
+    ts = F.col("_ts")
     # Strings holding bytes that are not UTF-8 do not survive a decode/encode round trip; a text reader
     # that already decoded them (Glue's) leaves U+FFFD behind instead.
     bad_utf8 = (F.encode(value, "UTF-8") != value.cast("binary")) | value.contains("\ufffd")
@@ -255,15 +258,37 @@ def classify(lines: Any) -> Any:
     )
 
 
-def mark_duplicates(classified: Any) -> Any:
+def repeated_ids(classified: Any) -> Any:
+    """The event ids that more than one valid row carries (`event_id`, `_repeated`): a shuffle of one column."""
+    from pyspark.sql import functions as F
+
+    return (
+        classified.where(F.col("reason").isNull())
+        .groupBy("event_id")
+        .count()
+        .where(F.col("count") > 1)
+        .select("event_id", F.lit(True).alias("_repeated"))
+    )
+
+
+def mark_duplicates(classified: Any, repeated: Any | None = None) -> Any:
     """Add `dup_rank`: 1 for the first valid row of each event_id (earliest ts, then source file, then a hash
-    of the line, so that the choice is deterministic), 2+ for its duplicates, null for rejected rows."""
+    of the line, so that the choice is deterministic), 2+ for its duplicates, null for rejected rows.
+
+    Duplicates are rare, so only the rows of repeated ids (`repeated_ids`, joined back: a broadcast join when
+    they are few) go through the ranking window; every other valid row is first of its id. This shuffles one
+    column of every row and the few repeated rows, instead of shuffling and sorting every row in full."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    key = F.when(F.col("reason").isNull(), F.col("event_id"))
-    window = Window.partitionBy(key).orderBy("ts", "source_file", "_line_hash")
-    return classified.withColumn("dup_rank", F.when(F.col("reason").isNull(), F.row_number().over(window)))
+    joined = classified.join(
+        repeated if repeated is not None else repeated_ids(classified), "event_id", "left"
+    )
+    contested = F.col("reason").isNull() & F.col("_repeated").isNotNull()
+    window = Window.partitionBy("event_id").orderBy("ts", "source_file", "_line_hash")
+    ranked = joined.where(contested).withColumn("dup_rank", F.row_number().over(window))
+    single = joined.where(~contested).withColumn("dup_rank", F.when(F.col("reason").isNull(), F.lit(1)))
+    return single.unionByName(ranked).drop("_repeated")
 
 
 def curated_rows(marked: Any) -> Any:
@@ -404,14 +429,22 @@ def run(spark: Any, args: dict[str, str], *, glue_context: Any = None) -> dict[s
         if glue_context
         else read_lines_local(spark, args["input"])
     )
-    marked = mark_duplicates(classify(lines)).persist(StorageLevel.MEMORY_AND_DISK)
+    classified = classify(lines).persist(StorageLevel.MEMORY_AND_DISK)  # parsed once, read by every output
+    repeated = repeated_ids(classified).persist(StorageLevel.MEMORY_AND_DISK)
+    marked = mark_duplicates(classified, repeated)
     try:
-        by_reason = {
-            (r["reason"], r["field"], r["first"]): r["count"]
-            for r in marked.groupBy("reason", "field", (F.col("dup_rank") == 1).alias("first"))
-            .count()
-            .collect()
-        }
+        # One pass for the accounting and the dates to write: counts by reason, field, first-of-its-id and,
+        # for the rows to publish, their `dt` partition (the same expression as curated_rows).
+        first = F.col("dup_rank") == 1
+        publish_dt = F.when(F.col("reason").isNull() & first, F.to_date("ts").cast("string"))
+        groups = (
+            marked.groupBy("reason", "field", first.alias("first"), publish_dt.alias("dt")).count().collect()
+        )
+        by_reason: dict[tuple[Any, Any, Any], int] = {}
+        for r in groups:
+            key = (r["reason"], r["field"], r["first"])
+            by_reason[key] = by_reason.get(key, 0) + r["count"]
+        dates = sorted({r["dt"] for r in groups if r["dt"] is not None})
         rows_in = sum(by_reason.values())
         expected_curated = sum(
             n for (reason, _, first), n in by_reason.items() if reason is None and first is True
@@ -428,7 +461,6 @@ def run(spark: Any, args: dict[str, str], *, glue_context: Any = None) -> dict[s
                 fields[key] = fields.get(key, 0) + n
 
         new_rows = curated_rows(marked)
-        dates = sorted(r["dt"] for r in new_rows.select("dt").distinct().collect())
         existing = existing_partitions(spark, args["output"], dates)
         merged = upsert_partitions(new_rows, existing)
         retained = merged.count() - expected_curated if existing is not None else 0
@@ -446,7 +478,8 @@ def run(spark: Any, args: dict[str, str], *, glue_context: Any = None) -> dict[s
             )
         write_parquet_atomically(quarantine_rows(marked), args["quarantine"])
     finally:
-        marked.unpersist()
+        repeated.unpersist()
+        classified.unpersist()
 
     # Count what was written back from the outputs (Parquet footers), not from the plan.
     rows_quarantined = spark.read.parquet(args["quarantine"]).count()
