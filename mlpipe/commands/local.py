@@ -110,7 +110,7 @@ def _redrive(args: argparse.Namespace) -> int:
     try:
         return _report(LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
     except KeyboardInterrupt:
-        print("mlpipe local redrive: interrupted before the execution started", file=sys.stderr)
+        print("mlpipe local redrive: interrupted", file=sys.stderr)
         return 130
 
 

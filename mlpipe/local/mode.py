@@ -272,6 +272,7 @@ class LocalRun:
             "seed": options.seed,
             "started_at": _now(),
             "status": "RUNNING",
+            "pid": os.getpid(),
             "executions": [],
         }
         write_json_atomic(self.workdir / RUN_FILE, record)
@@ -310,11 +311,14 @@ class LocalRun:
         record = json.loads(path.read_text())
         if record.get("status") == "SUCCEEDED":
             raise UsageError(f"the local run in {self.workdir} succeeded: there is nothing to redrive")
-        if record.get("status") == "RUNNING" or "input" not in record:
+        if record.get("status") == "RUNNING" and _alive(record.get("pid")):
+            raise UsageError(f"the local run in {self.workdir} is still running (process {record['pid']})")
+        if not record.get("executions"):
             raise UsageError(
-                f"the local run in {self.workdir} never got to start an execution or is still running: "
-                "start a new one with `mlpipe local run`"
+                f"the local run in {self.workdir} never got to start an execution: start a new one with "
+                "`mlpipe local run`"
             )
+        record["pid"] = os.getpid()
         assembly = self._synth()
         mirror = Mirror(self.workdir / "s3")
         journal = Journal(self.workdir / "journal.jsonl", replay=True)
@@ -378,6 +382,11 @@ class LocalRun:
             try:
                 with self.stages.timed("execution"):
                     result = self._follow(pipeline, arn, ctx)
+            except Exception:  # the harness itself failed: record it so that a redrive can resume
+                self.children.stop_all()
+                record["status"] = "FAILED"
+                write_json_atomic(self.workdir / RUN_FILE, record)
+                raise
             except KeyboardInterrupt:
                 interrupted = True
                 self.say("interrupted: stopping the execution and every child process")
@@ -494,6 +503,19 @@ class LocalRun:
 # ---- helpers --------------------------------------------------------------------------------------------
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process `pid` exists (a run recorded as RUNNING whose process is gone was killed)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _bucket(assembly: CloudAssembly, purpose: str) -> str:

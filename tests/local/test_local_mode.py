@@ -211,3 +211,28 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--rows", "5"], "--rows: 5 is out of range"),
+        (["run", "--candidates", "0"], "--candidates: 0 is out of range"),
+        (["run", "--workdir", "{file}"], "is a file, not a folder"),
+        (["run", "--workdir", "{busy}"], "holds other files"),
+        (["redrive", "--workdir", "{empty}"], "no local run in"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_2_before_any_work(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    paths = {"file": tmp_path / "file", "busy": tmp_path / "busy", "empty": tmp_path / "empty"}
+    done = mlpipe("local", *[a.format(**paths) for a in args], timeout=60)
+    assert done.returncode == 2
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and message in errors[0]
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"  # nothing touched
+    assert not (tmp_path / "empty").exists()
