@@ -56,7 +56,7 @@ from mlpipe.local.mirror import Mirror
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 DEFAULT_ROWS = 600_000
-MIN_ROWS = 20_000
+MIN_ROWS = 50_000  # below this the candidates can miss the dev quality gate (test AUC 0.70)
 MAX_ROWS = 100_000_000
 SEED = 7
 RAW_PREFIX = "events/local/"

@@ -22,7 +22,7 @@ from mlpipe.local.executors import BatchJob, Executors, Outcome
 pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ROWS = 20_000
+ROWS = 50_000
 
 
 @pytest.fixture(scope="session")
