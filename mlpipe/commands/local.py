@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,18 +100,22 @@ def _run(args: argparse.Namespace) -> int:
         f"mlpipe local run: {args.rows:,} rows, {args.candidates} candidate(s), workdir {args.workdir}",
         flush=True,
     )
-    return _report(LocalRun(args.workdir).run(options))
+    return _guarded("run", lambda: LocalRun(args.workdir, cdk_out=args.cdk_out).run(options))
 
 
 def _redrive(args: argparse.Namespace) -> int:
     from mlpipe.local.mode import LocalRun
 
-    _stop_on_sigterm()
     print(f"mlpipe local redrive: workdir {args.workdir}", flush=True)
+    return _guarded("redrive", lambda: LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
+
+
+def _guarded(command: str, work: Callable[[], dict[str, Any]]) -> int:
+    _stop_on_sigterm()
     try:
-        return _report(LocalRun(args.workdir, cdk_out=args.cdk_out).redrive())
-    except KeyboardInterrupt:
-        print("mlpipe local redrive: interrupted", file=sys.stderr)
+        return _report(work())
+    except KeyboardInterrupt:  # outside the execution (synth, generate, snapshot): no child to stop
+        print(f"mlpipe local {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -63,6 +63,15 @@ class ExecutionResult:
         return [e for e in self.events if e["type"] == event_type]
 
 
+def bucket_for(assembly: CloudAssembly, purpose: str) -> str:
+    """The local name of the assembly's bucket whose name contains `-<purpose>-`."""
+    names = [assembly.ref(s, lid) for s, lid, _ in assembly.find("AWS::S3::Bucket")]
+    matches = [n for n in names if f"-{purpose}-" in n]
+    if len(matches) != 1:
+        raise KeyError(f"no single bucket for {purpose!r} among {names}")
+    return matches[0]
+
+
 class LocalPipeline:
     def __init__(
         self,
@@ -150,11 +159,7 @@ class LocalPipeline:
     # ---- what a caller needs --------------------------------------------------------------------------
     def bucket(self, purpose: str) -> str:
         """The local name of the bucket whose name contains `-<purpose>-` (raw, curated, artifacts, logs)."""
-        names = [self.assembly.ref(s, lid) for s, lid, _ in self.assembly.find("AWS::S3::Bucket")]
-        matches = [n for n in names if f"-{purpose}-" in n]
-        if len(matches) != 1:
-            raise KeyError(f"no single bucket for {purpose!r} among {names}")
-        return matches[0]
+        return bucket_for(self.assembly, purpose)
 
     def topic_arn(self) -> str:
         stack, logical_id, _ = self.assembly.only("AWS::SNS::Topic")
@@ -182,14 +187,7 @@ class LocalPipeline:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still {described['status']} after {timeout_s} s")
             time.sleep(0.02)
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                break
-            kwargs["nextToken"] = page["nextToken"]
+        events = self.history(execution_arn)
         output = described.get("output")
         return ExecutionResult(
             arn=execution_arn,
@@ -200,6 +198,18 @@ class LocalPipeline:
             cause=described.get("cause"),
             events=events,
         )
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of the execution's history so far, oldest first."""
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
 
     def run(
         self, execution_input: Mapping[str, Any] | str, *, name: str | None = None, timeout_s: float = 60.0

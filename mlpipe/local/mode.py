@@ -39,7 +39,7 @@ from typing import Any
 from mlpipe.cli import UsageError
 from mlpipe.local.assembly import CloudAssembly
 from mlpipe.local.executors import Executors
-from mlpipe.local.harness import ExecutionResult, LocalPipeline
+from mlpipe.local.harness import ExecutionResult, LocalPipeline, bucket_for
 from mlpipe.local.jobs import (
     REPO_ROOT,
     Children,
@@ -278,7 +278,7 @@ class LocalRun:
         write_json_atomic(self.workdir / RUN_FILE, record)
         assembly = self._synth()
         mirror = Mirror(self.workdir / "s3")
-        raw_bucket = _bucket(assembly, "raw")
+        raw_bucket = bucket_for(assembly, "raw")
         raw_uri = f"s3://{raw_bucket}/{RAW_PREFIX}"
         truth = self.workdir / "data" / "truth.parquet"
         with self.stages.timed("generate"):
@@ -399,7 +399,7 @@ class LocalRun:
             finally:
                 self.children.stop_all(grace_s=2.0)
             with self.stages.timed("snapshot"):
-                mirror.pull_all([_bucket(assembly, p) for p in ("raw", "curated", "artifacts")])
+                mirror.pull_all([bucket_for(assembly, p) for p in ("raw", "curated", "artifacts")])
             notices = _notifications(pipeline, queue_url)
         summary = self._summary(assembly, mirror, record, result, journal, notices, lambdas_log, interrupted)
         record["status"] = summary["status"]
@@ -415,7 +415,7 @@ class LocalRun:
         entered: dict[str, float] = {}
         while True:
             described = sfn.describe_execution(executionArn=arn)
-            events = _history(sfn, arn)
+            events = pipeline.history(arn)
             for event in events[seen:]:
                 self._show(event, entered)
             seen = len(events)
@@ -465,7 +465,7 @@ class LocalRun:
             "workdir": str(self.workdir),
         }
         plan = (
-            _read_json(mirror, f"s3://{_bucket(assembly, 'artifacts')}/runs/{run_id}/plan.json")
+            _read_json(mirror, f"s3://{bucket_for(assembly, 'artifacts')}/runs/{run_id}/plan.json")
             if run_id
             else None
         )
@@ -516,23 +516,6 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _bucket(assembly: CloudAssembly, purpose: str) -> str:
-    names = [assembly.ref(s, lid) for s, lid, _ in assembly.find("AWS::S3::Bucket")]
-    [name] = [n for n in names if f"-{purpose}-" in n]
-    return name
-
-
-def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page["events"])
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
 
 
 def _subscribe(pipeline: LocalPipeline) -> str:
