@@ -187,7 +187,7 @@ class LocalPipeline:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still {described['status']} after {timeout_s} s")
             time.sleep(0.02)
-        events = self.history(execution_arn)
+        events = self.history(execution_arn, sfn)
         output = described.get("output")
         return ExecutionResult(
             arn=execution_arn,
@@ -199,9 +199,9 @@ class LocalPipeline:
             events=events,
         )
 
-    def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        """Every event of the execution's history so far, oldest first."""
-        sfn = self.client("stepfunctions")
+    def history(self, execution_arn: str, sfn: Any = None) -> list[dict[str, Any]]:
+        """Every event of the execution's history so far, oldest first (`sfn`: a client to reuse)."""
+        sfn = sfn or self.client("stepfunctions")
         events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
         while True:

@@ -55,11 +55,15 @@ class Aborted(RuntimeError):
     """The run is being stopped: no new job starts."""
 
 
+# Loaded here, not between fork and exec: loading a library in the child of a threaded process can deadlock.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """SIGTERM the child if the driver dies without stopping it (SIGKILL): no orphaned jobs. (A Spark
     script's JVM exits by itself when its Python parent goes: py4j's gateway ends on stdin EOF.)"""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # ---- children -------------------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ class Children:
                     stderr=subprocess.STDOUT,
                     cwd=REPO_ROOT,
                     start_new_session=True,  # its own process group: Ctrl-C reaches the driver, which stops it
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=_die_with_parent if _LIBC is not None else None,
                 )
             self._procs.add(proc)
         return proc
@@ -137,8 +141,11 @@ class Journal:
     def __post_init__(self) -> None:
         if self.path.exists():
             for line in self.path.read_text().splitlines():
-                entry = json.loads(line)
-                if entry["status"] == "SUCCEEDED":
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut short by a killed run: that job is not known to be done
+                    continue
+                if entry.get("status") == "SUCCEEDED":
                     self.done.add(entry["key"])
 
     def has(self, key: str) -> bool:
@@ -151,6 +158,8 @@ class Journal:
         with self._lock:
             if status == "SUCCEEDED":
                 self.done.add(key)
+                # a retried attempt that succeeded is no longer the failure to report
+                self.failures = [f for f in self.failures if f["key"] != key]
             else:
                 self.failures.append(entry)
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +181,12 @@ def asset_paths(cdk_out: Path) -> dict[str, Path]:
             for destination in asset.get("destinations", {}).values():
                 found[destination["objectKey"]] = cdk_out / asset["source"]["path"]
     return found
+
+
+_NOT_INHERITED = frozenset(
+    {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
+     "MLPIPE_MASTER_PORT", "MLPIPE_NPROC_PER_NODE", "PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET"}
+)  # fmt: skip
 
 
 # ---- shared ---------------------------------------------------------------------------------------------
@@ -199,8 +214,14 @@ class Context:
         self.events.append(line)
 
     def base_env(self) -> dict[str, str]:
-        # A Lambda of the harness may be running: its overlay empties keys it adds (see lambdas.py).
-        return {k: v for k, v in os.environ.copy().items() if v != ""}
+        """This process's environment for a job, without what would change the job: a distributed
+        topology or hyperparameters of the caller's shell. (A Lambda of the harness may be running: its
+        overlay empties keys it adds, see lambdas.py.)"""
+        return {
+            k: v
+            for k, v in os.environ.copy().items()
+            if v != "" and k not in _NOT_INHERITED and not k.startswith(("MLPIPE_HP_", "AWS_BATCH_"))
+        }
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -352,6 +373,7 @@ class LocalBatch:
                 AWS_BATCH_JOB_NUM_NODES=str(nodes),
                 AWS_BATCH_JOB_MAIN_NODE_INDEX="0",
                 MLPIPE_MASTER_PORT=str(free_port()),
+                GLOO_SOCKET_IFNAME="lo",  # the nodes talk over the loopback interface only
             )
         suffix = f"attempt-{job.attempt}"
         logs = [
@@ -375,7 +397,7 @@ class LocalBatch:
             for proc in procs:
                 proc.kill()
             return Outcome.failure(str(exc))
-        codes = [self.ctx.children.wait(proc) for proc in procs]
+        codes = self._wait_nodes(procs)
         failed = [(n, c) for n, c in enumerate(codes) if c != 0]
         if failed:
             node, code = failed[0]
@@ -383,7 +405,19 @@ class LocalBatch:
             self.ctx.journal.record(key, status="FAILED", label=label, log=logs[node], reason=reason)
             return Outcome.failure(CONTAINER_EXITED, exit_code=code, reason=f"{reason} (log: {logs[node]})")
         output = job.parameters.get("output", "")
-        if output.startswith("s3://"):
+        if output.startswith("s3://"):  # the job's outputs outlive the server: a redrive restores them
             self.ctx.mirror.pull(output)
         self.ctx.journal.record(key, status="SUCCEEDED", label=label, log=logs[0])
         return Outcome.success()
+
+    def _wait_nodes(self, procs: list[subprocess.Popen[bytes]]) -> list[int]:
+        """Every node's exit code. When one node fails, the others are stopped at once (they would wait in
+        the DDP rendezvous or collectives until its timeout), as Batch ends a multi-node job."""
+        while any(proc.poll() is None for proc in procs):
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                for proc in procs:
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGTERM)
+            time.sleep(0.2)
+        return [self.ctx.children.wait(proc) for proc in procs]

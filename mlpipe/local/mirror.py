@@ -105,12 +105,19 @@ class Mirror:
 
     def pull(self, uri: str) -> int:
         """Bring the mirror up to date with S3 under `uri`; returns the number of files downloaded."""
-        bucket, _ = split(uri)
+        bucket, key_prefix = split(uri)
+        remote = self._remote(uri)
         todo = [
             (key, etag)
-            for key, etag in self._remote(uri).items()
+            for key, etag in remote.items()
             if not key.endswith("/") and not self._current(f"{bucket}/{key}", self.root / bucket / key, etag)
         ]
+        # Files this mirror got from (or gave to) S3 that S3 no longer has: deleted there, so here too.
+        for name in [n for n in self._index if n.startswith(f"{bucket}/{key_prefix}")]:
+            key = name.split("/", 1)[1]
+            if key not in remote and _under(key, key_prefix):
+                (self.root / name).unlink(missing_ok=True)
+                self._forget(name)
 
         def fetch(item: tuple[str, str]) -> None:
             key, etag = item
@@ -150,7 +157,12 @@ class Mirror:
 
         self._parallel(send, todo)
         if base.is_dir() or not base.exists():  # a prefix: what the job removed goes from S3 too
-            stale = [key for key in self._remote(uri) if f"{bucket}/{key}" not in files]
+            # only objects this mirror knows (pulled or pushed): never what another writer put there since
+            stale = [
+                key
+                for key in self._remote(uri)
+                if f"{bucket}/{key}" not in files and f"{bucket}/{key}" in self._index
+            ]
             for start in range(0, len(stale), 1000):
                 chunk = stale[start : start + 1000]
                 self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
@@ -200,3 +212,8 @@ def _files(base: Path, root: Path) -> Iterator[tuple[str, Path]]:
             if not name.startswith("."):
                 path = Path(folder) / name
                 yield path.relative_to(root).as_posix(), path
+
+
+def _under(key: str, prefix: str) -> bool:
+    """Whether `key` is the object `prefix` or lies under it as a folder."""
+    return not prefix or key == prefix or key.startswith(prefix if prefix.endswith("/") else prefix + "/")

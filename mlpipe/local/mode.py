@@ -20,6 +20,8 @@ work done is the failed state's.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -179,8 +181,13 @@ def synthesize(outdir: Path) -> bool:
     if not cdk.exists():
         raise UsageError(f"{cdk} is missing: run `make setup` first")
     tmp = outdir.with_name(f"{outdir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    env = {
-        **os.environ,
+    # No AWS account: without credentials the CLI looks nothing up, and the templates stay
+    # environment-agnostic (the harness gives them moto's account); nothing reaches AWS.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_DEFAULT_"))}
+    env |= {
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
         "PATH": os.pathsep.join(
             [str(cdk.parent), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
         ),
@@ -257,8 +264,24 @@ class LocalRun:
         self.wrap_executors: Callable[[Executors], Executors] | None = None  # tests inject failures here
 
     # ---- entry points ---------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One run or redrive at a time in a work folder."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.workdir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another local run is using {self.workdir}") from None
+            yield
+
     def run(self, options: Options) -> dict[str, Any]:
         options.validate()
+        with self._locked():
+            return self._run(options)
+
+    def _run(self, options: Options) -> dict[str, Any]:
+        assembly = self._synth()  # before the earlier run is replaced: a synth failure destroys nothing
         if (self.workdir / RUN_FILE).exists():
             self.say(f"replacing the earlier local run in {self.workdir}")
             for name in ("s3", "data", "logs", "journal.jsonl", SUMMARY_FILE, RUN_FILE):
@@ -276,7 +299,6 @@ class LocalRun:
             "executions": [],
         }
         write_json_atomic(self.workdir / RUN_FILE, record)
-        assembly = self._synth()
         mirror = Mirror(self.workdir / "s3")
         raw_bucket = bucket_for(assembly, "raw")
         raw_uri = f"s3://{raw_bucket}/{RAW_PREFIX}"
@@ -308,7 +330,10 @@ class LocalRun:
             raise UsageError(
                 f"no local run in {self.workdir} (no {RUN_FILE}): start one with `mlpipe local run`"
             )
-        record = json.loads(path.read_text())
+        with self._locked():
+            return self._redrive(json.loads(path.read_text()))
+
+    def _redrive(self, record: dict[str, Any]) -> dict[str, Any]:
         if record.get("status") == "SUCCEEDED":
             raise UsageError(f"the local run in {self.workdir} succeeded: there is nothing to redrive")
         if record.get("status") == "RUNNING" and _alive(record.get("pid")):
@@ -343,6 +368,7 @@ class LocalRun:
         journal: Journal,
         restore: bool,
     ) -> dict[str, Any]:
+        self.children = Children()
         ctx = Context(
             workdir=self.workdir,
             mirror=mirror,
@@ -383,6 +409,7 @@ class LocalRun:
                 with self.stages.timed("execution"):
                     result = self._follow(pipeline, arn, ctx)
             except Exception:  # the harness itself failed: record it so that a redrive can resume
+                _stop_execution(pipeline, arn, "the local harness failed")
                 self.children.stop_all()
                 record["status"] = "FAILED"
                 write_json_atomic(self.workdir / RUN_FILE, record)
@@ -390,12 +417,14 @@ class LocalRun:
             except KeyboardInterrupt:
                 interrupted = True
                 self.say("interrupted: stopping the execution and every child process")
+                # The execution first, so that the killed jobs do not send it down the failure path.
+                _stop_execution(pipeline, arn, "interrupted (Ctrl-C)")
                 stopped = self.children.stop_all()
-                pipeline.client("stepfunctions").stop_execution(
-                    executionArn=arn, cause="interrupted (Ctrl-C)"
-                )
                 self.say(f"stopped    {stopped} child processes")
-                result = pipeline.wait(arn, timeout_s=30)
+                try:
+                    result = pipeline.wait(arn, timeout_s=30)
+                except TimeoutError:
+                    result = None
             finally:
                 self.children.stop_all(grace_s=2.0)
             with self.stages.timed("snapshot"):
@@ -415,7 +444,7 @@ class LocalRun:
         entered: dict[str, float] = {}
         while True:
             described = sfn.describe_execution(executionArn=arn)
-            events = pipeline.history(arn)
+            events = pipeline.history(arn, sfn)
             for event in events[seen:]:
                 self._show(event, entered)
             seen = len(events)
@@ -516,6 +545,11 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _stop_execution(pipeline: LocalPipeline, arn: str, cause: str) -> None:
+    with contextlib.suppress(Exception):  # already ended, or the server is the thing that failed
+        pipeline.client("stepfunctions").stop_execution(executionArn=arn, cause=cause)
 
 
 def _subscribe(pipeline: LocalPipeline) -> str:

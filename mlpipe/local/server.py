@@ -57,10 +57,16 @@ class MotoServer:
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_PROXY": ",".join(filter(None, [LOOPBACK, "localhost", os.environ.get("NO_PROXY", "")])),
         }
-        self._saved_env = {key: os.environ.get(key) for key in (*overlay, "AWS_PROFILE")}
-        os.environ.pop("AWS_PROFILE", None)
+        # Nothing may send a client elsewhere: per-service endpoints, a profile, the "ignore endpoints" switch.
+        removed = [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]
+        removed += ["AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]
+        self._saved_env = {key: os.environ.get(key) for key in (*overlay, *removed)}
+        for key in removed:
+            os.environ.pop(key, None)
         os.environ.update(overlay)
+        _reset_lambda_clients()
         return self
 
     def __exit__(
@@ -76,5 +82,16 @@ class MotoServer:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _reset_lambda_clients()
         if self._saved_config is not None:
             default_user_config["stepfunctions"]["execute_state_machine"] = self._saved_config
+
+
+def _reset_lambda_clients() -> None:
+    """The Lambdas' code caches its boto3 clients (`mlpipe_common.aws`): drop them when the endpoint changes,
+    so that none outlives the server it points to."""
+    import sys
+
+    module = sys.modules.get("mlpipe_common.aws")
+    if module is not None:
+        module.reset_clients()

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -175,12 +176,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
-def test_ctrl_c_stops_every_child_process_and_records_the_run(tmp_path: Path, cdk_out: Path) -> None:
+def test_ctrl_c_stops_every_child_process_and_records_the_run(
+    tmp_path: Path, cdk_out: Path, request: pytest.FixtureRequest
+) -> None:
     workdir = tmp_path / "run"
     argv = [sys.executable, "-m", "mlpipe", "local", "run", "--rows", str(ROWS), "--candidates", "1",
             "--workdir", str(workdir), "--cdk-out", str(cdk_out)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    watchdog = threading.Timer(300, proc.kill)  # a stalled run fails the test instead of hanging it
+    watchdog.start()
+    request.addfinalizer(watchdog.cancel)
     seen = []
     for line in proc.stdout:  # wait for the Glue job's Spark process
         seen.append(line)
