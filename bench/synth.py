@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
 
+def _cdk_synth(out: str) -> list[str]:
+    """`cdk synth` into `out`, quiet and offline (the app from cdk.json unless `-a` follows)."""
+    return [str(CDK), "synth", "--quiet", "--no-notices", "--no-version-reporting", "--ci", "-o", out]
+
+
 def _env(context: dict[str, object] | None, outdir: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -61,33 +66,9 @@ def main() -> None:
     python = sys.executable
     variants = {
         "minimal (cdk synth)": lambda out: _timed(
-            [
-                str(CDK),
-                "synth",
-                "--quiet",
-                "--no-notices",
-                "--no-version-reporting",
-                "--ci",
-                "-o",
-                out,
-                "-a",
-                f"{python} bench/minimal_app.py",
-            ],
-            _env(None, out),
+            [*_cdk_synth(out), "-a", f"{python} bench/minimal_app.py"], _env(None, out)
         ),
-        "full app (cdk synth)": lambda out: _timed(
-            [
-                str(CDK),
-                "synth",
-                "--quiet",
-                "--no-notices",
-                "--no-version-reporting",
-                "--ci",
-                "-o",
-                out,
-            ],
-            _env(None, out),
-        ),
+        "full app (cdk synth)": lambda out: _timed(_cdk_synth(out), _env(None, out)),
         "minimal (app process)": lambda out: _timed([python, "bench/minimal_app.py"], _env({}, out)),
         "full app (app process)": lambda out: _timed([python, "app.py"], _env(context, out)),
     }

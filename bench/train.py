@@ -59,8 +59,9 @@ def hyperparameters(args: argparse.Namespace, **overrides: Any) -> dict[str, Any
     return {**hp, **overrides}
 
 
-def make_trainer(manifest_uri: str, hp: dict[str, Any], device: str, out: Path) -> Trainer:
-    argv = [
+def entry_argv(manifest_uri: str, hp: dict[str, Any], device: str, out: Path) -> list[str]:
+    """The training entry point's arguments."""
+    return [
         "--manifest",
         manifest_uri,
         "--output",
@@ -70,6 +71,10 @@ def make_trainer(manifest_uri: str, hp: dict[str, Any], device: str, out: Path) 
         "--device",
         device,
     ]
+
+
+def make_trainer(manifest_uri: str, hp: dict[str, Any], device: str, out: Path) -> Trainer:
+    argv = entry_argv(manifest_uri, hp, device, out)
     job, topology = train.preflight(argv, {})
     return Trainer(job, Dist(topology, torch.device(job.device), 600), StopSignal())
 
@@ -122,16 +127,7 @@ def loader_only(manifest_uri: str, batch_size: int) -> dict[str, float]:
 
 
 def run_entry_point(manifest_uri: str, hp: dict[str, Any], out: Path, env: dict[str, str]) -> dict[str, Any]:
-    argv = [
-        "--manifest",
-        manifest_uri,
-        "--output",
-        str(out),
-        "--hyperparameters",
-        json.dumps(hp),
-        "--device",
-        "cpu",
-    ]
+    argv = entry_argv(manifest_uri, hp, "cpu", out)
     result = subprocess.run(
         [sys.executable, "-m", "mlpipe_batch.train", *argv],
         env=env,

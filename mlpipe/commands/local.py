@@ -54,26 +54,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="hyperparameter candidates to train in parallel (default 2; the second is a 2-node DDP job)",
     )
-    run.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"where the run lives (default ./{DEFAULT_WORKDIR})",
-    )
-    _cdk_out_option(run)
+    _folder_options(run, "where the run lives")
     run.set_defaults(handler=_run)
     redrive = sub.add_parser("redrive", help="resume a failed local run from the state that failed")
-    redrive.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"the failed run's folder (default ./{DEFAULT_WORKDIR})",
-    )
-    _cdk_out_option(redrive)
+    _folder_options(redrive, "the failed run's folder")
     redrive.set_defaults(handler=_redrive)
 
 
-def _cdk_out_option(parser: argparse.ArgumentParser) -> None:
+def _folder_options(parser: argparse.ArgumentParser, workdir_help: str) -> None:
+    parser.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"{workdir_help} (default ./{DEFAULT_WORKDIR})"
+    )
     parser.add_argument(
         "--cdk-out",
         type=Path,

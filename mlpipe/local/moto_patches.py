@@ -121,6 +121,18 @@ def _client_error(operation: str, code: str, message: str, status: int = 400) ->
     )
 
 
+def _until_done(task: Any, env: Any, run: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """The `.sync` resolver of a job: runs it to completion; a failed job fails the task (States.TaskFailed)."""
+
+    def resolve() -> dict[str, Any]:
+        try:
+            return run()
+        except JobFailed as failed:
+            raise _task_failed(task, env, failed.description) from None
+
+    return resolve
+
+
 def _task_failed(task: Any, env: Any, description: Any) -> FailureEventException:
     """States.TaskFailed with the job's description as the cause, as a `.sync` integration reports it."""
     return FailureEventException(
@@ -235,14 +247,7 @@ class _BatchTask(_SkipWhenStopped, StateTaskServiceBatch):
         state_credentials: Any,
     ) -> Callable[[], Any]:
         job_id = env.stack.pop()["JobId"]
-
-        def resolve() -> dict[str, Any]:
-            try:
-                return _services().batch.run_to_completion(job_id)
-            except JobFailed as failed:
-                raise _task_failed(self, env, failed.description) from None
-
-        return resolve
+        return _until_done(self, env, lambda: _services().batch.run_to_completion(job_id))
 
 
 # ---- Glue -----------------------------------------------------------------------------------------------
@@ -272,14 +277,7 @@ class _GlueTask(_SkipWhenStopped, StateTaskServiceGlue):
         state_credentials: Any,
     ) -> Callable[[], Any]:
         run_id = env.stack.pop()["JobRunId"]
-
-        def resolve() -> dict[str, Any]:
-            try:
-                return _services().glue.run_to_completion(run_id)
-            except JobFailed as failed:
-                raise _task_failed(self, env, failed.description) from None
-
-        return resolve
+        return _until_done(self, env, lambda: _services().glue.run_to_completion(run_id))
 
 
 # ---- EMR ------------------------------------------------------------------------------------------------
@@ -378,14 +376,7 @@ class _EmrTask(_SkipWhenStopped, StateTaskServiceCallback):
         if self.resource.api_action.lower() != "addstep":
             # The cluster is created (WAITING) or terminated as soon as moto answers.
             return lambda: submitted or {"ClusterId": normalised_parameters.get("ClusterId")}
-
-        def resolve() -> dict[str, Any]:
-            try:
-                return _services().emr.run_to_completion(submitted["StepId"])
-            except JobFailed as failed:
-                raise _task_failed(self, env, failed.description) from None
-
-        return resolve
+        return _until_done(self, env, lambda: _services().emr.run_to_completion(submitted["StepId"]))
 
 
 # ---- States.* errors out of Fail states, Parallel branches and Map iterations -----------------------------

@@ -86,8 +86,11 @@ def test_a_small_run_goes_through_every_stage_and_summarizes_it(tmp_path: Path, 
     run_id = summary["run_id"]
     node_logs = sorted((workdir / "logs" / "batch" / f"{run_id}-ddp-2-nodes").glob("attempt-1.node-*.log"))
     assert [p.name for p in node_logs] == ["attempt-1.node-0.log", "attempt-1.node-1.log"]
-    assert summary["seconds"]["state:CleanEvents"] > 0 and summary["seconds"]["state:BuildFeatures"] > 0
-    assert "state:TrainMultiNode" in summary["seconds"] and "state:BatchInference" in summary["seconds"]
+    # every stage of the run and every state of the success path has its entry (figures: bench/e2e.py)
+    stages = {"generate", "provision", "upload", "execution", "snapshot"}
+    states = {"state:CleanEvents", "state:BuildFeatures", "state:TrainMultiNode", "state:TrainSingleNode",
+              "state:BuildInferenceFeatures", "state:BatchInference", "state:Summarize"}  # fmt: skip
+    assert stages | states <= set(summary["seconds"])
     assert "start      CleanEvents" in done.stdout  # live progress per state
 
 
