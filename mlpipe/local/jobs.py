@@ -75,7 +75,10 @@ class Children:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: bool = False
 
-    def start(self, argv: Sequence[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: Sequence[str], *, env: Mapping[str, str], log: Path, pipes: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` with its output (stderr only, with `pipes`: stdin and stdout are then pipes) in `log`."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self.stopping:
@@ -84,9 +87,9 @@ class Children:
                 proc = subprocess.Popen(
                     list(argv),
                     env=dict(env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if pipes else out,
+                    stderr=out if pipes else subprocess.STDOUT,
                     cwd=REPO_ROOT,
                     start_new_session=True,  # its own process group: Ctrl-C reaches the driver, which stops it
                     preexec_fn=_die_with_parent if _LIBC is not None else None,
@@ -202,6 +205,10 @@ class Context:
     spark_master: str = "local[*]"
     spark_driver_memory: str = "3g"
     events: list[str] = field(default_factory=list)  # one line per job start/end, for the progress display
+    spark: SparkHost = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spark = SparkHost(self)
 
     def asset(self, uri: str) -> Path | None:
         """The cdk.out file (or folder) that the asset at `uri` is uploaded from."""
@@ -234,19 +241,20 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def _staged_run(
-    ctx: Context, *, key: str, label: str, argv: list[str], env: dict[str, str], log: Path, uris: list[str]
-) -> Outcome:
-    """Run a Spark script with its `s3://` arguments staged through the mirror."""
+    ctx: Context, *, key: str, label: str, script: Path, args: list[str], python_path: list[Path], log: Path,
+    uris: list[str],
+) -> Outcome:  # fmt: skip
+    """Run a Spark script on the run's Spark host with its `s3://` arguments staged through the mirror."""
     if ctx.journal.has(key):
         ctx.journal.note_replay(label)
         ctx.say(f"{label}: done in the failed run, not run again")
         return Outcome.success()
     for uri in uris:
         ctx.mirror.pull(uri)
-    local_argv = [ctx.mirror.local(a) if a.startswith("s3://") else a for a in argv]
+    local_args = [ctx.mirror.local(a) if a.startswith("s3://") else a for a in args]
     ctx.say(f"{label}: running, log {log}")
     try:
-        code = ctx.children.wait(ctx.children.start(local_argv, env=env, log=log))
+        code = ctx.spark.run(script, local_args, python_path=python_path, log=log)
     except Aborted as exc:
         return Outcome.failure(str(exc))
     if code != 0:
@@ -259,10 +267,74 @@ def _staged_run(
     return Outcome.success()
 
 
-def _spark_env(ctx: Context, python_path: Path | None) -> dict[str, str]:
+@dataclass
+class SparkHost:
+    """The run's Spark driver (`mlpipe.local.spark_host`): one warm JVM for every Spark script of the run,
+    one script at a time. Started ahead of the first job by `start()`, or by the first job; a host that died
+    (killed, or its JVM out of memory) fails its job and is started again for the next."""
+
+    ctx: Context
+    _proc: subprocess.Popen[bytes] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def log(self) -> Path:
+        return self.ctx.log_path("spark-host.log")
+
+    def start(self) -> None:
+        with self._lock:
+            self._running()
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            env = _spark_env(self.ctx)
+            env["MLPIPE_SPARK_HOST_LOG"] = str(self.log)
+            argv = [sys.executable, "-m", "mlpipe.local.spark_host"]
+            self._proc = self.ctx.children.start(argv, env=env, log=self.log, pipes=True)
+        return self._proc
+
+    def run(self, script: Path, args: Sequence[str], *, python_path: Sequence[Path], log: Path) -> int:
+        """The exit status of `python script args` run on the host (`python_path` leads `sys.path`)."""
+        request = {"script": str(script), "args": list(args), "python_path": [str(p) for p in python_path],
+                   "log": str(log)}  # fmt: skip
+        with self._lock:
+            proc = self._running()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline()
+            except OSError:  # the host is gone
+                answer = b""
+            if answer:
+                return int(json.loads(answer)["exit_code"])
+            self._proc = None
+            code = self.ctx.children.wait(proc)  # killed (Ctrl-C) or crashed: the job failed with it
+            with contextlib.suppress(OSError), open(log, "a") as out:
+                out.write(f"the Spark host exited with status {code}; its log: {self.log}\n")
+            return code or 1
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the host: its SparkContext first, then the process (killed if it takes over `timeout_s`)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self.ctx.children.wait(proc)
+
+
+def _spark_env(ctx: Context) -> dict[str, str]:
     env = ctx.base_env()
     env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(python_path or ""), env.get("PYTHONPATH", "")])),
         MLPIPE_SPARK_MASTER=ctx.spark_master,
         MLPIPE_SPARK_DRIVER_MEMORY=ctx.spark_driver_memory,
         PYSPARK_PYTHON=sys.executable,
@@ -283,15 +355,13 @@ class SparkGlue:
                 f"the Glue script {job.script_location} is not an asset of the cloud assembly"
             )
         arguments = {"--JOB_NAME": job.job_name, **job.arguments}
-        argv = [sys.executable, str(script)]
-        for name, value in arguments.items():
-            argv += [name, value]
+        args = [part for name, value in arguments.items() for part in (name, value)]
         label = f"Glue job {job.job_name}"
         key = job_key("glue", job.job_name, dict(job.arguments))
         uris = [v for k, v in job.arguments.items() if v.startswith("s3://") and k != "--TempDir"]
         log = self.ctx.log_path("glue", f"{job.run_id}.log")
         return _staged_run(
-            self.ctx, key=key, label=label, argv=argv, env=_spark_env(self.ctx, None), log=log, uris=uris
+            self.ctx, key=key, label=label, script=script, args=args, python_path=[], log=log, uris=uris
         )
 
 
@@ -330,10 +400,10 @@ class SparkEmr:
         key = job_key("emr", step.name, script_args)
         uris = [a for a in script_args if a.startswith("s3://")]
         log = self.ctx.log_path("emr", f"{step.step_id}-{step.name}.log")
-        argv = [sys.executable, str(script), *script_args]
         return _staged_run(
-            self.ctx, key=key, label=label, argv=argv, env=_spark_env(self.ctx, library), log=log, uris=uris
-        )
+            self.ctx, key=key, label=label, script=script, args=script_args,
+            python_path=[library] if library else [], log=log, uris=uris,
+        )  # fmt: skip
 
 
 # ---- Batch ----------------------------------------------------------------------------------------------

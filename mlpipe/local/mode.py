@@ -379,6 +379,8 @@ class LocalRun:
             spark_driver_memory=os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY")
             or ("6g" if int(record["rows"]) > 2_000_000 else "3g"),
         )
+        if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
+            ctx.spark.start()
         executors = Executors(batch=LocalBatch(ctx), glue=SparkGlue(ctx), emr=SparkEmr(ctx))
         if self.wrap_executors is not None:
             executors = self.wrap_executors(executors)
@@ -426,6 +428,7 @@ class LocalRun:
                 except TimeoutError:
                     result = None
             finally:
+                ctx.spark.close()
                 self.children.stop_all(grace_s=2.0)
             with self.stages.timed("snapshot"):
                 mirror.pull_all([bucket_for(assembly, p) for p in ("raw", "curated", "artifacts")])
