@@ -33,7 +33,7 @@ def _int(low: int, high: int) -> Any:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from mlpipe.local.mode import DEFAULT_ROWS, LOCAL_CANDIDATES, MAX_ROWS, MIN_ROWS
+    from mlpipe.local.options import DEFAULT_ROWS, LOCAL_CANDIDATES, MAX_ROWS, MIN_ROWS
 
     parser.description = (
         "Run the pipeline on this machine, offline: the synthesized state machine on an embedded moto server, "
@@ -83,10 +83,12 @@ def _stop_on_sigterm() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mlpipe.local.mode import LocalRun, Options
+    from mlpipe.local.options import Options
 
     options = Options(rows=args.rows, candidates=args.candidates, workdir=args.workdir)
-    options.validate()  # before any work
+    options.validate()  # before any work, and before importing the harness (moto, a second)
+    from mlpipe.local.mode import LocalRun
+
     print(
         f"mlpipe local run: {args.rows:,} rows, {args.candidates} candidate(s), workdir {args.workdir}",
         flush=True,
@@ -95,6 +97,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    from mlpipe.local.options import check_redrivable
+
+    check_redrivable(args.workdir)
     from mlpipe.local.mode import LocalRun
 
     print(f"mlpipe local redrive: workdir {args.workdir}", flush=True)

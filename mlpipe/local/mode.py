@@ -54,59 +54,20 @@ from mlpipe.local.jobs import (
 )
 from mlpipe.local.lambdas import LAMBDAS_DIR
 from mlpipe.local.mirror import Mirror
-
-RUN_FILE = "run.json"
-SUMMARY_FILE = "summary.json"
-DEFAULT_ROWS = 600_000
-MIN_ROWS = 50_000  # below this the candidates can miss the dev quality gate (test AUC 0.70)
-MAX_ROWS = 100_000_000
-SEED = 7
-RAW_PREFIX = "events/local/"
-
-# Candidates of local runs: `--candidates K` takes the first K. The second is a two-node DDP job (the
-# multi-node job definition, run as two local worker processes). Regularized for the reference workload,
-# whose user and item effects overfit with the container's defaults on a few hundred thousand rows.
-LOCAL_CANDIDATES: tuple[Mapping[str, Any], ...] = (
-    {
-        "name": "baseline",
-        "hyperparameters": {"lr": 0.001, "epochs": 2, "embedding_dim": 4, "weight_decay": 0.05},
-    },
-    {
-        "name": "ddp-2-nodes",
-        "hyperparameters": {"lr": 0.002, "epochs": 2, "embedding_dim": 4, "dropout": 0.3},
-        "nodes": 2,
-    },
-    {"name": "emb8", "hyperparameters": {"lr": 0.0007, "epochs": 3, "embedding_dim": 8, "weight_decay": 0.1}},
-    {"name": "emb2", "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 2, "hidden": [128, 64]}},
-    {
-        "name": "batch2k",
-        "hyperparameters": {
-            "lr": 0.001,
-            "epochs": 3,
-            "batch_size": 2048,
-            "embedding_dim": 4,
-            "weight_decay": 0.02,
-        },
-    },
-    {
-        "name": "emb4-3ep",
-        "hyperparameters": {"lr": 0.001, "epochs": 3, "embedding_dim": 4, "weight_decay": 0.01},
-    },
-    {
-        "name": "slow",
-        "hyperparameters": {"lr": 0.0005, "epochs": 4, "embedding_dim": 4, "weight_decay": 0.05},
-    },
-    {
-        "name": "wide",
-        "hyperparameters": {
-            "lr": 0.001,
-            "epochs": 2,
-            "embedding_dim": 4,
-            "hidden": [512, 256],
-            "dropout": 0.2,
-        },
-    },
+from mlpipe.local.options import (  # noqa: F401 - the command-line options' module, re-exported
+    DEFAULT_ROWS,
+    LOCAL_CANDIDATES,
+    MAX_ROWS,
+    MIN_ROWS,
+    RUN_FILE,
+    SEED,
+    Options,
+    check_redrivable,
+    check_workdir,
 )
+
+SUMMARY_FILE = "summary.json"
+RAW_PREFIX = "events/local/"
 
 # What `cdk synth` reads: a change to any of these makes cdk.out stale.
 SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_steps", "batch_containers",
@@ -114,30 +75,6 @@ SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_ste
 DIGEST_FILE = ".mlpipe-local-digest"
 
 log = logging.getLogger("mlpipe.local")
-
-
-@dataclass(frozen=True)
-class Options:
-    rows: int = DEFAULT_ROWS
-    candidates: int = 2
-    workdir: Path = Path("local-run")
-    seed: int = SEED
-
-    def validate(self) -> None:
-        if not MIN_ROWS <= self.rows <= MAX_ROWS:
-            raise UsageError(f"--rows must be {MIN_ROWS:,} to {MAX_ROWS:,}, got {self.rows:,}")
-        if not 1 <= self.candidates <= len(LOCAL_CANDIDATES):
-            raise UsageError(f"--candidates must be 1 to {len(LOCAL_CANDIDATES)}, got {self.candidates}")
-        check_workdir(self.workdir)
-
-
-def check_workdir(workdir: Path) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise UsageError(f"--workdir {workdir} is a file, not a folder")
-    if workdir.is_dir() and any(workdir.iterdir()) and not (workdir / RUN_FILE).exists():
-        raise UsageError(
-            f"--workdir {workdir} holds other files; give an empty or new folder, or a local run's"
-        )
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -325,13 +262,9 @@ class LocalRun:
         )
 
     def redrive(self) -> dict[str, Any]:
-        path = self.workdir / RUN_FILE
-        if not path.exists():
-            raise UsageError(
-                f"no local run in {self.workdir} (no {RUN_FILE}): start one with `mlpipe local run`"
-            )
+        check_redrivable(self.workdir)
         with self._locked():
-            return self._redrive(json.loads(path.read_text()))
+            return self._redrive(json.loads((self.workdir / RUN_FILE).read_text()))
 
     def _redrive(self, record: dict[str, Any]) -> dict[str, Any]:
         if record.get("status") == "SUCCEEDED":

@@ -1,6 +1,6 @@
-"""Local mode end to end: `mlpipe local run` on a small dataset with the real executors (Spark scripts,
-PyTorch entrypoints, the Lambdas) on an embedded moto server; then a run whose Batch inference job fails
-for real, and a redrive that completes it without redoing the work that had succeeded."""
+"""Local mode end to end, with the real executors (Spark scripts, PyTorch entrypoints, the Lambdas) on an
+embedded moto server: a small run whose Batch inference job fails for real, and a redrive through the CLI
+that completes it without redoing the work that had succeeded; Ctrl-C; bad arguments."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ ROWS = 50_000
 
 @pytest.fixture(scope="session")
 def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One synth for both tests (the CLI synthesizes it on first use and reuses it after)."""
+    """One synth for every test (the CLI synthesizes it on first use and reuses it after)."""
     return tmp_path_factory.mktemp("local-cdk") / "cdk.out"
 
 
@@ -42,56 +42,6 @@ def mlpipe(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout,
     )
-
-
-def test_a_small_run_goes_through_every_stage_and_summarizes_it(tmp_path: Path, cdk_out: Path) -> None:
-    workdir = tmp_path / "run"
-    done = mlpipe(
-        "local",
-        "run",
-        "--rows",
-        str(ROWS),
-        "--candidates",
-        "2",
-        "--workdir",
-        str(workdir),
-        "--cdk-out",
-        str(cdk_out),
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((workdir / "summary.json").read_text())
-
-    assert summary["status"] == "SUCCEEDED"
-    assert summary["rows_in"] == ROWS
-    # every raw row is accounted for: curated, quarantined, or a removed duplicate
-    assert summary["rows_curated"] + summary["rows_quarantined"] + summary["duplicates_removed"] == ROWS
-    assert summary["rows_quarantined"] > 0 and summary["duplicates_removed"] > 0  # the generator's dirty rows
-    assert [c["name"] for c in summary["candidates"]] == ["baseline", "ddp-2-nodes"]
-    assert summary["best_candidate"] in {"baseline", "ddp-2-nodes"}
-    # a real model: far better than chance, and no better than the Bayes-optimal ranking allows
-    assert 0.6 < summary["auc"] <= summary["bayes_auc"] + 0.02
-    assert summary["auc_ratio"] == pytest.approx(summary["auc"] / summary["bayes_auc"], abs=1e-3)
-    assert summary["model_uri"].startswith("s3://mlpipe-dev-artifacts-")
-    assert summary["model_uri"].endswith(
-        f"/runs/{summary['run_id']}/candidates/{summary['best_candidate']}/model/"
-    )
-
-    # what the URIs point to, as copied into the workdir's mirror of S3
-    model = Path(summary["model_path"])
-    assert json.loads((model / "model.json").read_text())["format"] == "mlpipe.model.v1"
-    predictions = sorted(Path(summary["predictions_path"]).glob("*.parquet"))
-    scored = sum(pq.read_metadata(p).num_rows for p in predictions)
-    assert scored == summary["rows_curated"]  # the inference input is every curated event
-    # the two-node candidate ran as two DDP worker processes, one log each
-    run_id = summary["run_id"]
-    node_logs = sorted((workdir / "logs" / "batch" / f"{run_id}-ddp-2-nodes").glob("attempt-1.node-*.log"))
-    assert [p.name for p in node_logs] == ["attempt-1.node-0.log", "attempt-1.node-1.log"]
-    # every stage of the run and every state of the success path has its entry (figures: bench/e2e.py)
-    stages = {"generate", "provision", "upload", "execution", "snapshot"}
-    states = {"state:CleanEvents", "state:BuildFeatures", "state:TrainMultiNode", "state:TrainSingleNode",
-              "state:BuildInferenceFeatures", "state:BatchInference", "state:Summarize"}  # fmt: skip
-    assert stages | states <= set(summary["seconds"])
-    assert "start      CleanEvents" in done.stdout  # live progress per state
 
 
 @dataclasses.dataclass
@@ -110,15 +60,21 @@ class BrokenInference:
         return self.inner.run(job)  # type: ignore[no-any-return]
 
 
-def test_a_failed_stage_is_reported_and_a_redrive_completes_the_run(tmp_path: Path, cdk_out: Path) -> None:
+def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
+    tmp_path: Path, cdk_out: Path
+) -> None:
+    """One small run through every stage: all but the last (Batch inference) succeed for real, the last
+    fails for real; `mlpipe local redrive` then completes the run without redoing the work that succeeded.
+    (Both paths in one run: a run costs about a minute on two cores, mostly Spark and PyTorch start-up.)"""
     from mlpipe.local.mode import LocalRun, Options, Printer
 
     workdir = tmp_path / "run"
     lines: list[str] = []
     local = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out)
     local.wrap_executors = lambda e: Executors(batch=BrokenInference(e.batch), glue=e.glue, emr=e.emr)
-    failed = local.run(Options(rows=ROWS, candidates=1, workdir=workdir))
+    failed = local.run(Options(rows=ROWS, candidates=2, workdir=workdir))
 
+    # ---- the failure report
     assert failed["status"] == "FAILED"
     failure = failed["failure"]
     assert failure["state"] == "Publish"  # the Parallel whose branch failed, as the failure notice names it
@@ -129,27 +85,57 @@ def test_a_failed_stage_is_reported_and_a_redrive_completes_the_run(tmp_path: Pa
     assert "no-such-model" in log.read_text()
     assert failed["auc"] is None and failed["model_uri"] is None
     assert json.loads((workdir / "run.json").read_text())["status"] == "FAILED"
+    # every stage of the run has its entry (figures: bench/e2e.py), and the progress is live
+    assert {"generate", "provision", "upload", "execution", "snapshot"} <= set(failed["seconds"])
+    assert any("start      CleanEvents" in line for line in lines)
 
+    # ---- the redrive, through the CLI
     done = mlpipe("local", "redrive", "--workdir", str(workdir), "--cdk-out", str(cdk_out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["status"] == "SUCCEEDED" and summary["run_id"] == failed["run_id"]
     run_id = summary["run_id"]
-    # the work that had succeeded is not redone: Glue, both EMR steps and the training job are replayed
+    # the work that had succeeded is not redone: Glue, both EMR steps and both training jobs are replayed
     assert sorted(summary["replayed"]) == sorted(
         [
             "Glue job MlpipeDev-Glue-GlueCleanEventsJob5D9DAAFD",
             "EMR step BuildFeatures",
             "EMR step BuildInferenceFeatures",
             f"Batch job {run_id}-baseline",
+            f"Batch job {run_id}-ddp-2-nodes",
         ]
     )
     # only the failed state's job ran again, and this time it wrote the predictions
     journal = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines()]
     inference = [e["status"] for e in journal if e["label"] == f"Batch job {run_id}-inference"]
     assert inference == ["FAILED", "SUCCEEDED"]
-    assert summary["rows_in"] == ROWS and summary["auc"] > 0.6
-    assert sorted(Path(summary["predictions_path"]).glob("*.parquet"))
+    assert "start      CleanEvents" in done.stdout  # live progress per state
+
+    # ---- what the completed run summarizes
+    assert summary["rows_in"] == ROWS
+    # every raw row is accounted for: curated, quarantined, or a removed duplicate
+    assert summary["rows_curated"] + summary["rows_quarantined"] + summary["duplicates_removed"] == ROWS
+    assert summary["rows_quarantined"] > 0 and summary["duplicates_removed"] > 0  # the generator's dirty rows
+    assert [c["name"] for c in summary["candidates"]] == ["baseline", "ddp-2-nodes"]
+    assert summary["best_candidate"] in {"baseline", "ddp-2-nodes"}
+    # a real model: far better than chance, and no better than the Bayes-optimal ranking allows
+    assert 0.6 < summary["auc"] <= summary["bayes_auc"] + 0.02
+    assert summary["auc_ratio"] == pytest.approx(summary["auc"] / summary["bayes_auc"], abs=1e-3)
+    assert summary["model_uri"].startswith("s3://mlpipe-dev-artifacts-")
+    assert summary["model_uri"].endswith(f"/runs/{run_id}/candidates/{summary['best_candidate']}/model/")
+    # what the URIs point to, as copied into the workdir's mirror of S3
+    model = Path(summary["model_path"])
+    assert json.loads((model / "model.json").read_text())["format"] == "mlpipe.model.v1"
+    predictions = sorted(Path(summary["predictions_path"]).glob("*.parquet"))
+    scored = sum(pq.read_metadata(p).num_rows for p in predictions)
+    assert scored == summary["rows_curated"]  # the inference input is every curated event
+    # the two-node candidate ran as two DDP worker processes, one log each
+    node_logs = sorted((workdir / "logs" / "batch" / f"{run_id}-ddp-2-nodes").glob("attempt-1.node-*.log"))
+    assert [p.name for p in node_logs] == ["attempt-1.node-0.log", "attempt-1.node-1.log"]
+    # every state of the success path has its entry
+    states = {"state:CleanEvents", "state:BuildFeatures", "state:TrainMultiNode", "state:TrainSingleNode",
+              "state:BuildInferenceFeatures", "state:BatchInference", "state:Summarize"}  # fmt: skip
+    assert states <= set(summary["seconds"])
 
 
 def _descendants(root: int) -> set[int]:
