@@ -4,11 +4,12 @@ jobs' PyTorch entrypoints as local processes, each with its log file.
 - The code that runs is the synthesized code: an `s3://` script or `--py-files` location is looked up in the
   cloud assembly's asset manifests (`*.assets.json`: object key -> file or folder in cdk.out), so the local
   run executes exactly what `cdk deploy` would upload.
-- Glue (`SparkGlue`): the job's `ScriptLocation` runs under plain `python` with the run's arguments
-  (`--JOB_NAME` and the job's default arguments, overlaid with the run's), as Glue passes them; without
-  `awsglue` the script makes its own local SparkSession.
+- Glue (`SparkGlue`): the job's `ScriptLocation` runs as `__main__` with the run's arguments (`--JOB_NAME`
+  and the job's default arguments, overlaid with the run's), as Glue passes them; without `awsglue` the
+  script makes its own SparkSession.
 - EMR (`SparkEmr`): a `command-runner.jar` step's `spark-submit [options] s3://…/<script>.py args` runs the
-  script with the `--py-files` asset on `PYTHONPATH` (what spark-submit ships to the driver in AWS).
+  script with the `--py-files` asset on `sys.path` (what spark-submit ships to the driver in AWS).
+- Both run on the run's `SparkHost` (`spark_host.py`): one warm Spark driver for every script of the run.
 - Spark cannot read S3 here, so every `s3://` argument is staged through the `Mirror`: pulled before the
   job, replaced by its mirror path, and pushed back only after the job succeeds (a failed job publishes
   nothing).
