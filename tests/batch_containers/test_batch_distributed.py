@@ -122,7 +122,7 @@ def test_sigterm_checkpoints_and_the_next_attempt_resumes(
     dataset: synthetic.SyntheticDataset, child_env: Any, run_module: Any, tmp_path: Path
 ) -> None:
     hp = {
-        "epochs": 40,
+        "epochs": 12,
         "batch_size": 256,
         "lr": 0.01,
         "hidden": [32],
@@ -140,7 +140,7 @@ def test_sigterm_checkpoints_and_the_next_attempt_resumes(
     seen = []
     for line in proc.stderr:
         seen.append(line)
-        if "epoch 2/40 done" in line:
+        if "epoch 2/12 done" in line:
             proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             break
@@ -151,7 +151,7 @@ def test_sigterm_checkpoints_and_the_next_attempt_resumes(
     assert "stop signal: stopping at epoch" in rest
     assert not (tmp_path / "out").exists()  # stopped runs commit nothing
     stopped_at = json.loads(sorted((tmp_path / "ck").glob("ckpt-*.json"))[-1].read_text())
-    assert stopped_at["epoch"] >= 2 and stopped_at["global_step"] < 40 * 24
+    assert stopped_at["epoch"] >= 2 and stopped_at["global_step"] < 12 * 24
 
     again = run_module("mlpipe_batch.train", argv, child_env({"AWS_BATCH_JOB_ATTEMPT": "2"}))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -163,7 +163,7 @@ def test_sigterm_checkpoints_and_the_next_attempt_resumes(
         "global_step": stopped_at["global_step"],
         "attempt": 2,
     }
-    assert metrics["epochs"] == 40 and metrics["global_steps"] == 40 * 24 and len(metrics["history"]) == 40
+    assert metrics["epochs"] == 12 and metrics["global_steps"] == 12 * 24 and len(metrics["history"]) == 12
     assert metrics["validation_auc"] >= 0.85 * dataset.bayes_auc["validation"]
 
 
