@@ -13,8 +13,9 @@ would run it:
   to the host's log, named at the top of each job log.
 - Isolation between jobs: each script gets a new SparkSession (its own SQL configuration, temporary views
   and functions) over the shared SparkContext: `SparkSession.builder.getOrCreate()` in the script creates
-  it with the script's options. Afterwards the cache is cleared, and the modules imported from the
-  script's folder or library are forgotten, so the next job imports its own.
+  it with the script's options. Afterwards the cache is cleared, the environment variables are restored,
+  and the modules imported from the script's folder or library are forgotten, so the next job imports its
+  own.
 - Not shared with AWS: Python workers (UDFs; none of mlpipe's scripts has one) run with the host's
   PYTHONPATH, and SparkContext-level settings (master, driver memory) are the host's.
 
@@ -104,7 +105,8 @@ def run_script(context: Any, script: str, args: Sequence[str], python_path: Sequ
     """Run `script` with `args` as `__main__`, as `python script args` would; its exit status. Raises
     `BrokenContext` (after the job) when the shared context cannot serve another job."""
     roots = [str(Path(script).parent), *python_path]
-    saved_argv, saved_path, known = sys.argv, list(sys.path), set(sys.modules)
+    under_roots = tuple(root.rstrip(os.sep) + os.sep for root in roots)
+    saved_argv, saved_path, saved_env, known = sys.argv, list(sys.path), dict(os.environ), set(sys.modules)
     with _output_to(log):
         print(
             f"[spark host {os.getpid()}] {script} {' '.join(args)} (the JVM's log: {host_log()})", flush=True
@@ -121,9 +123,10 @@ def run_script(context: Any, script: str, args: Sequence[str], python_path: Sequ
             status = 1
         finally:
             sys.argv, sys.path[:] = saved_argv, saved_path
+            os.environ.clear()
+            os.environ.update(saved_env)
             for name in set(sys.modules) - known:
-                origin = getattr(sys.modules[name], "__file__", None) or ""
-                if origin.startswith(tuple(roots)):
+                if (getattr(sys.modules[name], "__file__", None) or "").startswith(under_roots):
                     del sys.modules[name]
             try:
                 _forget_session(context)
@@ -134,6 +137,8 @@ def run_script(context: Any, script: str, args: Sequence[str], python_path: Sequ
 
 
 class BrokenContext(Exception):
+    """The job ran (with `status`), but the shared SparkContext cannot serve another."""
+
     def __init__(self, status: int) -> None:
         super().__init__(f"the SparkContext is unusable after a job that exited with {status}")
         self.status = status
