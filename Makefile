@@ -62,7 +62,7 @@ lint: setup
 	$(PY) -m mypy
 
 test: setup lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 # The main job: the whole pipeline on this machine, offline (docs/local-mode.md). ROWS=... CANDIDATES=...
 DEMO_DIR ?= local-run

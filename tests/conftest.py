@@ -16,6 +16,23 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# The xdist groups, longest first (measured with --durations=0): with `--dist loadgroup
+# --no-loadscope-reorder` (the Makefile) a worker takes the next group in this order as it frees up, so the
+# longest starts at once and the ungrouped tests, each a unit of its own, fill in at the end.
+GROUPS_LONGEST_FIRST = ("local", "spark", "torch", "client-server", "cdk", "scenario")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("xdist_group")
+        group = marker.args[0] if marker and marker.args else marker.kwargs.get("name") if marker else None
+        return (
+            GROUPS_LONGEST_FIRST.index(group) if group in GROUPS_LONGEST_FIRST else len(GROUPS_LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the order within a group and among the others is kept
+
+
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and a fixed region, so no test can reach a real AWS account."""
