@@ -1,36 +1,103 @@
 """The AWS Deep Learning Container for PyTorch GPU training, resolved with the SageMaker SDK's image_uris.
 
 Plain Python (no CDK import), so app.py can start the lookup before jsii loads: the SDK takes a second or
-two to import, and it runs in a child process, in parallel with the synth.
+two of CPU to import, and it runs in a child process, in parallel with the synth.
+
+The answer is a deterministic function of the installed sagemaker-core (its bundled image registry) and the
+lookup's arguments, so it is memoized in a small JSON file under build/ keyed by exactly those. A hit costs
+a file read instead of that child process; a miss (new SDK version, region, PyTorch or Python version, or
+no cache file) asks the SDK, which stays the source of truth, and records its answer. Failures are never
+recorded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
 
 from mlpipe.config import ConfigError
 
+# The SDK's arguments besides the three that configuration chooses: part of the cache key.
+_FRAMEWORK = "pytorch"
+_INSTANCE_TYPE = "ml.g5.xlarge"
+_IMAGE_SCOPE = "training"
 _DLC_LOOKUP = """
 import sys
 from sagemaker.core import image_uris
-region, version, py = sys.argv[1:4]
-print(image_uris.retrieve("pytorch", region=region, version=version, py_version=py,
-                          instance_type="ml.g5.xlarge", image_scope="training"))
+framework, region, version, py, instance_type, scope = sys.argv[1:7]
+print(image_uris.retrieve(framework, region=region, version=version, py_version=py,
+                          instance_type=instance_type, image_scope=scope))
 """
-_lookups: dict[tuple[str, str, str], subprocess.Popen[str]] = {}
+# Ignored by git (.gitignore: build/), next to the Lambda layer that `make setup` builds; not in cdk.out,
+# which the CLI replaces on every synth.
+CACHE_FILE = Path(__file__).resolve().parents[1] / "build" / "dlc-image-cache.json"
+
+_lookups: dict[tuple[str, str, str], subprocess.Popen[str] | str] = {}
+
+
+def _cache_key(region: str, pytorch_version: str, python_version: str) -> str:
+    try:
+        sdk = metadata.version("sagemaker-core")
+    except metadata.PackageNotFoundError:  # the lookup itself then fails with the SDK's own message
+        sdk = "missing"
+    return "/".join(
+        (
+            f"sagemaker-core=={sdk}",
+            _FRAMEWORK,
+            region,
+            pytorch_version,
+            python_version,
+            _INSTANCE_TYPE,
+            _IMAGE_SCOPE,
+        )
+    )
+
+
+def _read_cache() -> dict[str, str]:
+    try:
+        entries = json.loads(CACHE_FILE.read_text())
+    except (OSError, ValueError):  # no cache yet, or a damaged one: the SDK answers
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _remember(key: str, image: str) -> None:
+    """Add one answer to the cache file, atomically (parallel synths may write it at the same time)."""
+    entries = {**_read_cache(), key: image}
+    try:
+        CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=CACHE_FILE.parent, prefix=f".{CACHE_FILE.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from the checkout's other users
+            with os.fdopen(fd, "w") as out:
+                json.dump(entries, out, indent=1, sort_keys=True)
+            os.replace(tmp, CACHE_FILE)
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone already when the replace succeeded
+    except OSError:  # e.g. a read-only checkout: only the next synth's speed suffers
+        pass
 
 
 def prefetch_dlc_image(region: str, pytorch_version: str, python_version: str) -> None:
-    """Start resolving the Deep Learning Container image in the background."""
+    """Take the image from the cache, or start resolving it with the SDK in the background."""
     key = (region, pytorch_version, python_version)
-    if key not in _lookups:
-        _lookups[key] = subprocess.Popen(
-            [sys.executable, "-c", _DLC_LOOKUP, *key],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"},
-        )  # fmt: skip
+    if key in _lookups:
+        return
+    cached = _read_cache().get(_cache_key(*key))
+    if isinstance(cached, str) and cached:
+        _lookups[key] = cached
+        return
+    _lookups[key] = subprocess.Popen(
+        [sys.executable, "-c", _DLC_LOOKUP, _FRAMEWORK, region, pytorch_version, python_version,
+         _INSTANCE_TYPE, _IMAGE_SCOPE],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"},
+    )  # fmt: skip
 
 
 def dlc_training_image(region: str, pytorch_version: str, python_version: str) -> str:
@@ -39,12 +106,19 @@ def dlc_training_image(region: str, pytorch_version: str, python_version: str) -
     image_uris reads the registry JSON shipped inside the SDK: no network, no credentials.
     """
     prefetch_dlc_image(region, pytorch_version, python_version)
-    process = _lookups[(region, pytorch_version, python_version)]
-    out, err = process.communicate()
-    if process.returncode != 0:
+    key = (region, pytorch_version, python_version)
+    lookup = _lookups[key]
+    if isinstance(lookup, str):
+        return lookup
+    out, err = lookup.communicate()
+    if lookup.returncode != 0:
+        del _lookups[key]  # not remembered: the next call asks the SDK again
         reason = (err.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(
             f"batch.dlc_pytorch_version: the SageMaker SDK has no PyTorch {pytorch_version} ({python_version}) "
             f"GPU training image in {region}: {reason}"
         )
-    return out.strip()
+    image = _lookups[key] = out.strip()
+    if image:
+        _remember(_cache_key(*key), image)
+    return image
