@@ -35,6 +35,7 @@ def _env(context: dict[str, object] | None, outdir: str) -> dict[str, str]:
         "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
         "CDK_DISABLE_CLI_TELEMETRY": "1",
         "CDK_OUTDIR": outdir,
+        "JSII_NODE": str(ROOT / "scripts" / "jsii-node"),  # both apps on the jsii node that app.py uses
     }
     if context is not None:  # the bare app process, given the context the CLI would pass
         env["CDK_CONTEXT_JSON"] = json.dumps({**context, "aws:cdk:disable-stack-trace": True})
