@@ -205,6 +205,7 @@ class Context:
     assets: Mapping[str, Path] = field(default_factory=dict)  # S3 object key -> file or folder in cdk.out
     spark_master: str = "local[*]"
     spark_driver_memory: str = "3g"
+    spark_java_options: str = ""  # extra JVM options of the Spark driver
     events: list[str] = field(default_factory=list)  # one line per job start/end, for the progress display
     spark: SparkHost = field(init=False)
 
@@ -338,6 +339,7 @@ def _spark_env(ctx: Context) -> dict[str, str]:
     env.update(
         MLPIPE_SPARK_MASTER=ctx.spark_master,
         MLPIPE_SPARK_DRIVER_MEMORY=ctx.spark_driver_memory,
+        MLPIPE_SPARK_JAVA_OPTIONS=ctx.spark_java_options,
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
     )

@@ -38,7 +38,8 @@ from typing import Any
 
 
 def start_context() -> Any:
-    """The shared SparkContext, configured as the scripts' own local sessions are (see their builders)."""
+    """The shared SparkContext, configured as the scripts' own local sessions are (see their builders), with
+    the JVM options of `MLPIPE_SPARK_JAVA_OPTIONS`."""
     from pyspark import SparkConf, SparkContext
 
     conf = (
@@ -49,6 +50,8 @@ def start_context() -> Any:
         .set("spark.ui.enabled", "false")
         .set("spark.ui.showConsoleProgress", "false")
     )
+    if java_options := os.environ.get("MLPIPE_SPARK_JAVA_OPTIONS", "").strip():
+        conf.set("spark.driver.extraJavaOptions", java_options)
     context = SparkContext(conf=conf)
     context.setLogLevel(os.environ.get("MLPIPE_SPARK_LOG_LEVEL", "WARN"))
     return context
