@@ -26,6 +26,7 @@ FIRST = """
     spark.range(10).createOrReplaceTempView("numbers")
     os.environ["LEFT_BEHIND"] = "yes"
     print("first", sys.argv[1:], helper.VERSION, spark.catalog.tableExists("numbers"))
+    print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"))
     sys.exit(int(sys.argv[1]))
 """
 SECOND = """
@@ -51,7 +52,8 @@ def _script(folder: Path, name: str, text: str) -> Path:
 
 def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
     ctx = Context(workdir=tmp_path, mirror=Mirror(tmp_path / "s3"), children=Children(),
-                  journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g")  # fmt: skip
+                  journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g",
+                  spark_java_options="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")  # fmt: skip
     lib_a, lib_b = tmp_path / "lib-a", tmp_path / "lib-b"
     _script(lib_a, "helper.py", "VERSION = 'a'\n")
     _script(lib_b, "helper.py", "VERSION = 'b'\n")
@@ -70,6 +72,8 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
         assert ctx.spark.run(fails, [], python_path=[], log=logs / "fails.log") == 1
         assert "ValueError: the script's own error" in (logs / "fails.log").read_text()
 
+        # the JVM options are in the driver's configuration
+        assert "-XX:TieredStopAtLevel=1" in (logs / "first.log").read_text()
         # the host dies during a job (here: killed): that job fails, the next one gets a new host
         host = ctx.spark._proc
         assert host is not None
