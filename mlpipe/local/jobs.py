@@ -309,7 +309,11 @@ class SparkHost:
             except OSError:  # the host is gone
                 answer = b""
             if answer:
-                return int(json.loads(answer)["exit_code"])
+                reply = json.loads(answer)
+                if reply.get("host_exits"):  # the job broke the SparkContext: the next job gets a new host
+                    self._proc = None
+                    self.ctx.children.wait(proc)
+                return int(reply["exit_code"])
             self._proc = None
             code = self.ctx.children.wait(proc)  # killed (Ctrl-C) or crashed: the job failed with it
             with contextlib.suppress(OSError), open(log, "a") as out:

@@ -20,7 +20,8 @@ would run it:
   PYTHONPATH, and SparkContext-level settings (master, driver memory) are the host's.
 
 The protocol is one JSON line per job on stdin, `{"script", "args", "python_path", "log"}`, answered by one
-JSON line `{"exit_code"}` on stdout. End of input stops the SparkContext and the host.
+JSON line `{"exit_code"}` on stdout (with `"host_exits": true` when the job left the SparkContext unusable:
+the host then exits). End of input stops the SparkContext and the host.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def main() -> int:
                     context, request["script"], request["args"], request["python_path"], Path(request["log"])
                 )
             except BrokenContext as exc:
-                reply.write(json.dumps({"exit_code": exc.status}) + "\n")
+                reply.write(json.dumps({"exit_code": exc.status, "host_exits": True}) + "\n")
                 return 1  # the client starts a new host for the next job
             reply.write(json.dumps({"exit_code": status}) + "\n")
     finally:

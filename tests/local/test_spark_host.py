@@ -38,6 +38,11 @@ SECOND = """
     print("second", helper.VERSION, spark.conf.get("spark.sql.shuffle.partitions"),
           spark.catalog.tableExists("numbers"), os.environ.get("LEFT_BEHIND"), __name__)
 """
+STOPS = """
+    from pyspark.sql import SparkSession
+
+    SparkSession.builder.getOrCreate().sparkContext.stop()
+"""
 FAILS = """
     raise ValueError("the script's own error")
 """
@@ -85,6 +90,14 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
         assert ctx.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
         assert ctx.spark._proc is not None and ctx.spark._proc.pid != host.pid
+
+        # a script that stops the shared SparkContext succeeds, and the host it broke is replaced
+        stops = _script(tmp_path / "jobs", "stops.py", STOPS)
+        broken = ctx.spark._proc
+        assert ctx.spark.run(stops, [], python_path=[], log=logs / "stops.log") == 0
+        assert broken.poll() is not None and ctx.spark._proc is None
+        assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "after.log") == 0
+        assert "second b 200 False None __main__" in (logs / "after.log").read_text()
     finally:
         ctx.spark.close()
         ctx.children.stop_all(grace_s=1.0)
