@@ -25,7 +25,7 @@ GROUPS_LONGEST_FIRST = ("local", "spark", "torch", "client-server", "cdk", "scen
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         marker = item.get_closest_marker("xdist_group")
-        group = marker.args[0] if marker and marker.args else marker.kwargs.get("name") if marker else None
+        group = marker.args[0] if marker else None
         return (
             GROUPS_LONGEST_FIRST.index(group) if group in GROUPS_LONGEST_FIRST else len(GROUPS_LONGEST_FIRST)
         )

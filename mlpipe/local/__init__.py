@@ -28,22 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "BatchJob",
-    "BatchJobDefinition",
-    "CloudAssembly",
-    "EmrStep",
-    "ExecutionResult",
-    "Executor",
-    "Executors",
-    "GlueJobRun",
-    "InProcessLambdas",
-    "Invocation",
-    "LambdaInvoker",
-    "LambdaServiceError",
-    "LocalPipeline",
-    "Outcome",
-    "RetryStrategy",
-    "UnresolvableReference",
-    "UnsupportedDefinition",
-]
+__all__ = sorted(_HOMES)

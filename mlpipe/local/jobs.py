@@ -283,6 +283,11 @@ class SparkHost:
     def log(self) -> Path:
         return self.ctx.log_path("spark-host.log")
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The host's process while one is started."""
+        return self._proc
+
     def start(self) -> None:
         with self._lock:
             self._running()

@@ -195,8 +195,13 @@ def logs_to(path: Path, moto_path: Path) -> Iterator[None]:
 SMALL_RUN_ROWS = 200_000
 
 
-def spark_java_options(rows: int) -> str:
-    return "-XX:TieredStopAtLevel=1" if rows < SMALL_RUN_ROWS else ""
+def spark_driver(rows: int) -> tuple[str, str]:
+    """The Spark host's driver memory and JVM options for a run of `rows` (the driver is the whole local
+    "cluster": more memory for the larger datasets); MLPIPE_SPARK_DRIVER_MEMORY and
+    MLPIPE_SPARK_JAVA_OPTIONS override them."""
+    memory = os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY") or ("6g" if rows > 2_000_000 else "3g")
+    options = os.environ.get("MLPIPE_SPARK_JAVA_OPTIONS")
+    return memory, options or ("-XX:TieredStopAtLevel=1" if rows < SMALL_RUN_ROWS else "")
 
 
 class LocalRun:
@@ -312,17 +317,15 @@ class LocalRun:
         restore: bool,
     ) -> dict[str, Any]:
         self.children = Children()
+        memory, java_options = spark_driver(int(record["rows"]))
         ctx = Context(
             workdir=self.workdir,
             mirror=mirror,
             children=self.children,
             journal=journal,
             assets=asset_paths(self.cdk_out),
-            # Spark's driver is the whole local "cluster": more memory for the larger datasets.
-            spark_driver_memory=os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY")
-            or ("6g" if int(record["rows"]) > 2_000_000 else "3g"),
-            spark_java_options=os.environ.get("MLPIPE_SPARK_JAVA_OPTIONS")
-            or spark_java_options(int(record["rows"])),
+            spark_driver_memory=memory,
+            spark_java_options=java_options,
         )
         if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
             ctx.spark.start()

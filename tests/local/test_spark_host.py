@@ -80,7 +80,7 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
         # the JVM options are in the driver's configuration
         assert "-XX:TieredStopAtLevel=1" in (logs / "first.log").read_text()
         # the host dies during a job (here: killed): that job fails, the next one gets a new host
-        host = ctx.spark._proc
+        host = ctx.spark.process
         assert host is not None
         killer = threading.Timer(2.0, os.killpg, (host.pid, signal.SIGKILL))
         killer.start()
@@ -89,16 +89,16 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
         assert "the Spark host exited with status -9" in (logs / "slow.log").read_text()
         assert ctx.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
-        assert ctx.spark._proc is not None and ctx.spark._proc.pid != host.pid
+        assert ctx.spark.process is not None and ctx.spark.process.pid != host.pid
 
         # a script that stops the shared SparkContext succeeds, and the host it broke is replaced
         stops = _script(tmp_path / "jobs", "stops.py", STOPS)
-        broken = ctx.spark._proc
+        broken = ctx.spark.process
         assert ctx.spark.run(stops, [], python_path=[], log=logs / "stops.log") == 0
-        assert broken.poll() is not None and ctx.spark._proc is None
+        assert broken.poll() is not None and ctx.spark.process is None
         assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "after.log") == 0
         assert "second b 200 False None __main__" in (logs / "after.log").read_text()
     finally:
         ctx.spark.close()
         ctx.children.stop_all(grace_s=1.0)
-    assert ctx.spark._proc is None
+    assert ctx.spark.process is None
