@@ -51,10 +51,14 @@ def spark() -> Iterator[Any]:
 
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)  # type: ignore[attr-defined]
     session = (
-        SparkSession.builder.master("local[2]")
+        # One core: under `pytest -n 2` the other worker has the other. Two partitions keep every shuffle a
+        # real exchange between partitions; adaptive execution is off because on these few thousand rows its
+        # re-planning costs more than the queries (it ran 24 Spark jobs per Glue job instead of 13).
+        SparkSession.builder.master("local[1]")
         .appName("mlpipe-tests")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "4")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")

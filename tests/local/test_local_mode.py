@@ -178,7 +178,16 @@ def test_ctrl_c_stops_every_child_process_and_records_the_run(
     workdir = tmp_path / "run"
     argv = [sys.executable, "-m", "mlpipe", "local", "run", "--rows", str(ROWS), "--candidates", "1",
             "--workdir", str(workdir), "--cdk-out", str(cdk_out)]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C comes to a command in the foreground. A shell runs a background job (`make test &`) with SIGINT
+    # ignored, its children inherit that, and a Python started that way never raises KeyboardInterrupt: the
+    # run is started with Python's own handler in place, so that whatever started the tests cannot change it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert proc.stdout is not None
     watchdog = threading.Timer(300, proc.kill)  # a stalled run fails the test instead of hanging it
     watchdog.start()
