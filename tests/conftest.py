@@ -1,4 +1,5 @@
-"""Shared fixtures: fake AWS credentials for moto, and one local SparkSession per test worker.
+"""Shared fixtures: fake AWS credentials for moto, one local SparkSession per test worker, and one dev synth
+for the whole test run.
 
 Slow paths are session-scoped and grouped for pytest-xdist (`--dist loadgroup`): mark Spark tests with
 `@pytest.mark.xdist_group("spark")` so that one worker owns the only SparkSession.
@@ -6,6 +7,7 @@ Slow paths are session-scoped and grouped for pytest-xdist (`--dist loadgroup`):
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +73,23 @@ def spark() -> Iterator[Any]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_cloud_assembly(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The dev app as `cdk synth` writes it (local mode's own synth: the CDK CLI, app.py, cdk-nag), made once
+    for the whole test run: the stack tests, the scenarios and local mode all read this one cloud assembly.
+    Under pytest-xdist the first worker to ask synthesizes it while the others wait on a lock."""
+    from mlpipe.local.mode import synthesize
+
+    if worker_id == "master":  # not distributed: this session's own
+        outdir = tmp_path_factory.mktemp("dev-synth") / "cdk.out"
+        synthesize(outdir)
+        return outdir
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above every worker's own
+    outdir = shared / "dev-synth" / "cdk.out"
+    outdir.parent.mkdir(exist_ok=True)
+    with open(shared / "dev-synth.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        synthesize(outdir)  # nothing to do when another worker made it current
+    return outdir

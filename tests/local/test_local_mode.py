@@ -27,9 +27,9 @@ ROWS = 50_000
 
 
 @pytest.fixture(scope="session")
-def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One synth for every test (the CLI synthesizes it on first use and reuses it after)."""
-    return tmp_path_factory.mktemp("local-cdk") / "cdk.out"
+def cdk_out(dev_cloud_assembly: Path) -> Path:
+    """The test run's dev synth: made by local mode's own synth, so every run here reuses it as current."""
+    return dev_cloud_assembly
 
 
 def mlpipe(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

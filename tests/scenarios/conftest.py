@@ -1,15 +1,12 @@
-"""Synthesize the dev app once per session and run its state machine locally (mlpipe.local) with the
-executor doubles of `doubles.py`.
+"""Run the dev app's state machine locally (mlpipe.local) with the executor doubles of `doubles.py`.
 
-The synth is tests/stacks/conftest.py's `synthesize` (imported by path, not copied): the same App, config and
-cdk-nag checks as the stack tests, so the scenarios execute exactly what `cdk synth` writes.
+The app is the test run's one dev synth (`dev_cloud_assembly`, made by the CDK CLI as `cdk synth` makes it,
+with cdk-nag): the scenarios execute exactly what the stack tests check and what would be deployed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,21 +18,6 @@ from doubles import FakeBatch, FakeEmr, FakeGlue
 
 from mlpipe.local import CloudAssembly, ExecutionResult, Executors, LambdaInvoker, LocalPipeline
 from mlpipe.local.definition import states
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _stack_test_synth() -> Any:
-    """tests/stacks/conftest.py as a module (it prepends node_modules/.bin to PATH on import)."""
-    name = "mlpipe_stack_test_synth"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "stacks" / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is created
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 GROUP = "scenario"
 
@@ -62,12 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def assembly(tmp_path_factory: pytest.TempPathFactory) -> CloudAssembly:
-    """The dev app (transient EMR), synthesized once for every scenario."""
-    synth = _stack_test_synth()
-    outdir = tmp_path_factory.mktemp("cdk-scenarios")
-    synth.synthesize(synth.cdk_context("dev"), outdir)
-    return CloudAssembly.load(outdir)
+def assembly(dev_cloud_assembly: Path) -> CloudAssembly:
+    """The dev app (transient EMR): the test run's one dev synth, by the CDK CLI."""
+    return CloudAssembly.load(dev_cloud_assembly)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Synthesize the app once per configuration per test session, with cdk-nag registered as in app.py."""
+"""The app synthesized once per configuration per test run, with cdk-nag registered as in app.py: dev by the
+CDK CLI (the `dev_cloud_assembly` that every test group shares), the other configurations in process."""
 
 from __future__ import annotations
 
@@ -64,10 +65,25 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     return Synth(templates=templates, outdir=outdir, config=config)
 
 
+def from_cloud_assembly(context: dict[str, Any], outdir: Path) -> Synth:
+    """The templates of an app that `cdk synth` wrote to `outdir` with `context`."""
+    from aws_cdk.assertions import Template
+
+    from mlpipe.config import load_config
+
+    config = load_config(context, environ={})
+    concerns = ["Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring"]
+    templates = {
+        c: Template.from_json(json.loads((outdir / f"{config.stack_name(c)}.template.json").read_text()))
+        for c in concerns
+    }
+    return Synth(templates=templates, outdir=outdir, config=config)
+
+
 @pytest.fixture(scope="session")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The default: dev network profile, transient EMR."""
-    return synthesize(cdk_context("dev"), tmp_path_factory.mktemp("cdk-dev"))
+def dev(dev_cloud_assembly: Path) -> Synth:
+    """The default: dev network profile, transient EMR (the test run's one dev synth, by the CDK CLI)."""
+    return from_cloud_assembly(cdk_context("dev"), dev_cloud_assembly)
 
 
 @pytest.fixture(scope="session")
