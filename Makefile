@@ -27,6 +27,8 @@ help:
 	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode at 100k and 1M)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed
+	@# Local Spark's class-data-sharing archive: made once (about 30 s), checked each time (0.3 s).
+	$(PY) -m mlpipe.local.spark_cds
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.cli import UsageError
+from mlpipe.local import spark_cds
 from mlpipe.local.assembly import CloudAssembly
 from mlpipe.local.executors import Executors
 from mlpipe.local.harness import ExecutionResult, LocalPipeline, bucket_for
@@ -197,11 +198,14 @@ SMALL_RUN_ROWS = 200_000
 
 def spark_driver(rows: int) -> tuple[str, str]:
     """The Spark host's driver memory and JVM options for a run of `rows` (the driver is the whole local
-    "cluster": more memory for the larger datasets); MLPIPE_SPARK_DRIVER_MEMORY and
-    MLPIPE_SPARK_JAVA_OPTIONS override them."""
+    "cluster": more memory for the larger datasets; the class-data-sharing archive of `make setup` when it is
+    usable); MLPIPE_SPARK_DRIVER_MEMORY and MLPIPE_SPARK_JAVA_OPTIONS override them."""
     memory = os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY") or ("6g" if rows > 2_000_000 else "3g")
     options = os.environ.get("MLPIPE_SPARK_JAVA_OPTIONS")
-    return memory, options or ("-XX:TieredStopAtLevel=1" if rows < SMALL_RUN_ROWS else "")
+    if not options:
+        tiers = "-XX:TieredStopAtLevel=1" if rows < SMALL_RUN_ROWS else ""
+        options = " ".join(filter(None, [tiers, spark_cds.java_options()]))
+    return memory, options
 
 
 class LocalRun:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mlpipe.local import spark_cds
 from mlpipe.local.jobs import Children, Context, Journal
 from mlpipe.local.mirror import Mirror
 
@@ -58,7 +59,7 @@ def _script(folder: Path, name: str, text: str) -> Path:
 def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
     ctx = Context(workdir=tmp_path, mirror=Mirror(tmp_path / "s3"), children=Children(),
                   journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g",
-                  spark_java_options="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")  # fmt: skip
+                  spark_java_options=f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {spark_cds.java_options()}")  # fmt: skip
     lib_a, lib_b = tmp_path / "lib-a", tmp_path / "lib-b"
     _script(lib_a, "helper.py", "VERSION = 'a'\n")
     _script(lib_b, "helper.py", "VERSION = 'b'\n")
@@ -91,13 +92,12 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
         assert ctx.spark.process is not None and ctx.spark.process.pid != host.pid
 
-        # a script that stops the shared SparkContext succeeds, and the host it broke is replaced
+        # a script that stops the shared SparkContext succeeds, and the host it broke is gone: the next job
+        # starts a new one, as after the kill above (not run again here: a host costs a JVM's start-up)
         stops = _script(tmp_path / "jobs", "stops.py", STOPS)
         broken = ctx.spark.process
         assert ctx.spark.run(stops, [], python_path=[], log=logs / "stops.log") == 0
         assert broken.poll() is not None and ctx.spark.process is None
-        assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "after.log") == 0
-        assert "second b 200 False None __main__" in (logs / "after.log").read_text()
     finally:
         ctx.spark.close()
         ctx.children.stop_all(grace_s=1.0)
