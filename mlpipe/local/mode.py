@@ -330,6 +330,7 @@ class LocalRun:
             assets=asset_paths(self.cdk_out),
             spark_driver_memory=memory,
             spark_java_options=java_options,
+            batch_nodes_at_once=sum(int(c.get("nodes", 1)) for c in record["input"]["candidates"]),
         )
         if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
             ctx.spark.start()
