@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,12 +50,21 @@ def test_another_sdk_version_is_a_miss(cache_file: Path, monkeypatch: pytest.Mon
     assert dlc_image._cache_key("us-east-1", "2.8", "py312") != key
 
 
-def test_a_failed_lookup_is_not_remembered(cache_file: Path) -> None:
+def test_a_failed_lookup_is_not_remembered(cache_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(What the real SDK says about an unknown version: tests/stacks/test_guards.py.)"""
     from mlpipe.config import ConfigError
 
-    with pytest.raises(ConfigError):
+    real_popen = subprocess.Popen
+
+    def failing_sdk(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        fails = "import sys; sys.exit('ValueError: Unsupported pytorch version: 9.9.')"
+        return real_popen([sys.executable, "-c", fails], **kwargs)
+
+    monkeypatch.setattr(dlc_image.subprocess, "Popen", failing_sdk)
+    with pytest.raises(ConfigError, match=r"Unsupported pytorch version: 9\.9"):
         dlc_image.dlc_training_image("us-east-1", "9.9", "py312")
     assert not cache_file.exists()
+    assert ("us-east-1", "9.9", "py312") not in dlc_image._lookups  # the next synth asks again
 
 
 def test_a_damaged_cache_is_ignored(cache_file: Path) -> None:
