@@ -35,6 +35,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: the order within a group and among the others is kept
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """moto's mocks keep boto3's default session instead of replacing it for each test: a new session loads
+    every service model again (about 0.3 s of JSON per test that makes clients). Every test runs with the
+    same fake credentials and region (`aws_credentials`), and a mock answers whatever the credentials."""
+    from moto.core.config import default_user_config
+
+    default_user_config["core"]["reset_boto3_session"] = False
+
+
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and a fixed region, so no test can reach a real AWS account."""
