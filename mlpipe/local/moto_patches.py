@@ -17,6 +17,8 @@ moto cannot run as the pipeline needs:
   moto's EMR and runs steps with the EMR executor (moto's steps never complete).
 - Retry waits: moto sleeps `time.sleep(interval)` between attempts (with BackoffRate, MaxDelaySeconds and
   JitterStrategy FULL applied). The harness records each wait and sleeps `wait * time_scale` instead.
+- Definition checks: moto parses a definition on every create_state_machine to validate it; the harness
+  validates each definition text once per process (a text that validated once is valid).
 
 `sns:publish` and every other state type (Pass, Choice, Parallel, Map, Fail, intrinsic functions) are moto's.
 """
@@ -72,6 +74,7 @@ from moto.stepfunctions.parser.asl.component.state.fail import state_fail
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails as _EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from mlpipe.local.lambdas import LambdaInvoker, LambdaServiceError
 from mlpipe.local.services import BatchService, EmrService, GlueService, JobFailed, ServiceError
@@ -434,6 +437,19 @@ def _retrier_eval(self: Any, env: Any) -> None:
     _original_retrier_eval(self, env)
 
 
+# moto validates a definition on every create_state_machine by parsing it with its ANTLR grammar (0.3 s for
+# mlpipe's), and the harness creates the same state machine for every pipeline it opens: a text that
+# validated once is valid, so each is validated once per process. (An execution still parses its own.)
+_original_validate_definition = StepFunctionsParserBackend._validate_definition
+_validated: set[str] = set()
+
+
+def _validate_definition_once(definition: str) -> None:
+    if definition not in _validated:
+        _original_validate_definition(definition=definition)  # raises InvalidDefinition: not remembered
+        _validated.add(definition)
+
+
 @contextmanager
 def installed(services: Services) -> Iterator[Services]:
     """Install the harness's integrations into moto's interpreter for the duration of the context."""
@@ -452,6 +468,13 @@ def installed(services: Services) -> Iterator[Services]:
             for module in (state_fail, branches_decl, iteration_worker):
                 stack.enter_context(mock.patch.object(module, "CustomErrorName", _error_name))
             stack.enter_context(mock.patch.object(retrier_decl.RetrierDecl, "_eval_body", _retrier_eval))
+            stack.enter_context(
+                mock.patch.object(
+                    StepFunctionsParserBackend,
+                    "_validate_definition",
+                    staticmethod(_validate_definition_once),
+                )
+            )
             _active = services
             try:
                 yield services
