@@ -61,7 +61,7 @@ class BrokenInference:
 
 
 def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
-    tmp_path: Path, cdk_out: Path
+    tmp_path: Path, cdk_out: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One small run through every stage: all but the last (Batch inference) succeed for real, the last
     fails for real; `mlpipe local redrive` then completes the run without redoing the work that succeeded.
@@ -96,9 +96,17 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
         assert f"] {stage}" in shown, stage
     assert "start      CleanEvents" in shown
 
-    # ---- the redrive, through the CLI
-    done = mlpipe("local", "redrive", "--workdir", str(workdir), "--cdk-out", str(cdk_out))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # ---- the redrive, through the command line (its `main`, in this process: a second Python would import
+    # moto and the harness again; `mlpipe local run` as a process is the Ctrl-C test's)
+    from mlpipe.cli import main
+
+    sigterm = signal.getsignal(signal.SIGTERM)  # the command stops on SIGTERM as on Ctrl-C
+    try:
+        code = main(["local", "redrive", "--workdir", str(workdir), "--cdk-out", str(cdk_out)])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    done = capsys.readouterr()
+    assert code == 0, done.out[-3000:] + done.err[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["status"] == "SUCCEEDED" and summary["run_id"] == failed["run_id"]
     run_id = summary["run_id"]
@@ -116,7 +124,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     journal = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines()]
     inference = [e["status"] for e in journal if e["label"] == f"Batch job {run_id}-inference"]
     assert inference == ["FAILED", "SUCCEEDED"]
-    assert "start      CleanEvents" in done.stdout  # live progress per state
+    assert "start      CleanEvents" in done.out  # live progress per state
 
     # ---- what the completed run summarizes
     assert summary["rows_in"] == ROWS
@@ -142,7 +150,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     # the redrive's progress shows every state of the success path ending
     for state in ("CleanEvents", "BuildFeatures", "TrainMultiNode", "TrainSingleNode", "BuildInferenceFeatures",
                   "BatchInference", "Summarize"):  # fmt: skip
-        assert f"done       {state} (" in done.stdout, state
+        assert f"done       {state} (" in done.out, state
 
 
 def _descendants(root: int) -> set[int]:
