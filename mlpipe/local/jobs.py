@@ -210,7 +210,8 @@ class Context:
     # features' Spark step), so each node's PyTorch gets that share of the cores, as torchrun gives each of
     # its processes one thread. Threads beyond a node's share only spin at every synchronization while
     # another job holds the core: in a two-candidate run on 2 cores the baseline used 6 to 8 CPU seconds with
-    # two threads and 5 with one (12 to 15 with two when the test suite ran beside it), in the same time.
+    # two threads and 5 with one (12 to 15 with two when the test suite ran beside it), in no more time.
+    # (Batch inference, which runs alone after training, gets the same share: a simplification.)
     batch_nodes_at_once: int = 1
     events: list[str] = field(default_factory=list)  # one line per job start/end, for the progress display
     spark: SparkHost = field(init=False)
