@@ -17,6 +17,8 @@ os.environ["PATH"] = f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.envi
 
 pytestmark = pytest.mark.xdist_group("cdk")
 
+CONCERNS = ("Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring")  # platform.stacks() order
+
 
 def cdk_context(env: str = "dev", **overrides: Any) -> dict[str, Any]:
     """cdk.json's context for `env`, with `overrides` merged into that environment's settings."""
@@ -60,8 +62,7 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     platform = create_platform(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()  # raises if cdk-nag finds an unacknowledged violation
-    concerns = ["Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring"]
-    templates = {c: Template.from_stack(s) for c, s in zip(concerns, platform.stacks(), strict=True)}
+    templates = {c: Template.from_stack(s) for c, s in zip(CONCERNS, platform.stacks(), strict=True)}
     return Synth(templates=templates, outdir=outdir, config=config)
 
 
@@ -72,10 +73,9 @@ def from_cloud_assembly(context: dict[str, Any], outdir: Path) -> Synth:
     from mlpipe.config import load_config
 
     config = load_config(context, environ={})
-    concerns = ["Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring"]
     templates = {
         c: Template.from_json(json.loads((outdir / f"{config.stack_name(c)}.template.json").read_text()))
-        for c in concerns
+        for c in CONCERNS
     }
     return Synth(templates=templates, outdir=outdir, config=config)
 
