@@ -12,15 +12,16 @@ recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from mlpipe.config import ConfigError
+from mlpipe.data.storage import write_bytes
 
 # The SDK's arguments besides the three that configuration chooses: part of the cache key.
 _FRAMEWORK = "pytorch"
@@ -69,18 +70,8 @@ def _read_cache() -> dict[str, str]:
 def _remember(key: str, image: str) -> None:
     """Add one answer to the cache file, atomically (parallel synths may write it at the same time)."""
     entries = {**_read_cache(), key: image}
-    try:
-        CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=CACHE_FILE.parent, prefix=f".{CACHE_FILE.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from the checkout's other users
-            with os.fdopen(fd, "w") as out:
-                json.dump(entries, out, indent=1, sort_keys=True)
-            os.replace(tmp, CACHE_FILE)
-        finally:
-            Path(tmp).unlink(missing_ok=True)  # gone already when the replace succeeded
-    except OSError:  # e.g. a read-only checkout: only the next synth's speed suffers
-        pass
+    with contextlib.suppress(OSError):  # e.g. a read-only checkout: only the next synth's speed suffers
+        write_bytes(str(CACHE_FILE), json.dumps(entries, indent=1, sort_keys=True).encode())
 
 
 def prefetch_dlc_image(region: str, pytorch_version: str, python_version: str) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.cli import UsageError
+from mlpipe.data.storage import write_bytes
 from mlpipe.local import spark_cds
 from mlpipe.local.assembly import CloudAssembly
 from mlpipe.local.executors import Executors
@@ -55,17 +56,7 @@ from mlpipe.local.jobs import (
 )
 from mlpipe.local.lambdas import LAMBDAS_DIR
 from mlpipe.local.mirror import Mirror
-from mlpipe.local.options import (  # noqa: F401 - the command-line options' module, re-exported
-    DEFAULT_ROWS,
-    LOCAL_CANDIDATES,
-    MAX_ROWS,
-    MIN_ROWS,
-    RUN_FILE,
-    SEED,
-    Options,
-    check_redrivable,
-    check_workdir,
-)
+from mlpipe.local.options import LOCAL_CANDIDATES, RUN_FILE, Options, check_redrivable
 
 SUMMARY_FILE = "summary.json"
 RAW_PREFIX = "events/local/"
@@ -89,10 +80,7 @@ class Printer:
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_bytes(str(path), (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
 # ---- synth ----------------------------------------------------------------------------------------------

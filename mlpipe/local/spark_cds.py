@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from mlpipe.data.storage import write_bytes
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARCHIVE = REPO_ROOT / "build" / "spark-cds.jsa"
 
@@ -95,9 +97,7 @@ def build(archive: Path = ARCHIVE) -> bool:
         _record_path(archive).unlink(missing_ok=True)
         os.replace(tmp, archive)
         record = {**fingerprint(), "size": archive.stat().st_size}
-        staged = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.json")
-        staged.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(staged, _record_path(archive))
+        write_bytes(str(_record_path(archive)), (json.dumps(record, indent=2) + "\n").encode())
     finally:
         tmp.unlink(missing_ok=True)
     return True

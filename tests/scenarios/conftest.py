@@ -19,29 +19,6 @@ from doubles import FakeBatch, FakeEmr, FakeGlue
 from mlpipe.local import CloudAssembly, ExecutionResult, Executors, LambdaInvoker, LocalPipeline
 from mlpipe.local.definition import states
 
-GROUP = "scenario"
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep this directory's tests on one xdist worker (one synth) under `--dist loadgroup`.
-
-    pytest-xdist 3.8 groups by suffixing `item._nodeid` with `@<group>`, but pytest 9.2 derives `nodeid` from
-    the structured `item._id`, so the suffix never reaches the scheduler and `xdist_group` has no effect (for
-    every group in the suite). Until the pins are fixed, add the suffix where pytest 9.2 reads it, for the
-    tests of this directory only.
-    """
-    if not getattr(config.option, "loadgroup", False):
-        return
-    try:
-        from _pytest.nodeid import NodeId
-    except ImportError:  # a pytest whose nodeid xdist can still set itself
-        return
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here) and not item.nodeid.endswith(f"@{GROUP}"):
-            item._id = NodeId.parse(f"{item.nodeid}@{GROUP}")  # type: ignore[attr-defined]
-
 
 @pytest.fixture(scope="session")
 def assembly(dev_cloud_assembly: Path) -> CloudAssembly:

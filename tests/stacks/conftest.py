@@ -15,8 +15,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 os.environ["PATH"] = f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
 
-pytestmark = pytest.mark.xdist_group("cdk")
-
 CONCERNS = ("Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring")  # platform.stacks() order
 
 
