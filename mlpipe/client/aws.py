@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
 
@@ -23,9 +25,22 @@ RETRIES = Config(
 )
 
 
+# botocore's loaders (by data path), shared by the sessions of this process: a loader keeps the service models
+# and endpoint data it has parsed, and a new session with a loader of its own reads those JSON files again
+# (about 0.1 s for a client's first call; a process that serves several runs or commands makes many sessions).
+_LOADERS: dict[str | None, botocore.loaders.Loader] = {}
+
+
 def new_session(*, region: str | None, profile: str | None) -> boto3.Session:
-    """A boto3 session (ProfileNotFound for an unknown profile)."""
-    return boto3.Session(profile_name=profile, region_name=region)
+    """A boto3 session (ProfileNotFound for an unknown profile) whose clients share the process's loader."""
+    core = botocore.session.get_session()
+    session = boto3.Session(botocore_session=core, profile_name=profile, region_name=region)
+    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH or the profile's data_path
+    loader = _LOADERS.get(data_path)
+    if loader is None:
+        loader = _LOADERS.setdefault(data_path, botocore.loaders.create_loader(data_path))
+    core.register_component("data_loader", loader)  # boto3's own loader (resources) stays the session's
+    return session
 
 
 class Aws:
