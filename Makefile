@@ -14,6 +14,10 @@ export CDK_OUTDIR ?= cdk.out
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+# Python keeps its compiled modules (__pycache__, ignored by git; the assets exclude it) even where the shell
+# says not to: a test run starts about 60 Python processes (commands, training containers, Spark workers),
+# and each would compile mlpipe again; collection alone takes 2.5 s longer per worker without them.
+unexport PYTHONDONTWRITEBYTECODE
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices --no-version-reporting --ci --output $(CDK_OUTDIR)
 
