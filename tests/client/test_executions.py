@@ -34,6 +34,18 @@ def wait_until(executions: Executions, arn: str, status: str) -> None:
     raise AssertionError(f"{arn} never reached {status}")
 
 
+def wait_until_held(executions: Executions, arn: str) -> None:
+    """Until the run waits in its Wait state. moto answers RUNNING before its interpreter has started the
+    execution, and a StopExecution in between fails inside moto (its worker has no environment yet)."""
+    sfn = executions.deployment.aws.client("stepfunctions")
+    for _ in range(100):
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        if any(e["type"] == "WaitStateEntered" for e in events):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{arn} never entered its Wait state")
+
+
 def test_a_run_succeeds_with_its_output_and_every_state_seen(executions: Executions) -> None:
     started = start(executions, run_id="ok-1")
     assert started.name == "ok-1" and started.arn.endswith(":execution:mlpipe-dev-pipeline:ok-1")
@@ -77,7 +89,7 @@ def test_the_execution_name_is_the_derived_run_id(executions: Executions) -> Non
 
 def test_starting_a_running_run_again_returns_the_same_execution(executions: Executions) -> None:
     first = start(executions, run_id="held-1", quality_gate={"min_auc": 0.5})  # held in a Wait state
-    wait_until(executions, first.arn, "RUNNING")
+    wait_until_held(executions, first.arn)
     second = start(executions, run_id="held-1", quality_gate={"min_auc": 0.5})
     assert second.arn == first.arn
     assert [e.name for e in executions.list(status="RUNNING")].count("held-1") == 1
