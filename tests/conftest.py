@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What collection loaded (CDK's bindings, moto, PyTorch: about a million objects in each worker) lives
     until the worker exits: out of the cyclic garbage collector's sight with it. Each full collection walked
-    it all again (20 to 30 a run, 0.4 to 0.6 s each: 23 of the run's CPU seconds, measured with gc.callbacks).
+    it all again (about 20 a run, 0.5 s each: 23 of the run's CPU seconds, measured with gc.callbacks).
     What the tests create is collected as before."""
     gc.freeze()
 
