@@ -78,11 +78,20 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark_java_options() -> str:
+    """The JVM options of the tests' Spark drivers. Their data is tiny: the JIT's optimizing tier (C2) would
+    compile for longer than the code runs (about 25 of the Spark tests' 78 CPU seconds), and one GC thread is
+    enough for a 2 GB heap; the classes come from the class-data-sharing archive of `make setup` (half of a
+    JVM's start-up)."""
+    from mlpipe.local import spark_cds
+
+    return f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {spark_cds.java_options()}".strip()
+
+
+@pytest.fixture(scope="session")
+def spark(spark_java_options: str) -> Iterator[Any]:
     """One local SparkSession for the whole test session (Spark 3.5, as on Glue 5.1 and EMR 7.12)."""
     from pyspark.sql import SparkSession
-
-    from mlpipe.local import spark_cds
 
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)  # type: ignore[attr-defined]
     session = (
@@ -97,13 +106,7 @@ def spark() -> Iterator[Any]:
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
-        # The tests' data is tiny: the JIT's optimizing tier (C2) would compile for longer than the code runs
-        # (about 25 of the Spark tests' 78 CPU seconds), and one GC thread is enough for a 2 GB heap; the
-        # classes come from the class-data-sharing archive of `make setup` (half of a JVM's start-up).
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {spark_cds.java_options()}",
-        )
+        .config("spark.driver.extraJavaOptions", spark_java_options)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .getOrCreate()
     )

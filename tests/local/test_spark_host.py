@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.local import spark_cds
 from mlpipe.local.jobs import Children, Context, Journal
 from mlpipe.local.mirror import Mirror
 
@@ -56,10 +55,10 @@ def _script(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path) -> None:
+def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path, spark_java_options: str) -> None:
     ctx = Context(workdir=tmp_path, mirror=Mirror(tmp_path / "s3"), children=Children(),
                   journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g",
-                  spark_java_options=f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {spark_cds.java_options()}")  # fmt: skip
+                  spark_java_options=spark_java_options)  # fmt: skip
     lib_a, lib_b = tmp_path / "lib-a", tmp_path / "lib-b"
     _script(lib_a, "helper.py", "VERSION = 'a'\n")
     _script(lib_b, "helper.py", "VERSION = 'b'\n")

@@ -42,8 +42,12 @@ class Synth:
     def template(self, concern: str) -> Any:
         return self.templates[concern]
 
+    def path(self, concern: str) -> Path:
+        """The template file that the synth wrote for `concern`."""
+        return self.outdir / f"{self.config.stack_name(concern)}.template.json"
+
     def json(self, concern: str) -> dict[str, Any]:
-        return json.loads((self.outdir / f"{self.config.stack_name(concern)}.template.json").read_text())
+        return json.loads(self.path(concern).read_text())
 
 
 def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
@@ -70,12 +74,9 @@ def from_cloud_assembly(context: dict[str, Any], outdir: Path) -> Synth:
 
     from mlpipe.config import load_config
 
-    config = load_config(context, environ={})
-    templates = {
-        c: Template.from_json(json.loads((outdir / f"{config.stack_name(c)}.template.json").read_text()))
-        for c in CONCERNS
-    }
-    return Synth(templates=templates, outdir=outdir, config=config)
+    synth = Synth(templates={}, outdir=outdir, config=load_config(context, environ={}))
+    synth.templates.update({c: Template.from_json(synth.json(c)) for c in CONCERNS})
+    return synth
 
 
 @pytest.fixture(scope="session")

@@ -154,7 +154,7 @@ def test_cfn_lint_finds_no_error_or_warning(synth_name: str, request: Any) -> No
     from cfnlint.api import ManualArgs, lint_by_config
 
     synth = request.getfixturevalue(synth_name)
-    paths = [str(synth.outdir / f"{synth.config.stack_name(c)}.template.json") for c in synth.templates]
+    paths = [str(synth.path(c)) for c in synth.templates]
     # One run over every template (cfn-lint loads its rules once per run), errors and warnings as the
     # cfn-lint command reports them by default (informational rules aside).
     matches = lint_by_config(ManualArgs(templates=paths, regions=[synth.config.region]))
