@@ -32,6 +32,7 @@ import ctypes
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -291,6 +292,13 @@ class SparkHost:
         return self.ctx.log_path("spark-host.log")
 
     @property
+    def scratch(self) -> Path:
+        """The driver's temporary files (Spark's local folders and the JVM's temporary folder) in the run's
+        folder rather than the machine's /tmp: a JVM that is killed (Ctrl-C, a crash) cannot delete its own,
+        and `close()` removes them all."""
+        return self.ctx.workdir / "spark-scratch"
+
+    @property
     def process(self) -> subprocess.Popen[bytes] | None:
         """The host's process while one is started."""
         return self._proc
@@ -301,7 +309,8 @@ class SparkHost:
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
-            env = _spark_env(self.ctx)
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            env = _spark_env(self.ctx, self.scratch)
             env["MLPIPE_SPARK_HOST_LOG"] = str(self.log)
             argv = [sys.executable, "-m", "mlpipe.local.spark_host"]
             self._proc = self.ctx.children.start(argv, env=env, log=self.log, pipes=True)
@@ -333,32 +342,36 @@ class SparkHost:
             return code or 1
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop the host: its SparkContext first, then the process (killed if it takes over `timeout_s`)."""
+        """Stop the host: its SparkContext first, then the process (killed if it takes over `timeout_s`);
+        then remove what Spark left in the scratch folder (everything, when a host was killed)."""
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            assert proc.stdin is not None
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-        self.ctx.children.wait(proc)
+        if proc is not None:
+            if proc.poll() is None:
+                assert proc.stdin is not None
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+            self.ctx.children.wait(proc)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _spark_env(ctx: Context) -> dict[str, str]:
+def _spark_env(ctx: Context, scratch: Path) -> dict[str, str]:
     env = ctx.base_env()
+    # Spark's launcher splits the options as a shell would: the path goes in double quotes, escaped.
+    quoted = str(scratch).replace("\\", "\\\\").replace('"', '\\"')
     env.update(
         MLPIPE_SPARK_MASTER=ctx.spark_master,
         MLPIPE_SPARK_DRIVER_MEMORY=ctx.spark_driver_memory,
-        MLPIPE_SPARK_JAVA_OPTIONS=ctx.spark_java_options,
+        MLPIPE_SPARK_JAVA_OPTIONS=f'{ctx.spark_java_options} -Djava.io.tmpdir="{quoted}"'.strip(),
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
     )
+    env.pop("SPARK_LOCAL_DIRS", None)  # Spark's local folders then go to that temporary folder too
     return env
 
 

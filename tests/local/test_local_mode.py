@@ -211,7 +211,10 @@ def test_ctrl_c_stops_every_child_process_and_records_the_run(
     while not any("java" in _cmdline(p) for p in _descendants(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
     children = _descendants(proc.pid)
-    assert any("java" in _cmdline(p) for p in children), "Spark's JVM never started"
+    jvms = [p for p in children if "java" in _cmdline(p)]
+    assert jvms, "Spark's JVM never started"
+    scratch = workdir / "spark-scratch"  # the JVM's temporary files: in the run's folder, not in /tmp
+    assert f"-Djava.io.tmpdir={scratch} " in _cmdline(jvms[0])
 
     proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the driver
     rest = proc.communicate(timeout=120)[0]
@@ -223,6 +226,7 @@ def test_ctrl_c_stops_every_child_process_and_records_the_run(
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["status"] == "ABORTED" and summary["failure"]["error"] == "Interrupted"
     assert json.loads((workdir / "run.json").read_text())["status"] == "ABORTED"
+    assert not scratch.exists()  # removed, although the killed JVM could not remove its own files
 
 
 def _cmdline(pid: int) -> str:

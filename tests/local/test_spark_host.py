@@ -1,6 +1,6 @@
 """The Spark host of local mode: scripts run on one warm driver as `python script args` would run them, each
 with its own SparkSession, environment and modules; a host that dies fails its job, and the next job gets a
-new one."""
+new one; Spark's scratch files stay in the run's folder and are removed when the host closes."""
 
 from __future__ import annotations
 
@@ -55,8 +55,12 @@ def _script(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path, spark_java_options: str) -> None:
-    ctx = Context(workdir=tmp_path, mirror=Mirror(tmp_path / "s3"), children=Children(),
+def test_scripts_share_the_driver_but_not_their_state(
+    tmp_path: Path, spark_java_options: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / 'a "run" folder'  # a path that the JVM's options must quote
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path / "elsewhere"))  # the caller's: not for this driver
+    ctx = Context(workdir=workdir, mirror=Mirror(tmp_path / "s3"), children=Children(),
                   journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g",
                   spark_java_options=spark_java_options)  # fmt: skip
     lib_a, lib_b = tmp_path / "lib-a", tmp_path / "lib-b"
@@ -70,6 +74,9 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path, spark_java
         ctx.spark.start()
         assert ctx.spark.run(first, ["3"], python_path=[lib_a], log=logs / "first.log") == 3
         assert "first ['3'] a True" in (logs / "first.log").read_text()
+        # Spark's local folders are in the run's folder, not in the machine's /tmp
+        scratch = ctx.spark.scratch
+        assert scratch.parent == workdir and list(scratch.glob("blockmgr-*")) and list(scratch.glob("spark-*"))
         # a new session (the default shuffle partitions, no temporary view), the environment as it was,
         # and the helper module of its own library, not the one the first job imported
         assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "second.log") == 0
@@ -90,6 +97,7 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path, spark_java
         assert ctx.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
         assert ctx.spark.process is not None and ctx.spark.process.pid != host.pid
+        assert len(list(scratch.glob("blockmgr-*"))) == 2  # the killed JVM could not delete its own
 
         # a script that stops the shared SparkContext succeeds, and the host it broke is gone: the next job
         # starts a new one, as after the kill above (not run again here: a host costs a JVM's start-up)
@@ -101,3 +109,4 @@ def test_scripts_share_the_driver_but_not_their_state(tmp_path: Path, spark_java
         ctx.spark.close()
         ctx.children.stop_all(grace_s=1.0)
     assert ctx.spark.process is None
+    assert not scratch.exists()  # closing the host removed what the killed one left
