@@ -76,7 +76,8 @@ def test_scripts_share_the_driver_but_not_their_state(
         assert "first ['3'] a True" in (logs / "first.log").read_text()
         # Spark's local folders are in the run's folder, not in the machine's /tmp
         scratch = ctx.spark.scratch
-        assert scratch.parent == workdir and list(scratch.glob("blockmgr-*")) and list(scratch.glob("spark-*"))
+        assert scratch.parent == workdir
+        assert list(scratch.glob("blockmgr-*")) and list(scratch.glob("spark-*"))
         # a new session (the default shuffle partitions, no temporary view), the environment as it was,
         # and the helper module of its own library, not the one the first job imported
         assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "second.log") == 0
