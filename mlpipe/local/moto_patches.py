@@ -19,6 +19,8 @@ moto cannot run as the pipeline needs:
   JitterStrategy FULL applied). The harness records each wait and sleeps `wait * time_scale` instead.
 - Definition checks: moto parses a definition on every create_state_machine to validate it; the harness
   validates each definition text once per process (a text that validated once is valid).
+- SNS message signatures: moto generates a new RSA key for every message it delivers to a subscription;
+  the harness has it sign them all with one key per process.
 
 `sns:publish` and every other state type (Pass, Choice, Parallel, Map, Fail, intrinsic functions) are moto's.
 """
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+from moto.sns.models import Subscription
 from moto.stepfunctions.parser.api import (
     HistoryEventType,
     LambdaFunctionFailedEventDetails,
@@ -450,6 +453,19 @@ def _validate_definition_once(definition: str) -> None:
         _validated.add(definition)
 
 
+# moto signs each message that it delivers to an SNS subscription (the pipeline's notices go to the run's
+# SQS queue) with a 2048-bit RSA key that it generates for that message: 0.07 s of CPU (median; up to 0.14).
+# Its signing certificate is self-made either way, so one key per process signs every message.
+_original_private_key = Subscription.private_key
+_signing_key: list[Any] = []
+
+
+def _private_key_once(self: Subscription) -> Any:
+    if not _signing_key:  # two threads may both make one here: either key signs as well
+        _signing_key.append(_original_private_key(self))
+    return _signing_key[0]
+
+
 @contextmanager
 def installed(services: Services) -> Iterator[Services]:
     """Install the harness's integrations into moto's interpreter for the duration of the context."""
@@ -475,6 +491,7 @@ def installed(services: Services) -> Iterator[Services]:
                     staticmethod(_validate_definition_once),
                 )
             )
+            stack.enter_context(mock.patch.object(Subscription, "private_key", _private_key_once))
             _active = services
             try:
                 yield services

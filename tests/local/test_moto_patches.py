@@ -1,12 +1,15 @@
 """The harness validates each state machine definition once per process (moto parses it on every
-create_state_machine), and an invalid one every time."""
+create_state_machine), and an invalid one every time; it has moto sign SNS messages with one key per process
+(moto makes an RSA key per message)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 from moto.stepfunctions.parser.models import InvalidDefinition
 
 from mlpipe.local import moto_patches
@@ -33,3 +36,30 @@ def test_a_valid_definition_is_parsed_once_and_an_invalid_one_every_time(
         with pytest.raises(InvalidDefinition):
             moto_patches._validate_definition_once(INVALID)
     assert parsed == [VALID, INVALID, INVALID]
+
+
+def test_sns_messages_are_signed_with_one_key_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Any] = []
+    original = moto_patches._original_private_key
+
+    def counting(subscription: Any) -> Any:
+        made.append(original(subscription))
+        return made[-1]
+
+    monkeypatch.setattr(moto_patches, "_original_private_key", counting)
+    monkeypatch.setattr(moto_patches, "_signing_key", [])
+    services: Any = moto_patches.Services(lambdas=None, batch=None, glue=None, emr=None)  # type: ignore[arg-type]
+    with mock_aws(), moto_patches.installed(services):
+        sns, sqs = boto3.client("sns", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+        queue_arn = attributes["QueueArn"]
+        topic = sns.create_topic(Name="failures")["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        for n in range(3):
+            sns.publish(TopicArn=topic, Message=f"notice {n}")
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    notices = [json.loads(m["Body"]) for m in received]
+    assert sorted(n["Message"] for n in notices) == ["notice 0", "notice 1", "notice 2"]
+    assert all(n["Signature"] and n["SigningCertURL"] for n in notices)  # still signed, as moto signs them
+    assert len(made) == 1
