@@ -1,10 +1,12 @@
 """The harness validates each state machine definition once per process (moto parses it on every
-create_state_machine), and an invalid one every time; it has moto sign SNS messages with one key per process
-(moto makes an RSA key per message)."""
+create_state_machine), and an invalid one every time; it parses a definition once for all its executions,
+which still get components of their own; it has moto sign SNS messages with one key per process (moto makes
+an RSA key per message)."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -63,3 +65,59 @@ def test_sns_messages_are_signed_with_one_key_per_process(monkeypatch: pytest.Mo
     assert sorted(n["Message"] for n in notices) == ["notice 0", "notice 1", "notice 2"]
     assert all(n["Signature"] and n["SigningCertURL"] for n in notices)  # still signed, as moto signs them
     assert len(made) == 1
+
+
+CHOOSES = json.dumps(
+    {
+        "StartAt": "Which",
+        "States": {
+            "Which": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Big"}],
+                "Default": "Small",
+            },
+            "Big": {"Type": "Pass", "Result": {"size": "big"}, "End": True},
+            "Small": {"Type": "Pass", "Result": {"size": "small"}, "End": True},
+        },
+    }
+)
+
+
+def test_executions_reuse_the_parse_of_their_definition_but_not_its_components(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    original = moto_patches._original_parse
+
+    def counting(definition: str) -> Any:
+        parsed.append(definition)
+        return original(definition)
+
+    monkeypatch.setattr(moto_patches, "_original_parse", counting)
+    monkeypatch.setattr(moto_patches, "_trees", {})
+    monkeypatch.setattr(moto_patches, "_validated", set())
+    services: Any = moto_patches.Services(lambdas=None, batch=None, glue=None, emr=None)  # type: ignore[arg-type]
+    with (
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        moto_patches.installed(services),
+    ):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="chooses", definition=CHOOSES, roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        runs = [
+            sfn.start_execution(stateMachineArn=machine, name=f"run-{i}", input=json.dumps({"n": n}))[
+                "executionArn"
+            ]
+            for i, n in enumerate((1, 2, 0))
+        ]
+        outputs = []
+        for run in runs:
+            deadline = time.monotonic() + 30
+            while (described := sfn.describe_execution(executionArn=run))["status"] == "RUNNING":
+                assert time.monotonic() < deadline, "the execution did not end"
+                time.sleep(0.05)
+            assert described["status"] == "SUCCEEDED"
+            outputs.append(json.loads(described["output"])["size"])
+    assert outputs == ["small", "big", "small"]
+    assert parsed == [CHOOSES]  # by the definition's validation; the three executions reused its tree
