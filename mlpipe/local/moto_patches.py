@@ -487,6 +487,21 @@ def _private_key_once(self: Subscription) -> Any:
 
 
 @contextmanager
+def definitions_parsed_once() -> Iterator[None]:
+    """moto's state machine definitions parsed once per text and process: by the validation of each
+    create_state_machine, and for every execution (which still gets components of its own)."""
+    from unittest import mock
+
+    with (
+        mock.patch.object(
+            StepFunctionsParserBackend, "_validate_definition", staticmethod(_validate_definition_once)
+        ),
+        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_keeping_the_tree)),
+    ):
+        yield
+
+
+@contextmanager
 def installed(services: Services) -> Iterator[Services]:
     """Install the harness's integrations into moto's interpreter for the duration of the context."""
     global _active
@@ -504,16 +519,7 @@ def installed(services: Services) -> Iterator[Services]:
             for module in (state_fail, branches_decl, iteration_worker):
                 stack.enter_context(mock.patch.object(module, "CustomErrorName", _error_name))
             stack.enter_context(mock.patch.object(retrier_decl.RetrierDecl, "_eval_body", _retrier_eval))
-            stack.enter_context(
-                mock.patch.object(
-                    StepFunctionsParserBackend,
-                    "_validate_definition",
-                    staticmethod(_validate_definition_once),
-                )
-            )
-            stack.enter_context(
-                mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_keeping_the_tree))
-            )
+            stack.enter_context(definitions_parsed_once())
             stack.enter_context(mock.patch.object(Subscription, "private_key", _private_key_once))
             _active = services
             try:

@@ -15,7 +15,10 @@ from moto_deployment import MOTO_CONFIG, REGION, Deployed, deploy, moto_gaps_fil
 def deployed() -> Iterator[Deployed]:
     """mlpipe deployed in an in-process moto (stacks MlpipeDev-*), one per test module: tests use their own
     run ids and job names, so they do not see each other's work."""
-    with moto_gaps_filled(), mock_aws(config=MOTO_CONFIG):
+    from mlpipe.local.moto_patches import definitions_parsed_once
+
+    # moto parses the definition at each module's deployment and for every execution: once is enough
+    with moto_gaps_filled(), definitions_parsed_once(), mock_aws(config=MOTO_CONFIG):
         yield deploy(boto3.Session(region_name=REGION))
 
 
