@@ -21,23 +21,30 @@ if _NODE_BIN.is_dir():
 # ... with WebAssembly tier-up deferred, which saves 0.7 s or more per synth (scripts/jsii-node says why).
 os.environ.setdefault("JSII_NODE", str(Path(__file__).resolve().parent / "scripts" / "jsii-node"))
 
-from mlpipe.config import ConfigError, load_config  # noqa: E402
+from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
 from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
 
 
-def _prefetch_image() -> None:
-    """Start the Deep Learning Container lookup before jsii loads (the CLI passes the context in this variable)."""
+def _early_config() -> MlpipeConfig | None:
+    """The config from the context the CLI passes in this variable, read before jsii loads; None if there is no
+    context here or a bad one (main() reports that)."""
     try:
-        config = load_config(json.loads(os.environ["CDK_CONTEXT_JSON"]))
-    except (KeyError, ValueError):  # no context here, or a bad one: main() reports it
-        return
-    prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
+        return load_config(json.loads(os.environ["CDK_CONTEXT_JSON"]))
+    except (KeyError, ValueError):
+        return None
 
 
-_prefetch_image()
+_CONFIG = _early_config()
+if _CONFIG is not None:  # start the Deep Learning Container lookup now: it runs in parallel with what follows
+    prefetch_dlc_image(_CONFIG.region, _CONFIG.batch.dlc_pytorch_version, _CONFIG.batch.dlc_python_version)
 
 import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from stacks.validation import add_checks, build_engine_while_importing  # noqa: E402
+
+# The kernel builds CDK's template-validation engine while Python imports CDK's service modules (saves about
+# 0.6 s); not for a bad configuration, which main() rejects before any synth.
+_ENGINE = build_engine_while_importing() if _CONFIG is not None else None
 
 from stacks.platform import create_platform  # noqa: E402
 
@@ -54,7 +61,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_checks(app, _ENGINE)
     app.synth()
     gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
     return 0

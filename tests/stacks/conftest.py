@@ -53,16 +53,16 @@ class Synth:
 def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
-    from cdk_nag import AwsSolutionsChecks
 
     from mlpipe.config import load_config
     from stacks.platform import create_platform
+    from stacks.validation import add_checks
 
     # As the CDK CLI does: no construct creation stack traces (they are for `cdk synth --debug`).
     app = cdk.App(context={**context, "aws:cdk:disable-stack-trace": True}, outdir=str(outdir))
     config = load_config(context, environ={})
     platform = create_platform(app, config)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_checks(app)  # CDK's default validation engine: one per kernel, shared by this process's synths
     app.synth()  # raises if cdk-nag finds an unacknowledged violation
     templates = {c: Template.from_stack(s) for c, s in zip(CONCERNS, platform.stacks(), strict=True)}
     return Synth(templates=templates, outdir=outdir, config=config)

@@ -202,16 +202,16 @@ def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:
 
 def test_prod_endpoints_profile_reaches_aws_without_nat(tmp_path: Any, context_for: Any) -> None:
     import aws_cdk as cdk
-    from cdk_nag import AwsSolutionsChecks
 
     from mlpipe.config import load_config
     from stacks.network_stack import NetworkStack
+    from stacks.validation import add_checks
 
     context = context_for("prod", network={"prod_egress": "endpoints"})
     app = cdk.App(context=context, outdir=str(tmp_path))
     config = load_config(context, environ={})
     stack = NetworkStack(app, "N", config=config, env=cdk.Environment(region=config.region))
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_checks(app)
     t = app.synth().get_stack_by_name(stack.stack_name).template
     assert _of_type(t, "AWS::EC2::NatGateway") == []
     assert _of_type(t, "AWS::EC2::InternetGateway") == []
