@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tests' own synths run jsii's kernel on the node that app.py uses (scripts/jsii-node says why).
+os.environ.setdefault("JSII_NODE", str(REPO_ROOT / "scripts" / "jsii-node"))
 
 
 # The xdist groups, longest first (measured with --durations=0): with `--dist loadgroup
