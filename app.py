@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The mlpipe CDK app: load the environment's config, create the stacks, add cdk-nag, synthesize."""
+"""The mlpipe CDK app: load the environment's config, create the stacks, add the checks, synthesize."""
 
 from __future__ import annotations
 
@@ -18,40 +18,39 @@ gc.disable()
 _NODE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
 if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-# ... with WebAssembly tier-up deferred, which saves 0.7 s or more per synth (scripts/jsii-node says why).
+# ... with V8 settings that make every synth faster (scripts/jsii-node says which, why, and by how much).
 os.environ.setdefault("JSII_NODE", str(Path(__file__).resolve().parent / "scripts" / "jsii-node"))
 
 from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
 from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
 
+CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
+
 
 def _early_config() -> MlpipeConfig | None:
-    """The config from the context the CLI passes in this variable, read before jsii loads; None if there is no
-    context here or a bad one (main() reports that)."""
+    """The config from the context that the CLI passes in this variable, read before jsii starts; None if there
+    is no context here or a bad one (main() reports that)."""
     try:
         return load_config(json.loads(os.environ["CDK_CONTEXT_JSON"]))
     except (KeyError, ValueError):
         return None
 
 
-_CONFIG = _early_config()
-if _CONFIG is not None:  # start the Deep Learning Container lookup now: it runs in parallel with what follows
-    prefetch_dlc_image(_CONFIG.region, _CONFIG.batch.dlc_pytorch_version, _CONFIG.batch.dlc_python_version)
-
-import aws_cdk as cdk  # noqa: E402
-
-from stacks.validation import add_checks, build_engine_while_importing  # noqa: E402
-
-# The kernel builds CDK's template-validation engine while Python imports CDK's service modules (saves about
-# 0.6 s); not for a bad configuration, which main() rejects before any synth.
-_ENGINE = build_engine_while_importing() if _CONFIG is not None else None
-
-from stacks.platform import create_platform  # noqa: E402
-
-CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
-
-
 def main() -> int:
+    # CDK is imported here, in this order, so that slow steps overlap: the Deep Learning Container lookup (a
+    # child process, when not cached) starts before jsii does, and the jsii kernel builds CDK's validation
+    # engine while Python imports CDK's service modules (stacks/validation.py; not for a configuration that
+    # fails to load, which is reported below before any synth).
+    early = _early_config()
+    if early is not None:
+        prefetch_dlc_image(early.region, early.batch.dlc_pytorch_version, early.batch.dlc_python_version)
+    import aws_cdk as cdk
+
+    from stacks.validation import add_checks, build_engine_while_importing
+
+    engine = build_engine_while_importing() if early is not None else None
+    from stacks.platform import create_platform
+
     app = cdk.App()
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
@@ -61,7 +60,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    add_checks(app, _ENGINE)
+    add_checks(app, engine)
     app.synth()
     gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
     return 0

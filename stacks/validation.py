@@ -1,12 +1,14 @@
 """The checks every synth runs: cdk-nag's AwsSolutions pack and CDK's own template validation.
 
-CDK validates every template with its CloudFormationValidatePlugin, a WebAssembly engine that takes about 1.9 s
-of the jsii kernel's (node's) CPU to build. By default CDK builds it inside `app.synth()`, while Python waits;
-Python, for its part, spends about 0.6 s importing the service modules of CDK's bindings while node waits.
-`build_engine_while_importing()` overlaps the two: a thread asks the kernel for the engine and waits on the
-kernel's pipe (which releases the GIL) while the calling thread imports the modules in BINDINGS. Registered on
-the app, that engine replaces CDK's default instance with the same rules (aws_cdk's README,
-"CloudFormationValidatePlugin"); `cdk synth --no-validation` (CDK_VALIDATION=false) still turns it off.
+CDK validates every template with its CloudFormationValidatePlugin, a WebAssembly engine that takes about 0.9 s
+of the jsii kernel's (node's) CPU to build (on scripts/jsii-node). By default CDK builds it inside
+`app.synth()`, while Python waits; Python, for its part, spends about 0.5 s importing the service modules of
+CDK's bindings while node waits. `build_engine_while_importing()` overlaps the two: a thread asks the kernel
+for the engine and waits on the kernel's pipe (which releases the GIL) while the calling thread imports the
+modules in BINDINGS (0.3 to 0.45 s saved per synth, README "Performance"). Registered on the app, that engine
+replaces CDK's default instance with the same rules (aws_cdk's README, "CloudFormationValidatePlugin");
+`cdk synth --no-validation` (CDK_VALIDATION=false) still turns it off. An app created with
+`builtin_cloud_formation_validation=False` should not be given one (this project's apps are not).
 
 jsii talks to its kernel over one pipe without a lock, so nothing else may call into jsii until the engine is
 back; importing the modules in BINDINGS never does (tests/stacks/test_validation.py checks that, and that they
