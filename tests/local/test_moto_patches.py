@@ -20,17 +20,24 @@ VALID = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 INVALID = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "NoSuchType"}}})
 
 
+def _recording(monkeypatch: pytest.MonkeyPatch, original: str) -> list[Any]:
+    """Route moto_patches' reference to one of moto's originals through a wrapper that records the first
+    argument of every call (the definition text, or the SNS subscription) and then calls it."""
+    calls: list[Any] = []
+    call = getattr(moto_patches, original)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0] if args else next(iter(kwargs.values())))
+        return call(*args, **kwargs)
+
+    monkeypatch.setattr(moto_patches, original, recording)
+    return calls
+
+
 def test_a_valid_definition_is_parsed_once_and_an_invalid_one_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parsed: list[str] = []
-    original = moto_patches._original_validate_definition
-
-    def counting(definition: str) -> Any:
-        parsed.append(definition)
-        return original(definition=definition)
-
-    monkeypatch.setattr(moto_patches, "_original_validate_definition", counting)
+    parsed = _recording(monkeypatch, "_original_validate_definition")
     monkeypatch.setattr(moto_patches, "_validated", set())
     for _ in range(3):
         moto_patches._validate_definition_once(VALID)
@@ -41,14 +48,7 @@ def test_a_valid_definition_is_parsed_once_and_an_invalid_one_every_time(
 
 
 def test_sns_messages_are_signed_with_one_key_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[Any] = []
-    original = moto_patches._original_private_key
-
-    def counting(subscription: Any) -> Any:
-        made.append(original(subscription))
-        return made[-1]
-
-    monkeypatch.setattr(moto_patches, "_original_private_key", counting)
+    made = _recording(monkeypatch, "_original_private_key")  # one call per key that moto makes
     monkeypatch.setattr(moto_patches, "_signing_key", [])
     services: Any = moto_patches.Services(lambdas=None, batch=None, glue=None, emr=None)  # type: ignore[arg-type]
     with mock_aws(), moto_patches.installed(services):
@@ -86,14 +86,7 @@ CHOOSES = json.dumps(
 def test_executions_reuse_the_parse_of_their_definition_but_not_its_components(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parsed: list[str] = []
-    original = moto_patches._original_parse
-
-    def counting(definition: str) -> Any:
-        parsed.append(definition)
-        return original(definition)
-
-    monkeypatch.setattr(moto_patches, "_original_parse", counting)
+    parsed = _recording(monkeypatch, "_original_parse")
     monkeypatch.setattr(moto_patches, "_trees", {})
     monkeypatch.setattr(moto_patches, "_validated", set())
     services: Any = moto_patches.Services(lambdas=None, batch=None, glue=None, emr=None)  # type: ignore[arg-type]
