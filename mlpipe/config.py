@@ -131,7 +131,8 @@ class GlueConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     max_candidates: int = 8
-    """Most hyperparameter candidates one execution may train."""
+    """Most hyperparameter candidates one execution may train (1 to 64; synth fails above 22, where a run with
+    the largest candidates the execution-input schema admits could exceed Step Functions' 256 KiB payload)."""
     map_max_concurrency: int = 4
     """Candidates trained at the same time."""
     default_candidates: tuple[Mapping[str, Any], ...] = (

@@ -2,8 +2,9 @@
 
 - A Batch job's container command (the job definition's command with its `Ref::` parameters substituted)
   could exceed the 8,192 characters Batch allows for a container's overrides.
-- A state's payload could exceed Step Functions' 256 KiB (the largest is the candidate list that
-  ExpandCandidates returns; every other payload is a handful of S3 pointers).
+- A state's payload could exceed Step Functions' 256 KiB (the largest follows ExpandCandidates: the execution
+  input, which every state keeps, with its candidates, plus the candidate list that ExpandCandidates returns;
+  everything else is a handful of S3 pointers).
 - One execution could write more than Step Functions' 25,000 history events (each candidate adds a Map
   iteration, and every retry adds events).
 - A Lambda's environment could exceed 4 KiB (DEFAULT_CANDIDATES lives there).
@@ -46,10 +47,14 @@ def _schema() -> dict[str, Any]:
     return json.loads(EXECUTION_INPUT_SCHEMA.read_text())  # type: ignore[no-any-return]
 
 
-def _longest_value(schema: Mapping[str, Any]) -> int:
-    """The longest JSON text a value of this (bounded) schema serializes to."""
+def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any] | None = None) -> int:
+    """The longest JSON text a value of this (bounded) schema serializes to; `definitions` resolves `$ref`s."""
+    if "$ref" in schema:
+        if definitions is None:
+            definitions = _schema()["definitions"]
+        return _longest_value(definitions[schema["$ref"].removeprefix("#/definitions/")], definitions)
     if "anyOf" in schema:
-        return max(_longest_value(s) for s in schema["anyOf"])
+        return max(_longest_value(s, definitions) for s in schema["anyOf"])
     kind = schema.get("type")
     if kind == "number" or kind == "integer":
         return _NUMBER_CHARS
@@ -64,18 +69,36 @@ def _longest_value(schema: Mapping[str, Any]) -> int:
     if kind == "array":
         if "maxItems" not in schema:
             raise GuardError(f"execution input schema: an array without maxItems is unbounded ({schema})")
-        return 2 + int(schema["maxItems"]) * (_longest_value(schema["items"]) + 2)
+        return 2 + int(schema["maxItems"]) * (_longest_value(schema["items"], definitions) + 2)
+    if kind == "object":
+        if schema.get("additionalProperties") is False:  # the named properties, all present
+            return 2 + sum(
+                len(name) + 4 + _longest_value(value, definitions)
+                for name, value in schema.get("properties", {}).items()
+            )
+        if "maxProperties" not in schema:
+            raise GuardError("execution input schema: an open object without maxProperties is unbounded")
+        name = 64 + 2  # property names match ^[A-Za-z][A-Za-z0-9_]{0,63}$, quoted
+        value = _longest_value(schema.get("additionalProperties", {}), definitions)
+        return 2 + int(schema["maxProperties"]) * (name + 1 + value + 2)
     raise GuardError(f"execution input schema: cannot bound a value of type {kind!r}")
 
 
 def longest_hyperparameters_json() -> int:
     """The longest `hyperparameters` JSON string the schema admits (what the container command carries)."""
-    candidate = _schema()["definitions"]["candidate"]["properties"]["hyperparameters"]
-    if "maxProperties" not in candidate:
+    hyperparameters = _schema()["definitions"]["candidate"]["properties"]["hyperparameters"]
+    if "maxProperties" not in hyperparameters:
         raise GuardError("execution input schema: hyperparameters needs maxProperties")
-    name = 64 + 2  # names match ^[A-Za-z][A-Za-z0-9_]{0,63}$, quoted
-    per_property = name + 1 + _longest_value(candidate["additionalProperties"]) + 2
-    return 2 + int(candidate["maxProperties"]) * per_property
+    return _longest_value(hyperparameters)
+
+
+def longest_execution_input(max_candidates: int) -> int:
+    """The longest execution input the schema admits when the preprocessing Lambda allows `max_candidates`
+    candidates (the schema's own maxItems is the deployment setting's upper limit)."""
+    schema = _schema()
+    properties = dict(schema["properties"])
+    properties["candidates"] = {**properties["candidates"], "maxItems": max_candidates}
+    return _longest_value({**schema, "properties": properties}, schema["definitions"])
 
 
 def check_batch_command(job: str, command: Sequence[str], parameter_bounds: Mapping[str, int]) -> int:
@@ -109,17 +132,21 @@ def training_parameter_bounds(bucket_name_length: int) -> dict[str, int]:
 
 
 def check_candidates_payload(config: MlpipeConfig, bucket_name_length: int) -> int:
-    """The largest state payload: the plan plus every candidate's Batch parameters (after ExpandCandidates)."""
+    """The largest state payload, after ExpandCandidates: the execution input (Plan keeps it and adds its own
+    result), the plan, and every candidate's Batch parameters."""
     bounds = training_parameter_bounds(bucket_name_length)
     per_candidate = 256 + 2 * _NAME + sum(bounds[k] + 32 for k in ("manifest", "output", "checkpoint"))
     per_candidate += bounds["hyperparameters"] + 32
     plan = 16 * 1024  # run id, a dozen S3 URIs and two spark-submit argv lists: a few KiB, counted generously
-    size = plan + config.pipeline.max_candidates * per_candidate
+    size = plan + longest_execution_input(config.pipeline.max_candidates)
+    size += config.pipeline.max_candidates * per_candidate
     if size > STATE_PAYLOAD_LIMIT:
-        most = (STATE_PAYLOAD_LIMIT - plan) // per_candidate
+        fixed = plan + longest_execution_input(0)
+        per_candidate += longest_execution_input(1) - longest_execution_input(0)
+        most = (STATE_PAYLOAD_LIMIT - fixed) // per_candidate
         raise GuardError(
             f"pipeline.max_candidates: {config.pipeline.max_candidates} candidates could make the "
-            f"ExpandCandidates state's payload {size // 1024} KiB, over Step Functions' 256 KiB; "
+            f"ExpandCandidates state's payload {-(-size // 1024)} KiB, over Step Functions' 256 KiB; "
             f"at most {most} fit with the hyperparameter bounds of {EXECUTION_INPUT_SCHEMA.name}"
         )
     return size

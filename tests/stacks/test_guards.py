@@ -36,6 +36,48 @@ def test_hyperparameter_bounds_come_from_the_execution_input_schema() -> None:
         )
 
 
+def _largest_execution_input(candidates: int) -> dict[str, Any]:
+    """A valid execution input with every field at its longest: the case the payload guard must cover."""
+    uri = "s3://" + "b" * 63 + "/events/" + "\u00e9" * 947 + "/"  # JSON escapes each é in 6 characters
+    number = -1.2345678901234567e-308
+    hyperparameters = {f"h{i:02d}".ljust(64, "x"): [number] * 8 for i in range(16)}
+    return {
+        "raw_uri": uri,
+        "run_id": "r" * 48,
+        "candidates": [
+            {"name": f"c{i:02d}".ljust(32, "n"), "hyperparameters": hyperparameters, "nodes": 16, "gpus": 8}
+            for i in range(candidates)
+        ],
+        "quality_gate": {"min_auc": 0.999},
+        "features": {"target_shard_mb": 1024},
+        "inference_input_uri": uri,
+    }
+
+
+@pytest.mark.parametrize("candidates", [1, 22])
+def test_the_execution_input_bound_covers_the_largest_valid_input(candidates: int) -> None:
+    import jsonschema
+
+    schema = json.loads(guards.EXECUTION_INPUT_SCHEMA.read_text())
+    document = _largest_execution_input(candidates)
+    assert set(document) == set(schema["properties"])  # a new input field must be added here too
+    jsonschema.validate(document, schema)
+    assert len(document["raw_uri"]) == 1024
+    written = json.dumps(document, separators=(",", ":"))
+    assert len(written) <= guards.longest_execution_input(candidates) < 1.2 * len(written)
+
+
+def test_the_payload_counts_the_execution_input_that_every_state_keeps(context_for: Any) -> None:
+    # Plan keeps the execution input (its result goes to $.plan), so after ExpandCandidates each candidate's
+    # hyperparameters are in the state twice: in the input and in its Batch parameters.
+    config = load_config(context_for("dev", pipeline={"max_candidates": 22}), environ={})
+    size = guards.check_candidates_payload(config, 63)
+    assert size > 22 * 2 * guards.longest_hyperparameters_json()
+    config = load_config(context_for("dev", pipeline={"max_candidates": 23}), environ={})
+    with pytest.raises(guards.GuardError, match=r"23 candidates could make .* 257 KiB.* at most 22 fit"):
+        guards.check_candidates_payload(config, 63)
+
+
 def test_too_many_candidates_for_one_state_payload(context_for: Any) -> None:
     config = load_config(context_for("dev", pipeline={"max_candidates": 64}), environ={})
     with pytest.raises(
