@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Capture, Match
 
 pytestmark = pytest.mark.xdist_group("cdk")
 
@@ -109,6 +109,23 @@ def test_batch_compute_scales_from_zero_spot_first(dev: Any) -> None:
         for q in _of_type(t, "AWS::Batch::JobQueue")
     )
     assert queues == [(10, 2), (20, 1)]
+
+
+def test_the_two_environment_queue_tries_spot_first_then_on_demand(dev: Any) -> None:
+    template = dev.template("Batch")
+    first, then = Capture(), Capture()
+    template.has_resource_properties(
+        "AWS::Batch::JobQueue",
+        {
+            "ComputeEnvironmentOrder": [
+                {"Order": 1, "ComputeEnvironment": {"Fn::GetAtt": [first, "ComputeEnvironmentArn"]}},
+                {"Order": 2, "ComputeEnvironment": {"Fn::GetAtt": [then, "ComputeEnvironmentArn"]}},
+            ]
+        },
+    )
+    environments = template.find_resources("AWS::Batch::ComputeEnvironment")
+    kind = {name: e["Properties"]["ComputeResources"]["Type"] for name, e in environments.items()}
+    assert (kind[first.as_string()], kind[then.as_string()]) == ("SPOT", "EC2")
 
 
 def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
