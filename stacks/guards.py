@@ -47,11 +47,9 @@ def _schema() -> dict[str, Any]:
     return json.loads(EXECUTION_INPUT_SCHEMA.read_text())  # type: ignore[no-any-return]
 
 
-def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any] | None = None) -> int:
+def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> int:
     """The longest JSON text a value of this (bounded) schema serializes to; `definitions` resolves `$ref`s."""
     if "$ref" in schema:
-        if definitions is None:
-            definitions = _schema()["definitions"]
         return _longest_value(definitions[schema["$ref"].removeprefix("#/definitions/")], definitions)
     if "anyOf" in schema:
         return max(_longest_value(s, definitions) for s in schema["anyOf"])
@@ -77,7 +75,9 @@ def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any] | N
                 for name, value in schema.get("properties", {}).items()
             )
         if "maxProperties" not in schema:
-            raise GuardError("execution input schema: an open object without maxProperties is unbounded")
+            raise GuardError(
+                f"execution input schema: an object without maxProperties is unbounded ({schema})"
+            )
         name = 64 + 2  # property names match ^[A-Za-z][A-Za-z0-9_]{0,63}$, quoted
         value = _longest_value(schema.get("additionalProperties", {}), definitions)
         return 2 + int(schema["maxProperties"]) * (name + 1 + value + 2)
@@ -86,10 +86,8 @@ def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any] | N
 
 def longest_hyperparameters_json() -> int:
     """The longest `hyperparameters` JSON string the schema admits (what the container command carries)."""
-    hyperparameters = _schema()["definitions"]["candidate"]["properties"]["hyperparameters"]
-    if "maxProperties" not in hyperparameters:
-        raise GuardError("execution input schema: hyperparameters needs maxProperties")
-    return _longest_value(hyperparameters)
+    definitions = _schema()["definitions"]
+    return _longest_value(definitions["candidate"]["properties"]["hyperparameters"], definitions)
 
 
 def longest_execution_input(max_candidates: int) -> int:
@@ -138,11 +136,10 @@ def check_candidates_payload(config: MlpipeConfig, bucket_name_length: int) -> i
     per_candidate = 256 + 2 * _NAME + sum(bounds[k] + 32 for k in ("manifest", "output", "checkpoint"))
     per_candidate += bounds["hyperparameters"] + 32
     plan = 16 * 1024  # run id, a dozen S3 URIs and two spark-submit argv lists: a few KiB, counted generously
-    size = plan + longest_execution_input(config.pipeline.max_candidates)
-    size += config.pipeline.max_candidates * per_candidate
+    fixed = plan + longest_execution_input(0)
+    per_candidate += longest_execution_input(1) - longest_execution_input(0)  # the input grows linearly
+    size = fixed + config.pipeline.max_candidates * per_candidate
     if size > STATE_PAYLOAD_LIMIT:
-        fixed = plan + longest_execution_input(0)
-        per_candidate += longest_execution_input(1) - longest_execution_input(0)
         most = (STATE_PAYLOAD_LIMIT - fixed) // per_candidate
         raise GuardError(
             f"pipeline.max_candidates: {config.pipeline.max_candidates} candidates could make the "
