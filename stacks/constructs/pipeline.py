@@ -106,6 +106,62 @@ def _drop_redundant_dependency(resource: Construct, role: iam.IRole) -> None:
         cfn.add_override("DependsOn", [Stack.of(resource).get_logical_id(policy.node.default_child)])
 
 
+# Of the EMR actions that CDK's EMR tasks grant, only RunJobFlow has no resource type (the cluster does not
+# exist yet: Service Authorization Reference, Amazon Elastic MapReduce); the others act on a cluster's ARN.
+EMR_ACTIONS_WITHOUT_RESOURCE_TYPE = frozenset({"elasticmapreduce:RunJobFlow"})
+
+
+def narrow_emr_statement(statement: iam.PolicyStatement, clusters: str) -> list[iam.PolicyStatement]:
+    """`statement` with its EMR cluster actions on `clusters` (an ARN or ARN pattern) instead of `*` or every
+    cluster of the account and region; RunJobFlow stays on `*`. Anything but an unconditional Allow of EMR
+    actions on `*` or on `cluster/*` is returned unchanged."""
+    actions = statement.actions
+    plain = (
+        statement.effect == iam.Effect.ALLOW
+        and not statement.has_principal
+        and not statement.conditions
+        and not statement.not_actions
+        and not statement.not_resources
+    )
+    if not plain or not actions or not all(a.startswith("elasticmapreduce:") for a in actions):
+        return [statement]
+    resources = statement.resources
+    if resources == ["*"]:
+        unscoped = [a for a in actions if a in EMR_ACTIONS_WITHOUT_RESOURCE_TYPE]
+    elif resources and all(r.endswith(":cluster/*") for r in resources):
+        unscoped = []
+    else:
+        return [statement]
+    scoped = [a for a in actions if a not in unscoped]
+    narrowed = [iam.PolicyStatement(actions=unscoped, resources=["*"])] if unscoped else []
+    if scoped:
+        narrowed.append(iam.PolicyStatement(actions=scoped, resources=[clusters]))
+    return narrowed
+
+
+class StateMachineRole(iam.Role):
+    """The state machine's role; it narrows the EMR statements that CDK's EMR tasks give it.
+
+    StateMachine adds every task's statements through add_to_principal_policy, and CDK (aws-cdk-lib 2.275.0)
+    writes the EMR ones wider than they need to be: EmrCreateCluster puts DescribeCluster, TerminateJobFlows and
+    AddTags on `*` beside RunJobFlow, and EmrAddStep grants its step actions on every cluster of the account and
+    region, even where the cluster is known. Here every EMR action but RunJobFlow goes to `clusters`: this
+    region's `cluster/*` for transient clusters (their ids exist only at run time), the stack's cluster's ARN in
+    persistent mode (narrow_emr_statement). Every other statement is added as it comes.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, clusters: str) -> None:
+        self._clusters = clusters
+        super().__init__(scope, construct_id, assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+
+    def add_to_principal_policy(self, statement: iam.PolicyStatement) -> iam.AddToPrincipalPolicyResult:
+        results = [
+            super(StateMachineRole, self).add_to_principal_policy(s)
+            for s in narrow_emr_statement(statement, self._clusters)
+        ]
+        return results[-1]
+
+
 def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) -> None:
     state.add_retry(
         errors=errors,
@@ -253,9 +309,15 @@ class Pipeline(Construct):
             self, "StateMachineLogs", key=key, retention_days=config.log_retention_days, removal=removal
         )
         definition = self._definition(glue_etl, emr_, batch_)
+        clusters = Stack.of(self).format_arn(
+            service="elasticmapreduce",
+            resource="cluster",
+            resource_name=emr_.cluster.ref if emr_.cluster is not None else "*",
+        )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            role=StateMachineRole(self, "StateMachineRole", clusters=clusters),
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.hours(config.pipeline.execution_timeout_hours),
@@ -387,15 +449,16 @@ class Pipeline(Construct):
             )
         acknowledge_resource_wildcard(
             role,
-            stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name="*"),
-            "EMR step and terminate calls target the run's transient cluster, whose id exists only at run time.",
-        )
-        acknowledge_resource_wildcard(
-            role,
             stack.format_arn(service="batch", resource="job-definition", resource_name="*"),
             "CDK's BatchSubmitJob grants SubmitJob on job definitions by name pattern; the job queues are exact.",
         )
         if self._config.emr.mode == "transient":
+            acknowledge_resource_wildcard(
+                role,
+                stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name="*"),
+                "Describing, stepping, tagging and terminating the run's transient cluster, whose id exists only "
+                "at run time (StateMachineRole keeps every EMR action but RunJobFlow to this region's clusters).",
+            )
             acknowledge_resource_wildcard(
                 role,
                 f"arn:{Aws.PARTITION}:iam::{stack.account}:role/aws-service-role/"

@@ -110,6 +110,50 @@ def test_persistent_mode_adds_steps_to_the_stack_cluster(prod: Any) -> None:
     assert "TerminateCluster" not in str(top)
 
 
+EMR_CLUSTER_ACTIONS = {
+    "elasticmapreduce:AddJobFlowSteps",
+    "elasticmapreduce:DescribeStep",
+    "elasticmapreduce:CancelSteps",
+    "elasticmapreduce:DescribeCluster",
+}
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, request: Any) -> None:
+    """RunJobFlow is the one EMR action on "*" (no resource type). Transient: the rest on this account's and
+    region's clusters (a run's cluster id exists only at run time); persistent: on the stack's cluster only."""
+    synth = request.getfixturevalue(synth_name)
+    (policy,) = (
+        synth.template("Pipeline")
+        .find_resources(
+            "AWS::IAM::Policy",
+            {"Properties": {"Roles": [{"Ref": Match.string_like_regexp("^PipelineStateMachineRole")}]}},
+        )
+        .values()
+    )
+    resources: dict[str, list[Any]] = {}
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        for action in _list(statement["Action"]):
+            if action.startswith("elasticmapreduce:"):
+                resources.setdefault(action, []).extend(_list(statement["Resource"]))
+    arn = ["arn:aws:elasticmapreduce:us-east-1:", {"Ref": "AWS::AccountId"}, ":cluster/"]
+    if synth_name == "dev":
+        assert resources.pop("elasticmapreduce:RunJobFlow") == ["*"]
+        assert EMR_CLUSTER_ACTIONS | {"elasticmapreduce:TerminateJobFlows"} <= set(resources)
+        for action, arns in resources.items():
+            assert arns == [{"Fn::Join": ["", [*arn[:2], arn[2] + "*"]]}], action
+    else:  # the ARN of the Emr stack's AWS::EMR::Cluster, whose id comes through that stack's output
+        assert set(resources) == EMR_CLUSTER_ACTIONS
+        (cluster,) = synth.template("Emr").find_resources("AWS::EMR::Cluster")
+        outputs = synth.json("Emr")["Outputs"]
+        for action, arns in resources.items():
+            ((join,),) = [a["Fn::Join"][1:] for a in arns]
+            assert join[:3] == arn, action
+            output = join[3]["Fn::GetStackOutput"]
+            assert output["StackName"] == synth.config.stack_name("Emr"), action
+            assert outputs[output["OutputName"]]["Value"] == {"Ref": cluster}, action
+
+
 def test_state_machine_logs_everything_encrypted_and_traces(dev: Any) -> None:
     t = dev.template("Pipeline")
     t.has_resource_properties(
