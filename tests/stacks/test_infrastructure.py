@@ -16,28 +16,38 @@ def _of_type(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:
 
 
 def test_dev_network_costs_nothing_idle(dev: Any) -> None:
-    t = dev.json("Network")
-    assert _of_type(t, "AWS::EC2::NatGateway") == []
-    assert _of_type(t, "AWS::EC2::VPCEndpoint")[0]["Properties"]["VpcEndpointType"] == "Gateway"
-    assert len(_of_type(t, "AWS::EC2::VPCEndpoint")) == 1
-    subnets = _of_type(t, "AWS::EC2::Subnet")
-    assert len(subnets) == 2 and all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets)
-    # AZs are chosen by the template, not looked up at synth.
-    assert {json.dumps(s["Properties"]["AvailabilityZone"]) for s in subnets} == {
-        json.dumps({"Fn::Select": [i, {"Fn::GetAZs": ""}]}) for i in (0, 1)
-    }
-    (flow_log,) = _of_type(t, "AWS::EC2::FlowLog")
-    assert (
-        flow_log["Properties"]["LogDestinationType"] == "s3"
-        and flow_log["Properties"]["TrafficType"] == "ALL"
+    t = dev.template("Network")
+    t.resource_count_is("AWS::EC2::NatGateway", 0)
+    t.resource_count_is("AWS::EC2::VPCEndpoint", 1)  # the S3 gateway endpoint, which costs nothing
+    t.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {"VpcEndpointType": "Gateway", "ServiceName": {"Fn::Join": ["", Match.array_with([".s3"])]}},
     )
+    t.resource_count_is("AWS::EC2::Subnet", 2)
+    for index in (0, 1):  # AZs are chosen by the template, not looked up at synth
+        t.has_resource_properties(
+            "AWS::EC2::Subnet",
+            {"MapPublicIpOnLaunch": True, "AvailabilityZone": {"Fn::Select": [index, {"Fn::GetAZs": ""}]}},
+        )
+    t.has_resource_properties("AWS::EC2::FlowLog", {"LogDestinationType": "s3", "TrafficType": "ALL"})
 
 
 def test_prod_network_runs_work_in_private_subnets_behind_nat(prod: Any) -> None:
-    t = prod.json("Network")
-    assert len(_of_type(t, "AWS::EC2::NatGateway")) == 2
-    private = [s for s in _of_type(t, "AWS::EC2::Subnet") if not s["Properties"]["MapPublicIpOnLaunch"]]
+    t = prod.template("Network")
+    t.resource_count_is("AWS::EC2::NatGateway", 2)
+    private = t.find_resources("AWS::EC2::Subnet", {"Properties": {"MapPublicIpOnLaunch": False}})
     assert len(private) == 2
+    # each private subnet's default route leads to a NAT gateway
+    routes = t.find_resources(
+        "AWS::EC2::Route",
+        {"Properties": {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": Match.any_value()}},
+    )
+    tables = [r["Properties"]["RouteTableId"] for r in routes.values()]
+    associations = t.find_resources("AWS::EC2::SubnetRouteTableAssociation").values()
+    routed = [
+        a["Properties"]["SubnetId"]["Ref"] for a in associations if a["Properties"]["RouteTableId"] in tables
+    ]
+    assert sorted(routed) == sorted(private)
 
 
 @pytest.mark.parametrize("synth_name", ["dev", "prod"])
@@ -53,33 +63,68 @@ def test_no_security_group_accepts_traffic_from_outside(synth_name: str, request
 
 
 def test_emr_encrypts_at_rest_and_in_transit(dev: Any) -> None:
-    (config,) = _of_type(dev.json("Emr"), "AWS::EMR::SecurityConfiguration")
-    enc = config["Properties"]["SecurityConfiguration"]["EncryptionConfiguration"]
-    assert enc["EnableAtRestEncryption"] and enc["EnableInTransitEncryption"]
-    at_rest = enc["AtRestEncryptionConfiguration"]
-    assert at_rest["S3EncryptionConfiguration"]["EncryptionMode"] == "SSE-KMS"
-    assert at_rest["LocalDiskEncryptionConfiguration"]["EnableEbsEncryption"] is True
-    assert (
-        enc["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]["CertificateProviderType"]
-        == "PEM"
+    dev.template("Emr").has_resource_properties(
+        "AWS::EMR::SecurityConfiguration",
+        {
+            "SecurityConfiguration": {
+                "EncryptionConfiguration": Match.object_like(
+                    {
+                        "EnableAtRestEncryption": True,
+                        "EnableInTransitEncryption": True,
+                        "AtRestEncryptionConfiguration": {
+                            "S3EncryptionConfiguration": Match.object_like({"EncryptionMode": "SSE-KMS"}),
+                            "LocalDiskEncryptionConfiguration": Match.object_like(
+                                {"EnableEbsEncryption": True}
+                            ),
+                        },
+                        "InTransitEncryptionConfiguration": {
+                            "TLSCertificateConfiguration": Match.object_like(
+                                {"CertificateProviderType": "PEM"}
+                            )
+                        },
+                    }
+                )
+            }
+        },
     )
 
 
 def test_transient_mode_has_no_idle_cluster(dev: Any) -> None:
-    assert _of_type(dev.json("Emr"), "AWS::EMR::Cluster") == []
+    dev.template("Emr").resource_count_is("AWS::EMR::Cluster", 0)
 
 
 def test_persistent_cluster_scales_on_spot_and_terminates_when_idle(prod: Any) -> None:
-    (cluster,) = _of_type(prod.json("Emr"), "AWS::EMR::Cluster")
-    p = cluster["Properties"]
-    assert p["ReleaseLabel"].startswith("emr-7.")
-    assert p["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
-    assert p["ManagedScalingPolicy"]["ComputeLimits"]["MaximumCapacityUnits"] == 40
-    task = p["Instances"]["TaskInstanceFleets"][0]
-    spot = task["LaunchSpecifications"]["SpotSpecification"]
-    assert task["TargetSpotCapacity"] > 0 and spot["AllocationStrategy"] == "price-capacity-optimized"
-    assert p["Instances"]["CoreInstanceFleet"]["TargetOnDemandCapacity"] >= 1
-    assert p["Instances"]["ServiceAccessSecurityGroup"]  # private subnets need it
+    t = prod.template("Emr")
+    t.resource_count_is("AWS::EMR::Cluster", 1)
+    release, task_spot, core_on_demand = Capture(), Capture(), Capture()
+    t.has_resource_properties(
+        "AWS::EMR::Cluster",
+        {
+            "ReleaseLabel": release,
+            "AutoTerminationPolicy": {"IdleTimeout": 3600},
+            "ManagedScalingPolicy": {"ComputeLimits": Match.object_like({"MaximumCapacityUnits": 40})},
+            "Instances": Match.object_like(
+                {
+                    "TaskInstanceFleets": [
+                        Match.object_like(
+                            {
+                                "TargetSpotCapacity": task_spot,
+                                "LaunchSpecifications": {
+                                    "SpotSpecification": Match.object_like(
+                                        {"AllocationStrategy": "price-capacity-optimized"}
+                                    )
+                                },
+                            }
+                        )
+                    ],
+                    "CoreInstanceFleet": Match.object_like({"TargetOnDemandCapacity": core_on_demand}),
+                    "ServiceAccessSecurityGroup": Match.any_value(),  # private subnets need it
+                }
+            ),
+        },
+    )
+    assert release.as_string().startswith("emr-7.")
+    assert task_spot.as_number() > 0 and core_on_demand.as_number() >= 1
 
 
 def test_batch_hosts_require_imdsv2_and_encrypted_volumes(dev: Any) -> None:
