@@ -115,15 +115,16 @@ def narrow_emr_statement(statement: iam.PolicyStatement, clusters: str) -> list[
     """`statement` with its EMR cluster actions on `clusters` (an ARN or ARN pattern) instead of `*` or every
     cluster of the account and region; RunJobFlow stays on `*`. Anything but an unconditional Allow of EMR
     actions on `*` or on `cluster/*` is returned unchanged."""
-    actions = statement.actions
+    actions = statement.actions  # first: each property read is a jsii call, and most statements end here
+    if not actions or not all(a.startswith("elasticmapreduce:") for a in actions):
+        return [statement]
     plain = (
         statement.effect == iam.Effect.ALLOW
         and not statement.has_principal
         and not statement.conditions
-        and not statement.not_actions
         and not statement.not_resources
     )
-    if not plain or not actions or not all(a.startswith("elasticmapreduce:") for a in actions):
+    if not plain:
         return [statement]
     resources = statement.resources
     if resources == ["*"]:
