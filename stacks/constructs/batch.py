@@ -155,17 +155,24 @@ class BatchCompute(Construct):
             job_state_time_limit_actions=stuck_runnable,
         )
 
-        # One job role for the containers: read features, write run outputs and checkpoints.
-        self.job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="mlpipe Batch training and inference containers",
+        # A role per kind of job: both read features and write run outputs (committed by copy-then-delete);
+        # only training touches checkpoints (which rotate: older ones are deleted).
+        def job_role(construct_id: str, description: str, artifact_prefixes: list[str]) -> iam.Role:
+            role = iam.Role(
+                self,
+                construct_id,
+                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                description=description,
+            )
+            allow_objects(role, curated_bucket, ["features/"], S3_READ)
+            allow_objects(role, artifacts_bucket, artifact_prefixes, S3_READ_WRITE_DELETE)
+            allow_key(role, key)
+            return role
+
+        self.training_role = job_role(
+            "TrainingJobRole", "mlpipe Batch training containers", ["runs/", "checkpoints/"]
         )
-        allow_objects(self.job_role, curated_bucket, ["features/"], S3_READ)
-        # Checkpoints rotate (older ones are deleted); run outputs are committed by copy-then-delete.
-        allow_objects(self.job_role, artifacts_bucket, ["runs/", "checkpoints/"], S3_READ_WRITE_DELETE)
-        allow_key(self.job_role, key)
+        self.inference_role = job_role("InferenceJobRole", "mlpipe Batch inference containers", ["runs/"])
 
         # One image serves training and inference (the job definitions give the command): built and pushed once.
         self.image_asset = ecr_assets.DockerImageAsset(
@@ -205,6 +212,7 @@ class BatchCompute(Construct):
             construct_id: str,
             *,
             image_: ecs.ContainerImage,
+            role: iam.IRole,
             command: list[str],
             gpus: int,
             vcpus: int,
@@ -218,7 +226,7 @@ class BatchCompute(Construct):
                 gpu=gpus,
                 cpu=vcpus,
                 memory=Size.mebibytes(memory_mib),
-                job_role=self.job_role,
+                job_role=role,
                 logging=logging,
                 readonly_root_filesystem=False,  # PyTorch and NCCL write caches under /tmp and /root
                 environment={"PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "WARN"},
@@ -236,6 +244,7 @@ class BatchCompute(Construct):
             container=container(
                 "TrainingContainer",
                 image_=training_image,
+                role=self.training_role,
                 command=train_command,
                 gpus=config.training_gpus,
                 vcpus=config.training_vcpus,
@@ -261,6 +270,7 @@ class BatchCompute(Construct):
                     container=container(
                         "MultiNodeContainer",
                         image_=training_image,
+                        role=self.training_role,
                         command=train_command,
                         gpus=config.multinode_gpus_per_node,
                         vcpus=node.vcpus - 2,
@@ -285,6 +295,7 @@ class BatchCompute(Construct):
             container=container(
                 "InferenceContainer",
                 image_=inference_image,
+                role=self.inference_role,
                 command=self.inference_command,
                 gpus=config.inference_gpus,
                 vcpus=config.inference_vcpus,

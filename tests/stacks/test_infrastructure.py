@@ -190,6 +190,34 @@ def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
     assert {"Type": "GPU", "Value": "4"} in gpus
 
 
+def test_training_and_inference_jobs_have_their_own_roles(dev: Any) -> None:
+    """Both read features and write run outputs; only training may touch checkpoints."""
+    t = dev.template("Batch")
+    role_of: dict[str, str] = {}
+    for d in t.find_resources("AWS::Batch::JobDefinition").values():
+        p = d["Properties"]
+        container = p.get("ContainerProperties") or p["NodeProperties"]["NodeRangeProperties"][0]["Container"]
+        kind = "inference" if "mlpipe_batch.infer" in container["Command"] else "training"
+        role = container["JobRoleArn"]["Fn::GetAtt"][0]
+        assert role_of.setdefault(kind, role) == role, "one role per kind of job"
+    assert set(role_of) == {"training", "inference"} and role_of["training"] != role_of["inference"]
+
+    def object_prefixes(role: str) -> set[str]:
+        (policy,) = t.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}}).values()
+        resources = [
+            r
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "s3:PutObject" in statement["Action"] or "s3:GetObject" in statement["Action"]
+            for r in (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+        ]
+        return {json.dumps(r).rsplit("/", 2)[-2] for r in resources}  # "...-<region>/features/*" -> features
+
+    assert object_prefixes(role_of["training"]) == {"features", "runs", "checkpoints"}
+    assert object_prefixes(role_of["inference"]) == {"features", "runs"}
+
+
 def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
     assets = json.loads((dev.outdir / f"{dev.config.stack_name('Batch')}.assets.json").read_text())
     images = list(assets["dockerImages"].values())
