@@ -22,6 +22,7 @@ if _NODE_BIN.is_dir():
 os.environ.setdefault("JSII_NODE", str(Path(__file__).resolve().parent / "scripts" / "jsii-node"))
 
 from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
+from stacks.cfn_validate import TemplateValidationError, start_template_validation  # noqa: E402
 from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
 
 CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
@@ -37,30 +38,43 @@ def _early_config() -> MlpipeConfig | None:
 
 
 def main() -> int:
-    # CDK is imported here, in this order, so that slow steps overlap: the Deep Learning Container lookup (a
-    # child process, when not cached) starts before jsii does, and the jsii kernel builds CDK's validation
-    # engine while Python imports CDK's service modules (stacks/validation.py; not for a configuration that
-    # fails to load, which is reported below before any synth).
+    # Slow steps start early so that they overlap: the Deep Learning Container lookup (a child process, when not
+    # cached) and CDK's template validation (a node process that builds its engine on the other core while the
+    # app is created: stacks/cfn_validate.py) start before jsii does, and the jsii kernel loads cdk-nag while
+    # Python imports CDK's service modules (stacks/validation.py). Not for a configuration that fails to load:
+    # that is reported below before any synth.
     early = _early_config()
+    validator = None
     if early is not None:
         prefetch_dlc_image(early.region, early.batch.dlc_pytorch_version, early.batch.dlc_python_version)
+        try:
+            validator = start_template_validation()
+        except TemplateValidationError as error:  # node_modules not set up
+            print(f"mlpipe: {error}", file=sys.stderr)
+            return 1
     import aws_cdk as cdk
 
-    from stacks.validation import add_checks, build_engine_while_importing
+    from stacks.validation import add_checks, load_checks_while_importing
 
-    engine = build_engine_while_importing() if early is not None else None
+    load_checks_while_importing()
     from stacks.platform import create_platform
 
-    app = cdk.App()
+    # CDK's template validation is the validator's (or none: `cdk synth --no-validation`), not CDK's in-process one.
+    app = cdk.App(builtin_cloud_formation_validation=False)
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
         config = load_config(context)
         prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
+        if early is None:
+            validator = start_template_validation()
         create_platform(app, config)  # also runs the synth-time guards (stacks/guards.py)
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    add_checks(app, engine)
+    except TemplateValidationError as error:
+        print(f"mlpipe: {error}", file=sys.stderr)
+        return 1
+    add_checks(app, validator)
     app.synth()
     gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
     return 0

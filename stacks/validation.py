@@ -1,28 +1,32 @@
 """The checks every synth runs: cdk-nag's AwsSolutions pack and CDK's own template validation.
 
-CDK validates every template with its CloudFormationValidatePlugin, a WebAssembly engine that takes about 0.9 s
-of the jsii kernel's (node's) CPU to build (on scripts/jsii-node). By default CDK builds it inside
-`app.synth()`, while Python waits; Python, for its part, spends about 0.5 s importing the service modules of
-CDK's bindings while node waits. `build_engine_while_importing()` overlaps the two: a thread asks the kernel
-for the engine and waits on the kernel's pipe (which releases the GIL) while the calling thread imports the
-modules in BINDINGS (0.3 to 0.45 s saved per synth, README "Performance"). Registered on the app, that engine
-replaces CDK's default instance with the same rules (aws_cdk's README, "CloudFormationValidatePlugin");
-`cdk synth --no-validation` (CDK_VALIDATION=false) still turns it off. An app created with
-`builtin_cloud_formation_validation=False` should not be given one (this project's apps are not).
+CDK's template validation (its CloudFormationValidatePlugin, a WebAssembly engine that takes about a second of
+CPU to build) runs in a node process of its own (stacks/cfn_validate.py, scripts/cfn-validate.js), which app.py
+starts before it imports CDK: the engine is built on the other core while the app is created, not by the jsii
+kernel (node, which serves the app's CDK calls one at a time) inside `app.synth()` while Python waits.
+`TemplateValidation` registers that process as a validation plugin under CDK's plugin name, so CDK treats its
+report as its own plugin's (findings are warnings unless the `@aws-cdk/core:validateAgainstDefaultRules` flag is
+set), on an app created with `builtin_cloud_formation_validation=False` (else CDK would also build its default
+engine). `cdk synth --no-validation` (CDK_VALIDATION=false) starts no process and registers none.
 
-jsii talks to its kernel over one pipe without a lock, so nothing else may call into jsii until the engine is
-back; importing the modules in BINDINGS never does (tests/stacks/test_validation.py checks that, and that they
+Meanwhile the kernel loads cdk-nag while Python imports CDK's service modules (`load_checks_while_importing`):
+jsii talks to its kernel over one pipe without a lock, so nothing else may call into jsii until cdk-nag is
+loaded; importing the modules in BINDINGS never does (tests/stacks/test_validation.py checks that, and that they
 are all the CDK modules the stacks import).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import threading
+from typing import Any
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+import jsii
+
+from stacks.cfn_validate import TemplateValidator
+
+PLUGIN_NAME = "CloudFormation Validate"  # cdk.CloudFormationValidatePlugin.PLUGIN_NAME (a test checks)
 
 # The aws_cdk service modules that stacks/ imports (and only those: each costs import time).
 BINDINGS = (
@@ -54,38 +58,129 @@ def import_bindings() -> None:
         importlib.import_module(f"aws_cdk.{name}")
 
 
-def build_engine_while_importing() -> cdk.CloudFormationValidatePlugin | None:
-    """CDK's template-validation engine, built by the kernel while this thread runs `import_bindings()`.
-
-    None when validation is turned off (`cdk synth --no-validation`): the bindings are imported all the same.
-    """
-    if os.environ.get("CDK_VALIDATION") == "false":
-        import_bindings()
-        return None
-    built: list[cdk.CloudFormationValidatePlugin] = []
+def load_checks_while_importing() -> None:
+    """Import cdk-nag (the kernel loads its package: about 0.25 s) in a thread while this one runs
+    `import_bindings()` (about 0.75 s of Python), instead of one after the other."""
     failed: list[BaseException] = []
 
-    def build() -> None:
+    def load() -> None:
         try:
-            built.append(cdk.CloudFormationValidatePlugin())
+            importlib.import_module("cdk_nag")
         except BaseException as error:  # re-raised in the calling thread, with its traceback
             failed.append(error)
 
-    builder = threading.Thread(target=build, name="cdk-validation-engine")
-    builder.start()
+    loader = threading.Thread(target=load, name="cdk-nag-load")
+    loader.start()
     try:
         import_bindings()
     finally:
-        builder.join()  # also on an import error: the kernel's pipe must be free again before anything else
+        loader.join()  # also on an import error: the kernel's pipe must be free again before anything else
     if failed:
         raise failed[0]
-    return built[0]
 
 
-def add_checks(app: cdk.App, engine: cdk.CloudFormationValidatePlugin | None = None) -> None:
-    """Register cdk-nag's AwsSolutions checks on `app`, and `engine` for CDK's template validation if given
-    (CDK's default instance otherwise: one per kernel, shared by every app, which suits a test process)."""
-    plugins: list[cdk.IPolicyValidationPlugin] = [AwsSolutionsChecks(app)]
-    if engine is not None:
-        plugins.append(engine)
-    cdk.Validations.of(app).add_plugins(*plugins)
+def _stack_templates(context: cdk.IPolicyValidationContext) -> list[dict[str, Any]]:
+    return [
+        {
+            "stackConstructPath": t.stack_construct_path,
+            "templatePath": t.template_path,
+            "accountId": t.account_id,
+            "region": t.region,
+        }
+        for t in context.stack_templates
+    ]
+
+
+@jsii.implements(cdk.IPolicyValidationPlugin)
+class TemplateValidation:
+    """CDK's CloudFormationValidatePlugin, run by `validator`'s process; its report is returned as it is."""
+
+    def __init__(self, validator: TemplateValidator) -> None:
+        self._validator = validator
+        self._version: str | None = None
+
+    @property
+    def name(self) -> str:
+        return PLUGIN_NAME
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    @property
+    def rule_ids(self) -> list[str] | None:
+        return None
+
+    def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
+        if not self._validator.started:  # else NagFirst handed the templates over already
+            self._validator.start(_stack_templates(context))
+        self._version, report = self._validator.report()
+        return _report(report)
+
+
+@jsii.implements(cdk.IPolicyValidationPlugin)
+class NagFirst:
+    """cdk-nag's pack as it is (its name, version, rules and report), except that its `validate` first hands the
+    templates to the validation process: CDK runs the plugins one after the other, so the process validates
+    while cdk-nag checks (in the kernel), and TemplateValidation, registered after this, collects its report."""
+
+    def __init__(self, nag: cdk.IPolicyValidationPlugin, validator: TemplateValidator) -> None:
+        self._nag = nag
+        self._validator = validator
+
+    @property
+    def name(self) -> str:
+        return self._nag.name
+
+    @property
+    def version(self) -> str | None:
+        return self._nag.version
+
+    @property
+    def rule_ids(self) -> list[str] | None:
+        return self._nag.rule_ids
+
+    def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
+        self._validator.start(_stack_templates(context))
+        return self._nag.validate(context)
+
+
+def _report(report: dict[str, Any]) -> cdk.PolicyValidationPluginReport:
+    """The plugin's report (JSON, as CloudFormationValidatePlugin.validate returns it) as jsii structs."""
+    return cdk.PolicyValidationPluginReport(
+        success=report["success"],
+        violations=[
+            cdk.PolicyViolation(
+                rule_name=v["ruleName"],
+                description=v["description"],
+                severity=v.get("severity"),
+                fix=v.get("fix"),
+                rule_metadata=v.get("ruleMetadata"),
+                violating_resources=[
+                    cdk.PolicyViolatingResource(
+                        locations=r["locations"],
+                        resource_logical_id=r.get("resourceLogicalId"),
+                        construct_path=r.get("constructPath"),
+                        template_path=r.get("templatePath"),
+                    )
+                    for r in v["violatingResources"]
+                ],
+            )
+            for v in report["violations"]
+        ],
+    )
+
+
+def add_checks(app: cdk.App, template_validation: TemplateValidator | None = None) -> None:
+    """Register cdk-nag's AwsSolutions checks on `app`, and `template_validation`'s process for CDK's template
+    validation if given (else CDK's default in-process instance validates, unless the app was created without
+    it: one engine per kernel, shared by every app, which suits a test process)."""
+    from cdk_nag import AwsSolutionsChecks
+
+    nag = AwsSolutionsChecks(app)
+    if template_validation is None:
+        cdk.Validations.of(app).add_plugins(nag)
+    else:
+        cdk.Validations.of(app).add_plugins(
+            NagFirst(nag, template_validation), TemplateValidation(template_validation)
+        )

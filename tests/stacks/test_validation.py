@@ -1,8 +1,10 @@
-"""The synth's checks: CDK's validation engine built while the bindings import, and registered on the app."""
+"""The synth's checks as app.py registers them: cdk-nag in the kernel (loaded while the bindings import), and
+CDK's template validation in a process of its own (stacks/cfn_validate.py)."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -12,47 +14,53 @@ from typing import Any
 
 import pytest
 
-from stacks import validation
+from stacks import cfn_validate, validation
 
 pytestmark = pytest.mark.xdist_group("cdk")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Fresh = tuple[dict[str, Any], dict[str, Any]]  # what the fresh process printed, and its validation report
 
-# Runs in a fresh interpreter (this one has imported everything already). It records every request to the jsii
-# kernel, builds the engine as app.py does, then synthesizes a one-bucket app whose template CloudFormation
-# would reject, with the checks that app.py registers.
+# Runs in a fresh interpreter (this one has imported everything already), in app.py's order. It records every
+# request to the jsii kernel with the thread that sent it, then synthesizes a one-stack app with a bucket that
+# cdk-nag rejects and a template that CloudFormation would reject, with the checks that app.py registers.
 _FRESH_PROCESS = """
-import json, sys
+import json, sys, threading
 from jsii._kernel.providers import process
 
-requests = []  # (kind, method, the jsii objects among its arguments)
+requests = []  # (thread, kind, method)
 send = process._NodeProcess.send
 
 def recording_send(self, request, response_type):
-    objects = [getattr(a, "__jsii_ref__", None) for a in getattr(request, "args", None) or []]
-    requests.append((type(request).__name__, getattr(request, "method", None), [o and o.ref for o in objects]))
+    requests.append((threading.current_thread().name, type(request).__name__, getattr(request, "method", None)))
     return send(self, request, response_type)
 
 process._NodeProcess.send = recording_send
 
+from stacks.cfn_validate import start_template_validation
+validator = start_template_validation()
 import aws_cdk as cdk
 from stacks import validation
 
 before = len(requests)
-validation.import_bindings()
-during_import = [kind for kind, _, _ in requests[before:]]
+validation.load_checks_while_importing()
+during_import = requests[before:]
 cdk_modules = {m for m in sys.modules if m.startswith("aws_cdk.")}
 import stacks.platform
 imported_later = sorted({m for m in sys.modules if m.startswith("aws_cdk.")} - cdk_modules)
+from aws_cdk import aws_s3 as s3
 
-engine = validation.build_engine_while_importing()
-app = cdk.App(outdir=sys.argv[1])
-cdk.CfnResource(cdk.Stack(app, "S"), "Bucket", type="AWS::S3::Bucket", properties={"BucketName": "Not_Valid"})
-validation.add_checks(app, engine)
-registered = [refs for kind, method, refs in requests if method == "addPlugins"]
-app.synth()
-print(json.dumps({"during_import": during_import, "imported_later": imported_later,
-                  "engine": engine.__jsii_ref__.ref, "registered": registered}))
+app = cdk.App(outdir=sys.argv[1], builtin_cloud_formation_validation=False)
+stack = cdk.Stack(app, "S")
+s3.Bucket(stack, "Unlogged")  # cdk-nag: no server access logs, no TLS-only policy
+cdk.CfnResource(stack, "Bucket", type="AWS::S3::Bucket", properties={"BucketName": "Not_Valid"})
+validation.add_checks(app, validator)
+try:
+    app.synth()
+    error = None
+except Exception as e:
+    error = str(e)
+print(json.dumps({"during_import": during_import, "imported_later": imported_later, "error": error,
+                  "validated": validator.started}))
 """
 
 
@@ -74,11 +82,11 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Fresh:
     return json.loads(result.stdout.strip().splitlines()[-1]), report
 
 
-def test_importing_the_bindings_never_calls_the_kernel(fresh: Fresh) -> None:
-    # The engine is built on the kernel's one pipe meanwhile: a request from the importing thread would
-    # interleave with it.
+def test_only_the_loader_thread_calls_the_kernel_while_the_bindings_import(fresh: Fresh) -> None:
+    # The kernel has one pipe and no lock: a request from the importing thread would interleave with cdk-nag's.
     printed, _ = fresh
-    assert printed["during_import"] == []
+    threads = {thread for thread, _, _ in printed["during_import"]}
+    assert threads == {"cdk-nag-load"}, printed["during_import"]
 
 
 def test_the_bindings_are_every_cdk_module_the_stacks_import(fresh: Fresh) -> None:
@@ -94,16 +102,70 @@ def test_the_bindings_are_every_cdk_module_the_stacks_import(fresh: Fresh) -> No
     assert sorted(validation.BINDINGS) == sorted(imported)  # none to spare either
 
 
-def test_the_explicit_engine_validates_once_in_place_of_cdks_default(fresh: Fresh) -> None:
+def test_cdk_nag_fails_the_synth_and_the_process_reports_the_template_findings(fresh: Fresh) -> None:
     printed, report = fresh
-    [plugins] = printed["registered"]  # one addPlugins call: cdk-nag's pack and the engine built early
-    assert len(plugins) == 2 and plugins[1] == printed["engine"]
-    cfn = [r for r in report["pluginReports"] if r["pluginName"] == "CloudFormation Validate"]
-    assert len(cfn) == 1  # CDK's default instance did not run as well
+    assert printed["validated"] is True
+    assert printed["error"] is not None and "AwsSolutions-S1" in printed["error"]
+    plugins = {r["pluginName"]: r for r in report["pluginReports"]}
+    nag_rules = {v["ruleName"] for v in plugins["AwsSolutions"]["violations"]}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= nag_rules
+    # CDK's template validation ran once, in the process (CDK's default instance would be a second report)
+    cfn = [r for r in report["pluginReports"] if r["pluginName"] == validation.PLUGIN_NAME]
+    assert len(cfn) == 1
     findings = [v["description"] for v in cfn[0]["violations"]]
     assert any("BucketName" in f and "Not_Valid" in f for f in findings), findings
 
 
-def test_no_engine_when_validation_is_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def _cfn_report(outdir: Path) -> list[dict[str, Any]]:
+    report = json.loads((outdir / "validation-report.json").read_text())
+    (cfn,) = [r for r in report["pluginReports"] if r["pluginName"] == validation.PLUGIN_NAME]
+    return sorted(cfn["violations"], key=json.dumps)
+
+
+def test_the_process_reports_what_cdks_own_plugin_reports(tmp_path: Path) -> None:
+    """The same templates, validated in this process's kernel by CDK's plugin and by the validation process."""
+    import aws_cdk as cdk
+
+    def synth(outdir: Path, validator: cfn_validate.TemplateValidator | None) -> None:
+        app = cdk.App(outdir=str(outdir), builtin_cloud_formation_validation=validator is None)
+        for name in ("One", "Two"):
+            stack = cdk.Stack(app, name, env=cdk.Environment(account="123456789012", region="us-east-1"))
+            cdk.CfnResource(stack, "Bucket", type="AWS::S3::Bucket", properties={"BucketName": "Not_Valid"})
+            cdk.CfnResource(stack, "Queue", type="AWS::SQS::Queue", properties={"DelaySeconds": 9999})
+        if validator is not None:
+            cdk.Validations.of(app).add_plugins(validation.TemplateValidation(validator))
+        app.synth()
+
+    synth(tmp_path / "in-kernel", None)
+    validator = cfn_validate.TemplateValidator()
+    synth(tmp_path / "in-process", validator)
+    expected = _cfn_report(tmp_path / "in-kernel")
+    assert len(expected) >= 2  # both findings, each on both stacks' templates
+    assert _cfn_report(tmp_path / "in-process") == expected
+
+
+def test_the_engine_is_the_python_packages_aws_cdk_lib() -> None:
+    import aws_cdk as cdk
+
+    engine = json.loads(cfn_validate.ENGINE_PACKAGE.read_text())["version"]
+    assert engine == importlib.metadata.version("aws-cdk-lib")  # package.json pins both to one version
+    assert validation.PLUGIN_NAME == cdk.CloudFormationValidatePlugin.PLUGIN_NAME
+
+
+def test_a_failing_process_fails_with_its_error(tmp_path: Path) -> None:
+    validator = cfn_validate.TemplateValidator()
+    missing = tmp_path / "missing.template.json"
+    validator.start([{"stackConstructPath": "S", "templatePath": str(missing)}])
+    with pytest.raises(cfn_validate.TemplateValidationError, match=r"missing\.template\.json"):
+        validator.report()
+
+
+def test_an_unused_process_is_stopped() -> None:
+    validator = cfn_validate.TemplateValidator()
+    validator.close()
+    assert validator._process.poll() is not None
+
+
+def test_no_process_when_validation_is_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDK_VALIDATION", "false")  # what `cdk synth --no-validation` sets for the app
-    assert validation.build_engine_while_importing() is None
+    assert cfn_validate.start_template_validation() is None

@@ -1,0 +1,95 @@
+"""CDK's CloudFormation template validation in a node process of its own (scripts/cfn-validate.js).
+
+CDK validates every template with its CloudFormationValidatePlugin, a WebAssembly engine that takes about a
+second of CPU to build. In-process, the jsii kernel (node, which serves every CDK call of the app one at a
+time) builds it inside `app.synth()` while Python waits. app.py instead starts this process first: it builds
+the same plugin, from the same aws-cdk-lib version (package.json pins it to the Python package's; a test checks),
+on the machine's other core while the app is created, and validates the templates when the synth hands them
+over (stacks/validation.py registers it as a validation plugin).
+
+Only the standard library here: app.py starts the process before it imports CDK.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "cfn-validate.js"
+NODE = ROOT / "scripts" / "jsii-node"  # the project's Node 22, with the V8 settings that suit the engine
+ENGINE_PACKAGE = ROOT / "node_modules" / "aws-cdk-lib" / "package.json"
+
+# A synth validates a handful of templates in well under a second; this bounds a stuck engine, not a slow one.
+TIMEOUT_S = 300
+
+
+class TemplateValidationError(RuntimeError):
+    """The validation process failed: CDK reports it as the plugin's failure, and the synth fails."""
+
+
+class TemplateValidator:
+    """The validation process, started at once: `start` hands it the templates, `report` waits for its report."""
+
+    def __init__(self) -> None:
+        if not ENGINE_PACKAGE.is_file():
+            raise TemplateValidationError(f"{ENGINE_PACKAGE.parent} is missing: run `make setup` first")
+        self._process = subprocess.Popen(
+            [str(NODE), str(SCRIPT)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self, stack_templates: list[dict[str, Any]]) -> None:
+        """Hand the process `stack_templates` (CDK's IPolicyValidationContext entries: stackConstructPath,
+        templatePath, accountId, region); it validates them while the caller goes on."""
+        if self._started:
+            raise TemplateValidationError("the validation process validates one synth's templates, once")
+        self._started = True
+        stdin, self._process.stdin = self._process.stdin, None  # closed here: communicate() must not flush it
+        assert stdin is not None
+        try:
+            with stdin:
+                stdin.write(json.dumps({"stackTemplates": stack_templates}).encode())
+        except BrokenPipeError:
+            pass  # the process has ended: report() says why
+
+    def report(self) -> tuple[str, dict[str, Any]]:
+        """The plugin's version and its report on the templates given to `start`."""
+        try:
+            out, err = self._process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise TemplateValidationError(f"{SCRIPT.name} gave no report within {TIMEOUT_S} s") from None
+        if self._process.returncode != 0:
+            raise TemplateValidationError(
+                f"{SCRIPT.name} failed (exit {self._process.returncode}): {err.decode(errors='replace')[-2000:]}"
+            )
+        reply = json.loads(out)
+        return reply["version"], reply["report"]
+
+    def close(self) -> None:
+        """Stop the process if it is still running (a synth that failed or ended before validating)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+
+def start_template_validation() -> TemplateValidator | None:
+    """The validation process, started now; None when validation is turned off (`cdk synth --no-validation`)."""
+    if os.environ.get("CDK_VALIDATION") == "false":
+        return None
+    validator = TemplateValidator()
+    atexit.register(validator.close)  # a synth that fails or ends before validating leaves no process behind
+    return validator
