@@ -5,12 +5,12 @@ Change a default here, not in the construct that uses it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import IConstruct
 
 from mlpipe.config import MlpipeConfig
 
@@ -44,14 +44,20 @@ TMP_EXPIRY = Duration.days(7)
 EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
 
 
-def bucket_name(config: MlpipeConfig, purpose: str, scope: IConstruct) -> str:
+@functools.cache
+def _account_token() -> str:
+    """`AWS::AccountId`, read from the kernel once per process."""
+    return Aws.ACCOUNT_ID
+
+
+def bucket_name(config: MlpipeConfig, purpose: str) -> str:
     """`mlpipe-dev-curated-<account>-<region>`: unique per account and region, known to every stack.
 
     Deterministic names let each stack refer to the lake without cross-stack exports, and let the IAM
     statements (and their cdk-nag acknowledgements) name exact ARNs.
     """
-    stack = Stack.of(scope)
-    return f"{config.stack_prefix.lower()}-{config.env}-{purpose}-{stack.account}-{stack.region}"
+    account = config.account or _account_token()  # each stack's account (platform.py gives them the config's)
+    return f"{config.stack_prefix.lower()}-{config.env}-{purpose}-{account}-{config.region}"
 
 
 def longest_bucket_name(config: MlpipeConfig) -> int:

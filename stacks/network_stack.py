@@ -16,5 +16,5 @@ class NetworkStack(MlpipeStack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: MlpipeConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        logs_bucket = s3.Bucket.from_bucket_name(self, "LogsBucket", bucket_name(config, "logs", self))
+        logs_bucket = s3.Bucket.from_bucket_name(self, "LogsBucket", bucket_name(config, "logs"))
         self.network = Network(self, "Network", config=config.network, logs_bucket=logs_bucket)

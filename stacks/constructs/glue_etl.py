@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -31,15 +33,20 @@ CURATED_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 CURATED_PARTITION_COLUMNS: tuple[tuple[str, str], ...] = (("dt", "string"),)
 
 
-def _column(name: str, type_name: str) -> glue.Column:
-    types = {
+@functools.cache
+def _types() -> dict[str, glue.Type]:
+    """Glue's column types, read from the kernel once per process."""
+    return {
         "string": glue.Schema.STRING,
         "timestamp": glue.Schema.TIMESTAMP,
         "double": glue.Schema.DOUBLE,
         "int": glue.Schema.INTEGER,
         "bigint": glue.Schema.BIG_INT,
     }
-    return glue.Column(name=name, type=types[type_name])
+
+
+def _column(name: str, type_name: str) -> glue.Column:
+    return glue.Column(name=name, type=_types()[type_name])
 
 
 class GlueEtl(Construct):

@@ -17,10 +17,11 @@ carry S3 pointers and small fields only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 
-from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -163,13 +164,19 @@ class StateMachineRole(iam.Role):
         return results[-1]
 
 
+@functools.cache
+def _seconds(amount: int) -> Duration:
+    """A Duration made once per process (each is a call to the kernel; they are immutable)."""
+    return Duration.seconds(amount)
+
+
 def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) -> None:
     state.add_retry(
         errors=errors,
-        interval=Duration.seconds(2),
+        interval=_seconds(2),
         backoff_rate=2.0,
         max_attempts=attempts,
-        max_delay=Duration.seconds(60),
+        max_delay=_seconds(60),
         jitter_strategy=sfn.JitterType.FULL,
     )
 
@@ -386,7 +393,8 @@ class Pipeline(Construct):
     def _function(self, name: str, handler: str, environment: dict[str, str]) -> lambda_.Function:
         # A value still unresolved here (a bucket name, an asset URI) is counted at 256 bytes, more than any is.
         guards.check_lambda_environment(
-            name, {k: ("x" * 256 if Token.is_unresolved(v) else v) for k, v in environment.items()}
+            name,
+            {k: ("x" * 256 if "${Token[" in v else v) for k, v in environment.items()},  # Token.is_unresolved
         )
         log_group = encrypted_log_group(
             self,

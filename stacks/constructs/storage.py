@@ -31,9 +31,7 @@ def import_lake(scope: Construct, config: MlpipeConfig, key: kms.IKey) -> DataLa
     """Refer to the lake's buckets from another stack by name (no cross-stack export per bucket)."""
 
     def bucket(purpose: str) -> s3.IBucket:
-        return s3.Bucket.from_bucket_name(
-            scope, f"{purpose.title()}Bucket", bucket_name(config, purpose, scope)
-        )
+        return s3.Bucket.from_bucket_name(scope, f"{purpose.title()}Bucket", bucket_name(config, purpose))
 
     return DataLake(
         key=key,
@@ -101,7 +99,7 @@ class Storage(Construct):
         self.logs_bucket = s3.Bucket(
             self,
             "LogsBucket",
-            bucket_name=bucket_name(config, "logs", self),
+            bucket_name=bucket_name(config, "logs"),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
@@ -216,7 +214,7 @@ class Storage(Construct):
         return s3.Bucket(
             self,
             f"{purpose.title()}Bucket",
-            bucket_name=bucket_name(config, purpose, self),
+            bucket_name=bucket_name(config, purpose),
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             bucket_key_enabled=True,
