@@ -22,7 +22,11 @@ if _NODE_BIN.is_dir():
 os.environ.setdefault("JSII_NODE", str(Path(__file__).resolve().parent / "scripts" / "jsii-node"))
 
 from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
-from stacks.cfn_validate import TemplateValidationError, start_template_validation  # noqa: E402
+from stacks.cfn_validate import (  # noqa: E402
+    TemplateValidationError,
+    TemplateValidator,
+    start_template_validation,
+)
 from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
 
 CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
@@ -44,14 +48,11 @@ def main() -> int:
     # Python imports CDK's service modules (stacks/validation.py). Not for a configuration that fails to load:
     # that is reported below before any synth.
     early = _early_config()
-    validator = None
     if early is not None:
         prefetch_dlc_image(early.region, early.batch.dlc_pytorch_version, early.batch.dlc_python_version)
-        try:
-            validator = start_template_validation()
-        except TemplateValidationError as error:  # node_modules not set up
-            print(f"mlpipe: {error}", file=sys.stderr)
-            return 1
+    validation = _Validation()
+    if early is not None or "CDK_CONTEXT_JSON" not in os.environ:  # not for a context that fails to load
+        validation.start()
     import aws_cdk as cdk
 
     from stacks.validation import add_checks, load_checks_while_importing
@@ -59,25 +60,37 @@ def main() -> int:
     load_checks_while_importing()
     from stacks.platform import create_platform
 
-    # CDK's template validation is the validator's (or none: `cdk synth --no-validation`), not CDK's in-process one.
-    app = cdk.App(builtin_cloud_formation_validation=False)
+    app = cdk.App(builtin_cloud_formation_validation=validation.in_kernel)
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
         config = load_config(context)
         prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
-        if early is None:
-            validator = start_template_validation()
         create_platform(app, config)  # also runs the synth-time guards (stacks/guards.py)
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    except TemplateValidationError as error:
-        print(f"mlpipe: {error}", file=sys.stderr)
-        return 1
-    add_checks(app, validator)
+    add_checks(app, validation.validator)
     app.synth()
     gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
     return 0
+
+
+class _Validation:
+    """Where CDK's template validation runs: in its own process (stacks/cfn_validate.py), or, when that cannot
+    start (aws-cdk-lib's JavaScript missing or of another version), in the kernel as CDK does by default;
+    nowhere for `cdk synth --no-validation`."""
+
+    def __init__(self) -> None:
+        self.validator: TemplateValidator | None = None
+        self.in_kernel = False
+
+    def start(self) -> None:
+        try:
+            self.validator = start_template_validation()
+        except TemplateValidationError as error:
+            print(f"mlpipe: note: {error}; CDK validates the templates in the app's own process (slower)",
+                  file=sys.stderr)  # fmt: skip
+            self.in_kernel = True
 
 
 if __name__ == "__main__":

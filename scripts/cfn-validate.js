@@ -1,8 +1,8 @@
-// CDK's CloudFormation template validation in a process of its own (stacks/validation.py starts it when the
-// app starts, on the other core, so that the jsii kernel does not build the engine): aws-cdk-lib's own
-// CloudFormationValidatePlugin, from the aws-cdk-lib that package.json pins to the Python package's version.
-// It builds the engine at once, then reads the validation context (JSON, on stdin) and writes
-// {"version", "report"} (JSON, on stdout): the plugin's report as CDK's plugin returns it.
+// CDK's CloudFormation template validation in a process of its own: app.py starts it
+// (stacks/cfn_validate.py) before it imports CDK, so that the engine builds on the other core while the app is
+// created, not in the jsii kernel. It runs aws-cdk-lib's own CloudFormationValidatePlugin, from the aws-cdk-lib
+// that package.json pins to the Python package's version. It builds the engine at once, then reads the validation
+// context (JSON, on stdin) and writes {"version", "report"} (JSON, on stdout): the plugin's report as it is.
 'use strict';
 const { CloudFormationValidatePlugin } = require('aws-cdk-lib');
 

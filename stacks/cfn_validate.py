@@ -13,6 +13,7 @@ Only the standard library here: app.py starts the process before it imports CDK.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,7 +30,19 @@ TIMEOUT_S = 300
 
 
 class TemplateValidationError(RuntimeError):
-    """The validation process failed: CDK reports it as the plugin's failure, and the synth fails."""
+    """The validation process cannot start, or failed. A failure is reported as the plugin's; it fails the synth
+    because cdk.json sets `@aws-cdk/core:validateAgainstDefaultRules` (without it CDK reports findings and
+    failures of its template validation as warnings)."""
+
+
+def kernel_version() -> str | None:
+    """The aws-cdk-lib version that jsii's kernel runs: the Python package's bundled tarball (found without
+    importing the package, which would start the kernel)."""
+    spec = importlib.util.find_spec("aws_cdk")
+    if spec is None or spec.origin is None:
+        return None
+    tarballs = sorted((Path(spec.origin).parent / "_jsii").glob("aws-cdk-lib@*.jsii.tgz"))
+    return tarballs[0].name.removeprefix("aws-cdk-lib@").removesuffix(".jsii.tgz") if tarballs else None
 
 
 class TemplateValidator:
@@ -37,15 +50,17 @@ class TemplateValidator:
 
     def __init__(self) -> None:
         if not ENGINE_PACKAGE.is_file():
-            raise TemplateValidationError(f"{ENGINE_PACKAGE.parent} is missing: run `make setup` first")
+            raise TemplateValidationError(f"{ENGINE_PACKAGE.parent} is missing (`make setup` installs it)")
+        engine, kernel = json.loads(ENGINE_PACKAGE.read_text())["version"], kernel_version()
+        if engine != kernel:
+            raise TemplateValidationError(
+                f"{ENGINE_PACKAGE.parent} is {engine}, the Python package's is {kernel} (`make setup` aligns them)"
+            )
         self._process = subprocess.Popen(
-            [str(NODE), str(SCRIPT)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            [str(NODE), str(SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self._started = False
+        atexit.register(self.close)  # a synth that fails or ends before validating leaves no process behind
 
     @property
     def started(self) -> bool:
@@ -87,9 +102,8 @@ class TemplateValidator:
 
 
 def start_template_validation() -> TemplateValidator | None:
-    """The validation process, started now; None when validation is turned off (`cdk synth --no-validation`)."""
+    """The validation process, started now; None when validation is turned off (`cdk synth --no-validation`).
+    TemplateValidationError when it cannot start (aws-cdk-lib's JavaScript missing, or another version)."""
     if os.environ.get("CDK_VALIDATION") == "false":
         return None
-    validator = TemplateValidator()
-    atexit.register(validator.close)  # a synth that fails or ends before validating leaves no process behind
-    return validator
+    return TemplateValidator()

@@ -18,6 +18,7 @@ are all the CDK modules the stacks import).
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import Any
 
@@ -83,7 +84,9 @@ def _stack_templates(context: cdk.IPolicyValidationContext) -> list[dict[str, An
     return [
         {
             "stackConstructPath": t.stack_construct_path,
-            "templatePath": t.template_path,
+            "templatePath": os.path.abspath(
+                t.template_path
+            ),  # the process may not share this one's directory
             "accountId": t.account_id,
             "region": t.region,
         }
@@ -93,10 +96,15 @@ def _stack_templates(context: cdk.IPolicyValidationContext) -> list[dict[str, An
 
 @jsii.implements(cdk.IPolicyValidationPlugin)
 class TemplateValidation:
-    """CDK's CloudFormationValidatePlugin, run by `validator`'s process; its report is returned as it is."""
+    """CDK's CloudFormationValidatePlugin, run by `validator`'s process; its report is returned as it is.
+
+    NagFirst, registered with it on the same app (add_checks), hands the templates over before cdk-nag runs;
+    without it, `validate` does. A second synth of the app (`app.synth(force=True)`) gets a fresh process.
+    """
 
     def __init__(self, validator: TemplateValidator) -> None:
         self._validator = validator
+        self._handed_over = False
         self._version: str | None = None
 
     @property
@@ -111,9 +119,17 @@ class TemplateValidation:
     def rule_ids(self) -> list[str] | None:
         return None
 
+    def hand_over(self, context: cdk.IPolicyValidationContext) -> None:
+        """Start validating the context's templates: the process works while the caller goes on."""
+        if self._validator.started:
+            self._validator = TemplateValidator()
+        self._validator.start(_stack_templates(context))
+        self._handed_over = True
+
     def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
-        if not self._validator.started:  # else NagFirst handed the templates over already
-            self._validator.start(_stack_templates(context))
+        if not self._handed_over:
+            self.hand_over(context)
+        self._handed_over = False
         self._version, report = self._validator.report()
         return _report(report)
 
@@ -124,9 +140,9 @@ class NagFirst:
     templates to the validation process: CDK runs the plugins one after the other, so the process validates
     while cdk-nag checks (in the kernel), and TemplateValidation, registered after this, collects its report."""
 
-    def __init__(self, nag: cdk.IPolicyValidationPlugin, validator: TemplateValidator) -> None:
+    def __init__(self, nag: cdk.IPolicyValidationPlugin, templates: TemplateValidation) -> None:
         self._nag = nag
-        self._validator = validator
+        self._templates = templates
 
     @property
     def name(self) -> str:
@@ -141,7 +157,7 @@ class NagFirst:
         return self._nag.rule_ids
 
     def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
-        self._validator.start(_stack_templates(context))
+        self._templates.hand_over(context)
         return self._nag.validate(context)
 
 
@@ -181,6 +197,5 @@ def add_checks(app: cdk.App, template_validation: TemplateValidator | None = Non
     if template_validation is None:
         cdk.Validations.of(app).add_plugins(nag)
     else:
-        cdk.Validations.of(app).add_plugins(
-            NagFirst(nag, template_validation), TemplateValidation(template_validation)
-        )
+        templates = TemplateValidation(template_validation)
+        cdk.Validations.of(app).add_plugins(NagFirst(nag, templates), templates)

@@ -107,37 +107,52 @@ def _drop_redundant_dependency(resource: Construct, role: iam.IRole) -> None:
         cfn.add_override("DependsOn", [Stack.of(resource).get_logical_id(policy.node.default_child)])
 
 
-# Of the EMR actions that CDK's EMR tasks grant, only RunJobFlow has no resource type (the cluster does not
-# exist yet: Service Authorization Reference, Amazon Elastic MapReduce); the others act on a cluster's ARN.
-EMR_ACTIONS_WITHOUT_RESOURCE_TYPE = frozenset({"elasticmapreduce:RunJobFlow"})
+# EMR actions on an existing cluster (their resource type is `cluster`), as CDK's EMR tasks grant them.
+EMR_CLUSTER_ACTIONS = frozenset(
+    f"elasticmapreduce:{a}"
+    for a in (
+        "DescribeCluster",
+        "TerminateJobFlows",
+        "AddJobFlowSteps",
+        "DescribeStep",
+        "CancelSteps",
+        "SetTerminationProtection",
+        "ModifyInstanceFleet",
+    )
+)
+# Tagging is checked on the cluster's ARN, also when RunJobFlow creates a tagged cluster (tag on create).
+EMR_TAGGING = frozenset({"elasticmapreduce:AddTags"})
 
 
-def narrow_emr_statement(statement: iam.PolicyStatement, clusters: str) -> list[iam.PolicyStatement]:
-    """`statement` with its EMR cluster actions on `clusters` (an ARN or ARN pattern) instead of `*` or every
-    cluster of the account and region; RunJobFlow stays on `*`. Anything but an unconditional Allow of EMR
-    actions on `*` or on `cluster/*` is returned unchanged."""
+def narrow_emr_statement(
+    statement: iam.PolicyStatement, clusters: str, region_clusters: str
+) -> list[iam.PolicyStatement]:
+    """`statement` with its EMR cluster actions (EMR_CLUSTER_ACTIONS) on `clusters` (the pipeline's cluster ARN,
+    or `region_clusters` for clusters created at run time) and AddTags on `region_clusters`, instead of `*` or
+    every cluster of the account and region. Every other action stays where it was (RunJobFlow on `*`: it has no
+    resource type). Anything but an unconditional, unnamed Allow of EMR actions on `*` or `cluster/*` is returned
+    unchanged."""
     actions = statement.actions  # first: each property read is a jsii call, and most statements end here
     if not actions or not all(a.startswith("elasticmapreduce:") for a in actions):
         return [statement]
     plain = (
         statement.effect == iam.Effect.ALLOW
+        and not statement.sid
         and not statement.has_principal
         and not statement.conditions
         and not statement.not_resources
     )
-    if not plain:
-        return [statement]
     resources = statement.resources
-    if resources == ["*"]:
-        unscoped = [a for a in actions if a in EMR_ACTIONS_WITHOUT_RESOURCE_TYPE]
-    elif resources and all(r.endswith(":cluster/*") for r in resources):
-        unscoped = []
-    else:
+    if not plain or not (resources == ["*"] or all(r.endswith(":cluster/*") for r in resources)):
         return [statement]
-    scoped = [a for a in actions if a not in unscoped]
-    narrowed = [iam.PolicyStatement(actions=unscoped, resources=["*"])] if unscoped else []
-    if scoped:
-        narrowed.append(iam.PolicyStatement(actions=scoped, resources=[clusters]))
+    targets: dict[str, list[str]] = {}  # clusters and region_clusters are one ARN pattern in transient mode
+    for arn, moving in ((clusters, EMR_CLUSTER_ACTIONS), (region_clusters, EMR_TAGGING)):
+        targets.setdefault(arn, []).extend(a for a in actions if a in moving)
+    kept = [a for a in actions if a not in EMR_CLUSTER_ACTIONS | EMR_TAGGING]
+    narrowed = [iam.PolicyStatement(actions=kept, resources=resources)] if kept else []
+    narrowed += [
+        iam.PolicyStatement(actions=moved, resources=[arn]) for arn, moved in targets.items() if moved
+    ]
     return narrowed
 
 
@@ -147,19 +162,20 @@ class StateMachineRole(iam.Role):
     StateMachine adds every task's statements through add_to_principal_policy, and CDK (aws-cdk-lib 2.275.0)
     writes the EMR ones wider than they need to be: EmrCreateCluster puts DescribeCluster, TerminateJobFlows and
     AddTags on `*` beside RunJobFlow, and EmrAddStep grants its step actions on every cluster of the account and
-    region, even where the cluster is known. Here every EMR action but RunJobFlow goes to `clusters`: this
-    region's `cluster/*` for transient clusters (their ids exist only at run time), the stack's cluster's ARN in
-    persistent mode (narrow_emr_statement). Every other statement is added as it comes.
+    region, even where the cluster is known. Here the cluster actions go to `clusters`: this region's `cluster/*`
+    for transient clusters (their ids exist only at run time), the stack's cluster's ARN in persistent mode;
+    AddTags to this region's `cluster/*` (narrow_emr_statement). Every other statement is added as it comes.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, clusters: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, clusters: str, region_clusters: str) -> None:
         self._clusters = clusters
+        self._region_clusters = region_clusters
         super().__init__(scope, construct_id, assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
 
     def add_to_principal_policy(self, statement: iam.PolicyStatement) -> iam.AddToPrincipalPolicyResult:
         results = [
             super(StateMachineRole, self).add_to_principal_policy(s)
-            for s in narrow_emr_statement(statement, self._clusters)
+            for s in narrow_emr_statement(statement, self._clusters, self._region_clusters)
         ]
         return results[-1]
 
@@ -316,16 +332,23 @@ class Pipeline(Construct):
         self.log_group = encrypted_log_group(
             self, "StateMachineLogs", key=key, retention_days=config.log_retention_days, removal=removal
         )
-        definition = self._definition(glue_etl, emr_, batch_)
-        clusters = Stack.of(self).format_arn(
-            service="elasticmapreduce",
-            resource="cluster",
-            resource_name=emr_.cluster.ref if emr_.cluster is not None else "*",
+        # The EMR clusters the state machine works on: this region's (transient clusters, created at run time),
+        # or the stack's one.
+        self._region_clusters = Stack.of(self).format_arn(
+            service="elasticmapreduce", resource="cluster", resource_name="*"
         )
+        self._clusters = self._region_clusters
+        if emr_.cluster is not None:
+            self._clusters = Stack.of(self).format_arn(
+                service="elasticmapreduce", resource="cluster", resource_name=emr_.cluster.ref
+            )
+        definition = self._definition(glue_etl, emr_, batch_)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            role=StateMachineRole(self, "StateMachineRole", clusters=clusters),
+            role=StateMachineRole(
+                self, "StateMachineRole", clusters=self._clusters, region_clusters=self._region_clusters
+            ),
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.hours(config.pipeline.execution_timeout_hours),
@@ -464,7 +487,7 @@ class Pipeline(Construct):
         if self._config.emr.mode == "transient":
             acknowledge_resource_wildcard(
                 role,
-                stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name="*"),
+                self._region_clusters,
                 "Describing, stepping, tagging and terminating the run's transient cluster, whose id exists only "
                 "at run time (StateMachineRole keeps every EMR action but RunJobFlow to this region's clusters).",
             )
@@ -688,11 +711,7 @@ class Pipeline(Construct):
                 action="describeCluster",
                 parameters={"ClusterId": cluster_id},
                 iam_action="elasticmapreduce:DescribeCluster",
-                iam_resources=[
-                    Stack.of(self).format_arn(
-                        service="elasticmapreduce", resource="cluster", resource_name=cluster_id
-                    )
-                ],
+                iam_resources=[self._clusters],
                 result_selector={"ClusterId.$": "$.Cluster.Id", "State.$": "$.Cluster.Status.State"},
                 result_path="$.cluster",
                 task_timeout=sfn.Timeout.duration(LAMBDA_TASK_TIMEOUT),

@@ -139,7 +139,9 @@ def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, 
     arn = ["arn:aws:elasticmapreduce:us-east-1:", {"Ref": "AWS::AccountId"}, ":cluster/"]
     if synth_name == "dev":
         assert resources.pop("elasticmapreduce:RunJobFlow") == ["*"]
-        assert EMR_CLUSTER_ACTIONS | {"elasticmapreduce:TerminateJobFlows"} <= set(resources)
+        # RunJobFlow tags the cluster (EMR's managed-policy tag): AddTags is checked on the new cluster's ARN
+        tagging = {"elasticmapreduce:TerminateJobFlows", "elasticmapreduce:AddTags"}
+        assert set(resources) == EMR_CLUSTER_ACTIONS | tagging
         for action, arns in resources.items():
             assert arns == [{"Fn::Join": ["", [*arn[:2], arn[2] + "*"]]}], action
     else:  # the ARN of the Emr stack's AWS::EMR::Cluster, whose id comes through that stack's output
@@ -243,3 +245,48 @@ def test_state_machine_may_stop_and_poll_the_jobs_it_starts(dev: Any) -> None:
         s for _, s in states(definition(dev)) if s.get("Resource", "").endswith("batch:submitJob.sync")
     ]
     assert submits and all("Tags" not in s["Parameters"] for s in submits)
+
+
+def test_only_plain_emr_statements_are_narrowed_and_only_their_cluster_actions() -> None:
+    from aws_cdk import aws_iam as iam
+
+    from stacks.constructs.pipeline import narrow_emr_statement
+
+    emr = "elasticmapreduce:"
+
+    def narrowed(**statement: Any) -> list[Any]:
+        result = narrow_emr_statement(iam.PolicyStatement(**statement), "arn:one", "arn:region/*")
+        return [s.to_statement_json() for s in result]
+
+    create = [f"{emr}RunJobFlow", f"{emr}DescribeCluster", f"{emr}TerminateJobFlows", f"{emr}AddTags"]
+    assert narrowed(actions=create, resources=["*"]) == [
+        {"Action": f"{emr}RunJobFlow", "Effect": "Allow", "Resource": "*"},
+        {
+            "Action": [f"{emr}DescribeCluster", f"{emr}TerminateJobFlows"],
+            "Effect": "Allow",
+            "Resource": "arn:one",
+        },
+        {"Action": f"{emr}AddTags", "Effect": "Allow", "Resource": "arn:region/*"},
+    ]
+    steps = [f"{emr}AddJobFlowSteps", f"{emr}DescribeStep", f"{emr}CancelSteps"]
+    assert narrowed(actions=steps, resources=["arn:aws:elasticmapreduce:r:a:cluster/*"]) == [
+        {"Action": steps, "Effect": "Allow", "Resource": "arn:one"}
+    ]
+    # An EMR action without the cluster resource type stays where it is.
+    assert narrowed(actions=[f"{emr}ListClusters", f"{emr}DescribeCluster"], resources=["*"]) == [
+        {"Action": f"{emr}ListClusters", "Effect": "Allow", "Resource": "*"},
+        {"Action": f"{emr}DescribeCluster", "Effect": "Allow", "Resource": "arn:one"},
+    ]
+    unchanged: list[dict[str, Any]] = [
+        {
+            "actions": [f"{emr}DescribeCluster"],
+            "resources": ["*"],
+            "conditions": {"StringEquals": {"k": "v"}},
+        },
+        {"actions": [f"{emr}DescribeCluster"], "resources": ["*"], "effect": iam.Effect.DENY},
+        {"actions": [f"{emr}DescribeCluster"], "resources": ["*"], "sid": "Named"},
+        {"actions": [f"{emr}DescribeCluster", "logs:DescribeLogGroups"], "resources": ["*"]},
+        {"actions": [f"{emr}DescribeCluster"], "resources": ["arn:aws:elasticmapreduce:r:a:cluster/j-1"]},
+    ]
+    for statement in unchanged:
+        assert narrowed(**statement) == [iam.PolicyStatement(**statement).to_statement_json()], statement

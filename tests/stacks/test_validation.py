@@ -144,12 +144,34 @@ def test_the_process_reports_what_cdks_own_plugin_reports(tmp_path: Path) -> Non
     assert _cfn_report(tmp_path / "in-process") == expected
 
 
-def test_the_engine_is_the_python_packages_aws_cdk_lib() -> None:
+def test_the_engine_is_the_python_packages_aws_cdk_lib(monkeypatch: pytest.MonkeyPatch) -> None:
     import aws_cdk as cdk
 
     engine = json.loads(cfn_validate.ENGINE_PACKAGE.read_text())["version"]
-    assert engine == importlib.metadata.version("aws-cdk-lib")  # package.json pins both to one version
+    assert (
+        engine == importlib.metadata.version("aws-cdk-lib") == cfn_validate.kernel_version()
+    )  # package.json
     assert validation.PLUGIN_NAME == cdk.CloudFormationValidatePlugin.PLUGIN_NAME
+    # another version does not start (app.py then has CDK validate in the kernel, with a note)
+    monkeypatch.setattr(cfn_validate, "kernel_version", lambda: "2.0.0")
+    with pytest.raises(
+        cfn_validate.TemplateValidationError, match=f"is {engine}, the Python package's is 2.0.0"
+    ):
+        cfn_validate.TemplateValidator()
+
+
+def test_a_second_synth_of_the_app_is_validated_again(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+
+    app = cdk.App(outdir=str(tmp_path), builtin_cloud_formation_validation=False)
+    stack = cdk.Stack(app, "S")
+    cdk.CfnResource(stack, "Bucket", type="AWS::S3::Bucket", properties={"BucketName": "Not_Valid"})
+    validation.add_checks(app, cfn_validate.TemplateValidator())
+    app.synth()
+    first = _cfn_report(tmp_path)
+    (tmp_path / "validation-report.json").unlink()
+    app.synth(force=True)  # a fresh process: the first one has reported
+    assert _cfn_report(tmp_path) == first and first
 
 
 def test_a_failing_process_fails_with_its_error(tmp_path: Path) -> None:
