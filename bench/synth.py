@@ -32,15 +32,15 @@ def _cdk_synth(out: str) -> list[str]:
 
 def _env(context: dict[str, object] | None, outdir: str, validation: str = "") -> dict[str, str]:
     env = {
-        "MLPIPE_BENCH_VALIDATION": validation,  # bench/minimal_app.py: "process" for the second floor
         **os.environ,
+        "MLPIPE_BENCH_VALIDATION": validation,  # bench/minimal_app.py: "process" for the second floor
         "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
         "CDK_DISABLE_CLI_TELEMETRY": "1",
         "CDK_OUTDIR": outdir,
         "JSII_NODE": str(ROOT / "scripts" / "jsii-node"),  # both apps on the jsii node that app.py uses
     }
-    if context is not None:  # the bare app process, given the context the CLI would pass
-        env["CDK_CONTEXT_JSON"] = json.dumps({**context, "aws:cdk:disable-stack-trace": True})
+    if context is not None:  # the bare app process, given cdk.json's context as the CLI passes it
+        env["CDK_CONTEXT_JSON"] = json.dumps(context)
     return env
 
 

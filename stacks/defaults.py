@@ -5,7 +5,6 @@ Change a default here, not in the construct that uses it.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -35,19 +34,17 @@ EMR_CREATE_CLUSTER_TIMEOUT = Duration.minutes(60)
 EMR_STEP_TIMEOUT = Duration.hours(6)
 EMR_TERMINATE_TIMEOUT = Duration.minutes(30)
 SNS_TASK_TIMEOUT = Duration.minutes(1)
+# Every task's retries on transient errors: exponential backoff from RETRY_INTERVAL, capped at RETRY_MAX_DELAY.
+RETRY_INTERVAL = Duration.seconds(2)
+RETRY_MAX_DELAY = Duration.seconds(60)
 
 # Objects under these prefixes of the artifacts bucket expire (lifecycle rules).
 CHECKPOINT_EXPIRY = Duration.days(30)
 TMP_EXPIRY = Duration.days(7)
 
 # Tag that AWS's managed EMR service policy v2 requires on every resource EMR creates or uses.
+_ACCOUNT_ID = Aws.ACCOUNT_ID  # the `AWS::AccountId` token, read from the kernel once
 EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
-
-
-@functools.cache
-def _account_token() -> str:
-    """`AWS::AccountId`, read from the kernel once per process."""
-    return Aws.ACCOUNT_ID
 
 
 def bucket_name(config: MlpipeConfig, purpose: str) -> str:
@@ -56,7 +53,7 @@ def bucket_name(config: MlpipeConfig, purpose: str) -> str:
     Deterministic names let each stack refer to the lake without cross-stack exports, and let the IAM
     statements (and their cdk-nag acknowledgements) name exact ARNs.
     """
-    account = config.account or _account_token()  # each stack's account (platform.py gives them the config's)
+    account = config.account or _ACCOUNT_ID  # each stack's account (platform.py gives them the config's)
     return f"{config.stack_prefix.lower()}-{config.env}-{purpose}-{account}-{config.region}"
 
 

@@ -136,8 +136,9 @@ def check_candidates_payload(config: MlpipeConfig, bucket_name_length: int) -> i
     per_candidate = 256 + 2 * _NAME + sum(bounds[k] + 32 for k in ("manifest", "output", "checkpoint"))
     per_candidate += bounds["hyperparameters"] + 32
     plan = 16 * 1024  # run id, a dozen S3 URIs and two spark-submit argv lists: a few KiB, counted generously
-    fixed = plan + longest_execution_input(0)
-    per_candidate += longest_execution_input(1) - longest_execution_input(0)  # the input grows linearly
+    empty_input = longest_execution_input(0)
+    fixed = plan + empty_input
+    per_candidate += longest_execution_input(1) - empty_input  # the input grows linearly with its candidates
     size = fixed + config.pipeline.max_candidates * per_candidate
     if size > STATE_PAYLOAD_LIMIT:
         most = (STATE_PAYLOAD_LIMIT - fixed) // per_candidate

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -33,20 +31,17 @@ CURATED_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 CURATED_PARTITION_COLUMNS: tuple[tuple[str, str], ...] = (("dt", "string"),)
 
 
-@functools.cache
-def _types() -> dict[str, glue.Type]:
-    """Glue's column types, read from the kernel once per process."""
-    return {
-        "string": glue.Schema.STRING,
-        "timestamp": glue.Schema.TIMESTAMP,
-        "double": glue.Schema.DOUBLE,
-        "int": glue.Schema.INTEGER,
-        "bigint": glue.Schema.BIG_INT,
-    }
+_TYPES = {  # read from the kernel once, not per column
+    "string": glue.Schema.STRING,
+    "timestamp": glue.Schema.TIMESTAMP,
+    "double": glue.Schema.DOUBLE,
+    "int": glue.Schema.INTEGER,
+    "bigint": glue.Schema.BIG_INT,
+}
 
 
 def _column(name: str, type_name: str) -> glue.Column:
-    return glue.Column(name=name, type=_types()[type_name])
+    return glue.Column(name=name, type=_TYPES[type_name])
 
 
 class GlueEtl(Construct):

@@ -17,7 +17,6 @@ carry S3 pointers and small fields only.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 
@@ -61,6 +60,8 @@ from stacks.defaults import (
     LAMBDA_TIMEOUT,
     LAMBDA_TRACING,
     LAMBDAS_DIR,
+    RETRY_INTERVAL,
+    RETRY_MAX_DELAY,
     SNS_TASK_TIMEOUT,
     longest_bucket_name,
     resource_name,
@@ -180,19 +181,13 @@ class StateMachineRole(iam.Role):
         return results[-1]
 
 
-@functools.cache
-def _seconds(amount: int) -> Duration:
-    """A Duration made once per process (each is a call to the kernel; they are immutable)."""
-    return Duration.seconds(amount)
-
-
 def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) -> None:
     state.add_retry(
         errors=errors,
-        interval=_seconds(2),
+        interval=RETRY_INTERVAL,
         backoff_rate=2.0,
         max_attempts=attempts,
-        max_delay=_seconds(60),
+        max_delay=RETRY_MAX_DELAY,
         jitter_strategy=sfn.JitterType.FULL,
     )
 
@@ -417,7 +412,8 @@ class Pipeline(Construct):
         # A value still unresolved here (a bucket name, an asset URI) is counted at 256 bytes, more than any is.
         guards.check_lambda_environment(
             name,
-            {k: ("x" * 256 if "${Token[" in v else v) for k, v in environment.items()},  # Token.is_unresolved
+            # "${Token[" marks an unresolved string: what Token.is_unresolved tests, without a kernel call
+            {k: ("x" * 256 if "${Token[" in v else v) for k, v in environment.items()},
         )
         log_group = encrypted_log_group(
             self,

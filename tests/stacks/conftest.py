@@ -58,7 +58,8 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     from stacks.platform import create_platform
     from stacks.validation import add_checks
 
-    # As the CDK CLI does: no construct creation stack traces (they are for `cdk synth --debug`).
+    # No metadata stack traces: they cost time and show the jsii kernel's JavaScript, never the Python that
+    # created a construct (the CDK CLI 2.1148 does not turn them off; app.py's synth records them).
     app = cdk.App(context={**context, "aws:cdk:disable-stack-trace": True}, outdir=str(outdir))
     config = load_config(context, environ={})
     platform = create_platform(app, config)

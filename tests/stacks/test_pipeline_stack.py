@@ -110,7 +110,7 @@ def test_persistent_mode_adds_steps_to_the_stack_cluster(prod: Any) -> None:
     assert "TerminateCluster" not in str(top)
 
 
-EMR_CLUSTER_ACTIONS = {
+GRANTED_CLUSTER_ACTIONS = {
     "elasticmapreduce:AddJobFlowSteps",
     "elasticmapreduce:DescribeStep",
     "elasticmapreduce:CancelSteps",
@@ -141,11 +141,11 @@ def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, 
         assert resources.pop("elasticmapreduce:RunJobFlow") == ["*"]
         # RunJobFlow tags the cluster (EMR's managed-policy tag): AddTags is checked on the new cluster's ARN
         tagging = {"elasticmapreduce:TerminateJobFlows", "elasticmapreduce:AddTags"}
-        assert set(resources) == EMR_CLUSTER_ACTIONS | tagging
+        assert set(resources) == GRANTED_CLUSTER_ACTIONS | tagging
         for action, arns in resources.items():
             assert arns == [{"Fn::Join": ["", [*arn[:2], arn[2] + "*"]]}], action
     else:  # the ARN of the Emr stack's AWS::EMR::Cluster, whose id comes through that stack's output
-        assert set(resources) == EMR_CLUSTER_ACTIONS
+        assert set(resources) == GRANTED_CLUSTER_ACTIONS
         (cluster,) = synth.template("Emr").find_resources("AWS::EMR::Cluster")
         outputs = synth.json("Emr")["Outputs"]
         for action, arns in resources.items():
