@@ -3,7 +3,7 @@ created in moto (a state machine whose first state is a Plan Lambda, Batch compu
 job definitions, buckets, a log group), as `cdk deploy` would leave them.
 
 `deployed` gives it in-process (mock_aws); tests/client/test_commands.py starts a moto server instead and
-runs the `mlpipe` command as a subprocess against it.
+runs the `mlpipe` command against it (as a subprocess, and through its `main`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""The `mlpipe` command as a user runs it: `python -m mlpipe ...` in a subprocess, against a moto server
-(127.0.0.1, a free port) holding the deployment, through AWS_ENDPOINT_URL."""
+"""The `mlpipe` commands against a moto server (127.0.0.1, a free port) holding the deployment, through
+AWS_ENDPOINT_URL. Two tests run the command as a user does, `python -m mlpipe ...` in a subprocess: the
+happy path and every kind of bad input. The others call its `main` in this process (`mlpipe_main`): the same
+code and the same server, without an interpreter's start and imports (about half a second a call)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -29,6 +33,8 @@ from moto_deployment import (
     deploy,
     moto_gaps_filled,
 )
+
+from mlpipe import cli
 
 pytestmark = pytest.mark.xdist_group("client-server")
 
@@ -62,19 +68,19 @@ def server() -> Iterator[dict[str, str]]:
         mock.patch.dict(default_user_config, MOTO_CONFIG),
         mock.patch.dict(os.environ, environment),
     ):
+        for name in [k for k in os.environ if k.startswith(("MLPIPE_", "AWS_PROFILE"))]:
+            del os.environ[name]  # the command in this process sees what a subprocess would (restored after)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         moto.start()
         try:
             deploy(boto3.Session(region_name=REGION))
-            command_env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("MLPIPE_", "AWS_PROFILE"))
-            }
-            yield {**command_env, **environment, "PYTHONWARNINGS": "ignore"}
+            yield {**os.environ, "PYTHONWARNINGS": "ignore"}
         finally:
             moto.stop()
 
 
 def mlpipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m mlpipe args` in a subprocess with `env`, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "mlpipe", *args],
         env=env,
@@ -83,6 +89,19 @@ def mlpipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def mlpipe_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command's `main(args)` in this process (the `server` fixture's environment is this process's), with
+    its output captured: an exit through `SystemExit` (argparse, `parser.exit`) gives its status as a process
+    would; any other exception fails the test with its traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    return subprocess.CompletedProcess(["mlpipe", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -115,8 +134,8 @@ def test_run_wait_shows_each_state_then_the_output(server: dict[str, str], tmp_p
 
 def test_a_failed_run_exits_1_with_state_error_and_cause(server: dict[str, str], tmp_path: Path) -> None:
     path = write(tmp_path, "gate.json", {"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.95}})
-    result = mlpipe(
-        server, "run", path, "--run-id", "cli-gate", "--wait", "--poll-seconds", "0.2", "--output", "json"
+    result = mlpipe_main(
+        "run", path, "--run-id", "cli-gate", "--wait", "--poll-seconds", "0.2", "--output", "json"
     )
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
@@ -127,14 +146,14 @@ def test_a_failed_run_exits_1_with_state_error_and_cause(server: dict[str, str],
         GATE_CAUSE,
     )
 
-    again = one_line_error(mlpipe(server, "run", path, "--run-id", "cli-gate"))
+    again = one_line_error(mlpipe_main("run", path, "--run-id", "cli-gate"))
     assert "run cli-gate already has an execution (FAILED" in again and "mlpipe redrive cli-gate" in again
 
-    status = mlpipe(server, "status", "cli-gate")
+    status = mlpipe_main("status", "cli-gate")
     assert status.returncode == 0
     assert "failed in  EvaluateModel" in status.stdout and GATE_CAUSE in status.stdout
 
-    listed = json.loads(mlpipe(server, "list", "--status", "FAILED", "--output", "json").stdout)
+    listed = json.loads(mlpipe_main("list", "--status", "FAILED", "--output", "json").stdout)
     assert "cli-gate" in [e["name"] for e in listed]
 
 
@@ -142,24 +161,23 @@ def test_run_without_wait_then_stop(server: dict[str, str], tmp_path: Path) -> N
     held = write(
         tmp_path, "held.json", {"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.5}}
     )  # waits an hour
-    started = mlpipe(server, "run", held, "--output", "json", "--run-id", "cli-held")
+    started = mlpipe_main("run", held, "--output", "json", "--run-id", "cli-held")
     assert started.returncode == 0, started.stderr
     document = json.loads(started.stdout)
     assert document["run_id"] == "cli-held" and document["run_id_derived"] is False
     # The same input again while it runs: Step Functions returns the same execution.
-    same = mlpipe(server, "run", held, "--output", "json", "--run-id", "cli-held")
+    same = mlpipe_main("run", held, "--output", "json", "--run-id", "cli-held")
     assert json.loads(same.stdout)["execution_arn"] == document["execution_arn"]
-    stopped = mlpipe(server, "stop", "cli-held", "--cause", "not needed", "--output", "json")
+    stopped = mlpipe_main("stop", "cli-held", "--cause", "not needed", "--output", "json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["status"] == "ABORTED"
-    assert "is not running (ABORTED)" in one_line_error(mlpipe(server, "stop", "cli-held"))
+    assert "is not running (ABORTED)" in one_line_error(mlpipe_main("stop", "cli-held"))
 
 
 def test_redrive_refuses_a_run_that_did_not_fail(server: dict[str, str]) -> None:
     # MOTO GAP (5.2.5): RedriveExecution itself is not implemented (its server answers 500); the redrive of
     # a failed run is tested in-process with that one call stubbed (test_executions.py, test_cli.py).
-    mlpipe(
-        server,
+    mlpipe_main(
         "run",
         "--raw-uri",
         RAW_URI + "redrive/",
@@ -169,19 +187,19 @@ def test_redrive_refuses_a_run_that_did_not_fail(server: dict[str, str]) -> None
         "--poll-seconds",
         "0.2",
     )
-    message = one_line_error(mlpipe(server, "redrive", "cli-done"))
+    message = one_line_error(mlpipe_main("redrive", "cli-done"))
     assert (
         "run cli-done is SUCCEEDED: only a FAILED, TIMED_OUT or ABORTED execution can be redriven" in message
     )
 
 
 def test_train_submit_status_logs_cancel(server: dict[str, str]) -> None:
-    submitted = mlpipe(
-        server, *SUBMIT, "--name", "cli-train", "--hyperparameters", '{"lr": 0.01}', "--output", "json"
+    submitted = mlpipe_main(
+        *SUBMIT, "--name", "cli-train", "--hyperparameters", '{"lr": 0.01}', "--output", "json"
     )
     assert submitted.returncode == 0, submitted.stderr
     job_id = json.loads(submitted.stdout)["job_id"]
-    status = json.loads(mlpipe(server, "train", "status", job_id, "--output", "json").stdout)
+    status = json.loads(mlpipe_main("train", "status", job_id, "--output", "json").stdout)
     assert status["status"] == "SUCCEEDED" and status["parameters"]["hyperparameters"] == '{"lr":0.01}'
     logs = boto3.client("logs", region_name=REGION, endpoint_url=server["AWS_ENDPOINT_URL"])
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=status["log_stream"])
@@ -190,23 +208,23 @@ def test_train_submit_status_logs_cancel(server: dict[str, str]) -> None:
         logStreamName=status["log_stream"],
         logEvents=[{"timestamp": 1_795_000_000_000, "message": "epoch 1 validation_auc 0.81"}],
     )
-    printed = mlpipe(server, "train", "logs", job_id)
+    printed = mlpipe_main("train", "logs", job_id)
     assert printed.returncode == 0 and printed.stdout == "epoch 1 validation_auc 0.81\n"
-    followed = mlpipe(server, "train", "status", job_id, "--wait", "--poll-seconds", "0.1")
+    followed = mlpipe_main("train", "status", job_id, "--wait", "--poll-seconds", "0.1")
     assert followed.returncode == 0
     assert (
         "epoch 1 validation_auc 0.81" in followed.stdout
         and f"job cli-train ({job_id}): SUCCEEDED" in followed.stdout
     )
-    assert "has already ended (SUCCEEDED)" in one_line_error(mlpipe(server, "train", "cancel", job_id))
+    assert "has already ended (SUCCEEDED)" in one_line_error(mlpipe_main("train", "cancel", job_id))
 
 
 def test_status_wait_multi_node_dry_run_array_and_log_follow(server: dict[str, str]) -> None:
-    followed = mlpipe(server, "status", "cli-ok", "--wait", "--poll-seconds", "0.1")
+    followed = mlpipe_main("status", "cli-ok", "--wait", "--poll-seconds", "0.1")
     assert followed.returncode == 0 and "run cli-ok: SUCCEEDED" in followed.stdout
 
-    dry = mlpipe(
-        server, *SUBMIT, "--nodes", "2", "--gpus", "4", "--name", "cli-ddp", "--dry-run", "--output", "json"
+    dry = mlpipe_main(
+        *SUBMIT, "--nodes", "2", "--gpus", "4", "--name", "cli-ddp", "--dry-run", "--output", "json"
     )
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
@@ -214,23 +232,23 @@ def test_status_wait_multi_node_dry_run_array_and_log_follow(server: dict[str, s
     assert planned["request"]["nodeOverrides"]["numNodes"] == 2
     assert planned["request"]["jobQueue"].endswith("job-queue/mlpipe-on-demand")
 
-    array = mlpipe(server, *SUBMIT, "--array-size", "8", "--name", "cli-array", "--output", "json")
+    array = mlpipe_main(*SUBMIT, "--array-size", "8", "--name", "cli-array", "--output", "json")
     assert array.returncode == 0, array.stderr
     job_id = json.loads(array.stdout)["job_id"]
-    status = json.loads(mlpipe(server, "train", "status", job_id, "--output", "json").stdout)
+    status = json.loads(mlpipe_main("train", "status", job_id, "--output", "json").stdout)
     assert status["array"] == {"SUCCEEDED": 8}
     child = f"{job_id}:3"
-    logs = mlpipe(server, "train", "logs", child, "--follow", "--poll-seconds", "0.1", "--output", "json")
+    logs = mlpipe_main("train", "logs", child, "--follow", "--poll-seconds", "0.1", "--output", "json")
     assert logs.returncode == 0 and logs.stdout == ""  # the child ended; moto wrote no log events
 
 
 def test_train_submit_wait_exit_status_follows_the_job(
     server: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ok = mlpipe(server, *SUBMIT, "--name", "cli-wait", "--wait", "--poll-seconds", "0.1")
+    ok = mlpipe_main(*SUBMIT, "--name", "cli-wait", "--wait", "--poll-seconds", "0.1")
     assert ok.returncode == 0 and "job cli-wait: SUCCEEDED" in ok.stderr
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")  # read by moto's Batch in this process
-    failed = mlpipe(server, *SUBMIT, "--name", "cli-fails", "--wait", "--poll-seconds", "0.1")
+    failed = mlpipe_main(*SUBMIT, "--name", "cli-fails", "--wait", "--poll-seconds", "0.1")
     assert failed.returncode == 1 and "job cli-fails: FAILED" in failed.stderr
 
 
