@@ -30,7 +30,7 @@ help:
 	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
 	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode at 100k and 1M)"
 
-setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed
+setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed build/jsii-package-cache.installed
 	@# Local Spark's class-data-sharing archive: made once (about 30 s), checked each time (0.3 s).
 	$(PY) -m mlpipe.local.spark_cds
 
@@ -42,6 +42,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@node --version | grep -q '^v22\.' || { echo "node_modules/.bin/node is not Node 22" >&2; exit 1; }
+	@touch $@
+
+# jsii's kernel unpacks aws-cdk-lib, constructs and cdk-nag into its package cache (~/.cache/aws/jsii) the
+# first time a process on the machine loads them: 3 to 5 s more for that process (4 to 7 s of CPU), done
+# here once instead of in the first `make synth`, `make demo` or test run.
+build/jsii-package-cache.installed: $(VENV)/.installed node_modules/.installed
+	@mkdir -p build
+	$(PY) -c "import aws_cdk, cdk_nag"
 	@touch $@
 
 # Runtime dependencies of the Lambda functions, built for the Lambda platform (Python 3.14, arm64).
