@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,6 +169,16 @@ def test_run_without_wait_then_stop(server: dict[str, str], tmp_path: Path) -> N
     # The same input again while it runs: Step Functions returns the same execution.
     same = mlpipe_main("run", held, "--output", "json", "--run-id", "cli-held")
     assert json.loads(same.stdout)["execution_arn"] == document["execution_arn"]
+    # moto answers RUNNING before its interpreter has started the execution, and a StopExecution in between
+    # fails inside moto: stop it once it waits in its Wait state (a process's start used to leave the time).
+    sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=server["AWS_ENDPOINT_URL"])
+    for _ in range(100):
+        events = sfn.get_execution_history(executionArn=document["execution_arn"])["events"]
+        if any(e["type"] == "WaitStateEntered" for e in events):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the run never entered its Wait state")
     stopped = mlpipe_main("stop", "cli-held", "--cause", "not needed", "--output", "json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["status"] == "ABORTED"
