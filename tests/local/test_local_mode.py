@@ -75,10 +75,12 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     failed = local.run(Options(rows=ROWS, candidates=2, workdir=workdir))
 
     # ---- the failure report
-    assert failed["status"] == "FAILED"
-    failure = failed["failure"]
-    assert failure["state"] == "Publish"  # the Parallel whose branch failed, as the failure notice names it
-    assert failure["error"] == "States.TaskFailed"
+    failure = failed.get("failure")
+    assert failed["status"] == "FAILED" and failure is not None, failed
+    # the Parallel whose branch failed, as the failure notice names it; on a failure elsewhere, the report and
+    # the end of the failed job's log say why
+    assert failure["state"] == "Publish", _report(failure)
+    assert failure["error"] == "States.TaskFailed", _report(failure)
     assert "no-such-model" in failure["cause"]
     log = Path(failure["log"])
     assert log.is_file() and log.parent.name == f"{failed['run_id']}-inference"
@@ -151,6 +153,13 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     for state in ("CleanEvents", "BuildFeatures", "TrainMultiNode", "TrainSingleNode", "BuildInferenceFeatures",
                   "BatchInference", "Summarize"):  # fmt: skip
         assert f"done       {state} (" in done.out, state
+
+
+def _report(failure: dict[str, Any]) -> str:
+    """A run's failure report, and the end of the failed job's log when it has one."""
+    log = Path(failure["log"]) if failure.get("log") else None
+    tail = f"{log}:\n{log.read_text(errors='replace')[-3000:]}" if log and log.is_file() else "(no log)"
+    return f"{json.dumps(failure, indent=1)}\n{tail}"
 
 
 def _descendants(root: int) -> set[int]:
