@@ -6,6 +6,7 @@ code and the same server, without an interpreter's start and imports (about half
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import json
 import os
@@ -95,13 +96,20 @@ def mlpipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def mlpipe_main(*args: str) -> subprocess.CompletedProcess[str]:
     """The command's `main(args)` in this process (the `server` fixture's environment is this process's), with
     its output captured: an exit through `SystemExit` (argparse, `parser.exit`) gives its status as a process
-    would; any other exception fails the test with its traceback."""
+    would; any other exception fails the test with its traceback and the output so far. A call that outlives
+    the subprocesses' 120 s limit ends the test worker with every thread's traceback instead of hanging it."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(list(args))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except Exception as exc:
+        exc.add_note(f"mlpipe {' '.join(args)}\nstdout:\n{out.getvalue()}\nstderr:\n{err.getvalue()}")
+        raise
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     return subprocess.CompletedProcess(["mlpipe", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -159,7 +159,7 @@ def _report(failure: dict[str, Any]) -> str:
     """A run's failure report, and the end of the failed job's log when it has one."""
     log = Path(failure["log"]) if failure.get("log") else None
     tail = f"{log}:\n{log.read_text(errors='replace')[-3000:]}" if log and log.is_file() else "(no log)"
-    return f"{json.dumps(failure, indent=1)}\n{tail}"
+    return f"{json.dumps(failure, indent=1, default=str)}\n{tail}"
 
 
 def _descendants(root: int) -> set[int]:
