@@ -50,9 +50,9 @@ def main() -> int:
     early = _early_config()
     if early is not None:
         prefetch_dlc_image(early.region, early.batch.dlc_pytorch_version, early.batch.dlc_python_version)
-    validation = _Validation()
+    validator, in_kernel = None, False
     if early is not None or "CDK_CONTEXT_JSON" not in os.environ:  # not for a context that fails to load
-        validation.start()
+        validator, in_kernel = _start_validation()
     import aws_cdk as cdk
 
     from stacks.validation import add_checks, load_checks_while_importing
@@ -60,7 +60,7 @@ def main() -> int:
     load_checks_while_importing()
     from stacks.platform import create_platform
 
-    app = cdk.App(builtin_cloud_formation_validation=validation.in_kernel)
+    app = cdk.App(builtin_cloud_formation_validation=in_kernel)
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
         config = load_config(context)
@@ -69,28 +69,22 @@ def main() -> int:
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2
-    add_checks(app, validation.validator)
+    add_checks(app, validator)
     app.synth()
     gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
     return 0
 
 
-class _Validation:
-    """Where CDK's template validation runs: in its own process (stacks/cfn_validate.py), or, when that cannot
-    start (aws-cdk-lib's JavaScript missing or of another version), in the kernel as CDK does by default;
-    nowhere for `cdk synth --no-validation`."""
-
-    def __init__(self) -> None:
-        self.validator: TemplateValidator | None = None
-        self.in_kernel = False
-
-    def start(self) -> None:
-        try:
-            self.validator = start_template_validation()
-        except TemplateValidationError as error:
-            print(f"mlpipe: note: {error}; CDK validates the templates in the app's own process (slower)",
-                  file=sys.stderr)  # fmt: skip
-            self.in_kernel = True
+def _start_validation() -> tuple[TemplateValidator | None, bool]:
+    """CDK's template validation in a process of its own (stacks/cfn_validate.py), and whether CDK should
+    validate in the kernel instead, as it does by default: when that process cannot start (aws-cdk-lib's
+    JavaScript missing or of another version). Neither for `cdk synth --no-validation`."""
+    try:
+        return start_template_validation(), False
+    except TemplateValidationError as error:
+        print(f"mlpipe: note: {error}; CDK validates the templates in the app's own process (slower)",
+              file=sys.stderr)  # fmt: skip
+        return None, True
 
 
 if __name__ == "__main__":

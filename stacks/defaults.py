@@ -43,8 +43,9 @@ CHECKPOINT_EXPIRY = Duration.days(30)
 TMP_EXPIRY = Duration.days(7)
 
 # Tag that AWS's managed EMR service policy v2 requires on every resource EMR creates or uses.
-_ACCOUNT_ID = Aws.ACCOUNT_ID  # the `AWS::AccountId` token, read from the kernel once
 EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+
+_ACCOUNT_ID = Aws.ACCOUNT_ID  # the `AWS::AccountId` token, read from the kernel once
 
 
 def bucket_name(config: MlpipeConfig, purpose: str) -> str:
