@@ -229,7 +229,9 @@ class BatchCompute(Construct):
                 job_role=role,
                 logging=logging,
                 readonly_root_filesystem=False,  # PyTorch and NCCL write caches under /tmp and /root
-                environment={"PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "WARN"},
+                # A crash in native code (a segfault, or an abort in NCCL, gloo or CUDA) leaves every thread's
+                # Python traceback in the job's log (faulthandler); local mode runs the jobs with it too.
+                environment={"PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", "NCCL_DEBUG": "WARN"},
             )
             acknowledge(
                 definition.execution_role,

@@ -99,12 +99,13 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def child_env() -> Any:
     """Builds the environment of an entry point run as a subprocess: the package on PYTHONPATH, one thread,
-    no AWS Batch or torchrun variables from the outer environment, plus `extra`."""
+    faulthandler on (as the job definitions have it), no AWS Batch or torchrun variables from the outer
+    environment, plus `extra`."""
 
     def build(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         drop = ("AWS_BATCH_", "MLPIPE_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_", "AWS_ENDPOINT_URL")
         env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-        env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
         env.update(extra or {})
         return env
 

@@ -190,6 +190,13 @@ def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
     assert {"Type": "GPU", "Value": "4"} in gpus
 
 
+def test_a_native_crash_in_a_job_leaves_python_tracebacks_in_its_log(dev: Any) -> None:
+    for d in _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition"):
+        p = d["Properties"]
+        container = p.get("ContainerProperties") or p["NodeProperties"]["NodeRangeProperties"][0]["Container"]
+        assert {"Name": "PYTHONFAULTHANDLER", "Value": "1"} in container["Environment"]
+
+
 def test_training_and_inference_jobs_have_their_own_roles(dev: Any) -> None:
     """Both read features and write run outputs; only training may touch checkpoints."""
     t = dev.template("Batch")
