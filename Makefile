@@ -7,16 +7,15 @@ SHELL := /bin/bash
 PYTHON_BOOT ?= python3.11
 VENV        := .venv
 PY          := $(VENV)/bin/python
-# Node 22 LTS from node_modules (package.json) comes first on PATH: the CDK CLI and jsii run on it.
+# Node 24 LTS from node_modules (package.json) comes first on PATH: the CDK CLI and jsii run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_OUTDIR ?= cdk.out
 # No telemetry, no version checks, no update notices: synth is offline and quiet.
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
-# Python keeps its compiled modules (__pycache__, ignored by git; the assets exclude it) even where the shell
-# says not to: a test run starts about 60 Python processes (commands, training containers, Spark workers),
-# and each would compile mlpipe again; collection alone takes 2.5 s longer per worker without them.
+# Python keeps its compiled modules (__pycache__, ignored by git and the assets) even where the shell says not
+# to: a test run starts dozens of Python processes, and each would compile mlpipe again.
 unexport PYTHONDONTWRITEBYTECODE
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices --no-version-reporting --ci --output $(CDK_OUTDIR)
@@ -31,7 +30,7 @@ help:
 	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode at 100k and 1M)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed build/jsii-package-cache.installed
-	@# Local Spark's class-data-sharing archive: made once (about 30 s), checked each time (0.3 s).
+	@# Local Spark's class-data-sharing archive (it halves a Spark driver's start-up): made once, checked each time.
 	$(PY) -m mlpipe.local.spark_cds
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -41,12 +40,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	@node --version | grep -q '^v22\.' || { echo "node_modules/.bin/node is not Node 22" >&2; exit 1; }
+	@node --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24" >&2; exit 1; }
 	@touch $@
 
 # jsii's kernel unpacks aws-cdk-lib, constructs and cdk-nag into its package cache (~/.cache/aws/jsii) the
-# first time a process on the machine loads them: 3 to 5 s more for that process (4 to 7 s of CPU), done
-# here once instead of in the first `make synth`, `make demo` or test run.
+# first time a process on the machine loads them: done here once, not inside the first synth or test run.
 build/jsii-package-cache.installed: $(VENV)/.installed node_modules/.installed
 	@mkdir -p build
 	$(PY) -c "import aws_cdk, cdk_nag"

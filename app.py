@@ -9,12 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-# A synth is a short-lived process whose objects (mostly the classes of CDK's generated Python bindings, and the
-# proxies of jsii objects) all live until it exits: the cyclic collector's passes over them cost about 0.2 s of
-# CPU and find almost nothing (a few thousand small objects, measured), so it stays off; see also the end of main().
+# A synth is a short-lived process whose objects (CDK's generated bindings, jsii proxies) all live until it
+# exits: the cyclic collector would only walk them, so it stays off; see also the end of main().
 gc.disable()
 
-# jsii runs on the Node 22 LTS that package.json installs (the machine's Node may be end-of-life).
+# jsii runs on the Node 24 LTS that package.json installs (the machine's Node may be end-of-life).
 _NODE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
 if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -71,7 +70,7 @@ def main() -> int:
         return 2
     add_checks(app, validator)
     app.synth()
-    gc.freeze()  # the interpreter's collection at exit would walk every object once more (about 0.2 s)
+    gc.freeze()  # the interpreter's collection at exit would walk every object once more
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "cfn-validate.js"
-NODE = ROOT / "scripts" / "jsii-node"  # the project's Node 22, with the V8 settings that suit the engine
+NODE = ROOT / "scripts" / "jsii-node"  # the project's Node 24, with the V8 settings that suit the engine
 ENGINE_PACKAGE = ROOT / "node_modules" / "aws-cdk-lib" / "package.json"
 
 # A synth validates a handful of templates in well under a second; this bounds a stuck engine, not a slow one.
