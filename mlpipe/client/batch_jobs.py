@@ -33,10 +33,8 @@ S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(\S*/)?$")
 QUEUE_ALIASES = {"spot-first": "SpotFirstQueue", "on-demand": "OnDemandQueue"}
 MAX_NODES = 16  # the execution-input schema's bound on candidates[].nodes
 MAX_GPUS = 8  # the largest GPU count of one instance in mlpipe.instances
-MAX_ARRAY = 10_000
 MAX_DEPENDENCIES = 20
 MAX_TAGS = 50
-DEPENDENCY_TYPES = ("N_TO_N", "SEQUENTIAL")
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,6 @@ class TrainingRequest:
     """More than 1: a multi-node parallel (DDP) job on the multi-node job definition."""
     gpus: int | None = None
     """GPUs per node; default: the job definition's."""
-    array_size: int | None = None
-    """2 to 10000: an array job of that many single-node children."""
     queue: str | None = None
     """`spot-first`, `on-demand`, a queue name or ARN; default spot-first (single node) or on-demand."""
     job_definition: str | None = None
@@ -65,7 +61,7 @@ class TrainingRequest:
     timeout_minutes: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
-    """Job ids, each optionally `:N_TO_N` or `:SEQUENTIAL` (array jobs)."""
+    """Job ids this job waits for."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +210,6 @@ class TrainingJobs:
             gpus = _check_single_node(request, definition, queue, environments)
             if request.gpus is not None:
                 submit["containerOverrides"] = {"resourceRequirements": [{"type": "GPU", "value": str(gpus)}]}
-            if request.array_size is not None:
-                submit["arrayProperties"] = {"size": request.array_size}
         if request.retry_attempts is not None:
             retry: dict[str, Any] = {"attempts": request.retry_attempts}
             evaluate = definition.get("retryStrategy", {}).get("evaluateOnExit")
@@ -225,9 +219,7 @@ class TrainingJobs:
         if request.timeout_minutes is not None:
             submit["timeout"] = {"attemptDurationSeconds": request.timeout_minutes * 60}
         if request.depends_on:
-            submit["dependsOn"] = [
-                _dependency(d, array=request.array_size is not None) for d in request.depends_on
-            ]
+            submit["dependsOn"] = [{"jobId": d} for d in request.depends_on]
         return submit
 
     def submit(self, request: TrainingRequest, *, dry_run: bool = False) -> Submission:
@@ -420,12 +412,6 @@ def _check_offline(request: TrainingRequest) -> None:
     _in_range("--nodes", request.nodes, 1, MAX_NODES)
     if request.gpus is not None:
         _in_range("--gpus", request.gpus, 1, MAX_GPUS)
-    if request.array_size is not None:
-        _in_range("--array-size", request.array_size, 2, MAX_ARRAY)
-        if request.nodes > 1:
-            raise UsageError(
-                "--array-size and --nodes > 1 cannot be combined: Batch has no multi-node array jobs"
-            )
     if request.retry_attempts is not None:
         _in_range("--retry-attempts", request.retry_attempts, 1, 10)
     if request.timeout_minutes is not None:
@@ -445,7 +431,7 @@ def _check_offline(request: TrainingRequest) -> None:
     if len(request.depends_on) > MAX_DEPENDENCIES:
         raise UsageError(f"--depends-on: at most {MAX_DEPENDENCIES} dependencies")
     for dependency in request.depends_on:
-        _dependency(dependency, array=request.array_size is not None)
+        _check_job_id(dependency)
 
 
 def _in_range(flag: str, value: int, low: int, high: int) -> None:
@@ -575,22 +561,6 @@ def _check_multi_node(
 def _lists(environment: ComputeEnvironment, instance_type: str) -> bool:
     family = instance_type.split(".")[0]
     return instance_type in environment.instance_types or family in environment.instance_types
-
-
-def _dependency(text: str, *, array: bool) -> dict[str, str]:
-    job_id, _, kind = text.partition(":")
-    # Array children are `<id>:<index>`: a trailing number is part of the id, not a type.
-    if kind and kind.isdigit():
-        job_id, kind = text, ""
-    _check_job_id(job_id)
-    if kind and kind not in DEPENDENCY_TYPES:
-        raise UsageError(f"--depends-on {text!r}: the type must be one of {', '.join(DEPENDENCY_TYPES)}")
-    if kind == "N_TO_N" and not array:
-        raise UsageError(f"--depends-on {text!r}: N_TO_N applies to array jobs (--array-size) only")
-    dependency = {"jobId": job_id}
-    if kind:
-        dependency["type"] = kind
-    return dependency
 
 
 JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}(:\d{1,5})?(#\d{1,4})?$")

@@ -1,4 +1,4 @@
-"""`mlpipe train ...`: submit a Batch training job (single-node, array or multi-node), follow it, read its
+"""`mlpipe train ...`: submit a Batch training job (single-node or multi-node), follow it, read its
 logs, cancel it."""
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "submit",
         help="submit a training job to AWS Batch",
         description=(
-            "Submit a training job: single-node (default), an array of single-node jobs (--array-size), or "
-            "multi-node DDP (--nodes N). The GPU and node counts are checked against the job definition and "
+            "Submit a training job: single-node (default) or multi-node DDP (--nodes N). The GPU and node counts are checked against the job definition and "
             "the queue's instance types before anything is submitted."
         ),
     )
@@ -60,7 +59,6 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--nodes", type=_whole, default=1, help="nodes; more than 1 runs multi-node DDP (1 to 16)"
     )
     submit.add_argument("--gpus", type=_whole, help="GPUs per node (1 to 8; default: the job definition's)")
-    submit.add_argument("--array-size", type=_whole, help="an array job of this many children (2 to 10000)")
     submit.add_argument(
         "--queue",
         help="spot-first, on-demand, or a queue name/ARN (default: spot-first; on-demand for --nodes > 1)",
@@ -82,8 +80,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--depends-on",
         action="append",
         default=[],
-        metavar="JOB_ID[:TYPE]",
-        help="repeatable; TYPE N_TO_N or SEQUENTIAL",
+        metavar="JOB_ID",
+        help="a job this one waits for; repeatable",
     )
     submit.add_argument(
         "--dry-run", action="store_true", help="check everything and print the request; submit nothing"
@@ -156,7 +154,6 @@ def _submit(args: argparse.Namespace) -> int:
         hyperparameters=hyperparameters,
         nodes=args.nodes,
         gpus=args.gpus,
-        array_size=args.array_size,
         queue=args.queue,
         job_definition=args.job_definition,
         name=args.name,

@@ -5,6 +5,7 @@ MOTO_SIMPLE_BATCH_FAIL_AFTER=0)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,11 +100,9 @@ def test_multi_node_checks(jobs: TrainingJobs) -> None:
         jobs.build(request(nodes=17))
 
 
-def test_array_retry_timeout_and_dependencies(jobs: TrainingJobs) -> None:
-    built = jobs.build(
-        request(array_size=3, retry_attempts=5, timeout_minutes=30, depends_on=("abc-1:N_TO_N", "def-2"))
-    )
-    assert built["arrayProperties"] == {"size": 3}
+def test_retry_timeout_and_dependencies(jobs: TrainingJobs) -> None:
+    built = jobs.build(request(retry_attempts=5, timeout_minutes=30, depends_on=("abc-1", "def-2:3")))
+    assert "arrayProperties" not in built
     definition = boto3.client("batch", region_name=REGION).describe_job_definitions(
         jobDefinitions=[built["jobDefinition"]]
     )["jobDefinitions"][0]
@@ -111,13 +110,9 @@ def test_array_retry_timeout_and_dependencies(jobs: TrainingJobs) -> None:
     assert [r.get("onStatusReason") for r in rules] == ["Host EC2*", None]
     assert built["retryStrategy"] == {"attempts": 5, "evaluateOnExit": rules}
     assert built["timeout"] == {"attemptDurationSeconds": 1800}
-    assert built["dependsOn"] == [{"jobId": "abc-1", "type": "N_TO_N"}, {"jobId": "def-2"}]
-    with pytest.raises(UsageError, match="N_TO_N applies to array jobs"):
+    assert built["dependsOn"] == [{"jobId": "abc-1"}, {"jobId": "def-2:3"}]  # an array child is <id>:<index>
+    with pytest.raises(UsageError, match="is not a Batch job id"):
         jobs.build(request(depends_on=("abc-1:N_TO_N",)))
-    with pytest.raises(UsageError, match="cannot be combined"):
-        jobs.build(request(array_size=3, nodes=2))
-    with pytest.raises(UsageError, match="--array-size 1 is out of range"):
-        jobs.build(request(array_size=1))
     with pytest.raises(UsageError, match="--retry-attempts 11 is out of range"):
         jobs.build(request(retry_attempts=11))
 
@@ -156,10 +151,11 @@ def test_follow_reports_status_and_the_log(jobs: TrainingJobs) -> None:
     logs = boto3.client("logs", region_name=REGION)
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=job.log_stream)
     lines = ["epoch 1 loss 0.61", "epoch 2 loss 0.52", "saved model"]
+    now_ms = int(time.time() * 1000)  # CloudWatch Logs drops events older than 14 days
     logs.put_log_events(
         logGroupName=LOG_GROUP,
         logStreamName=job.log_stream,
-        logEvents=[{"timestamp": 1_795_000_000_000 + i, "message": m} for i, m in enumerate(lines)],
+        logEvents=[{"timestamp": now_ms + i, "message": m} for i, m in enumerate(lines)],
     )
     statuses: list[str] = []
     messages: list[str] = []
