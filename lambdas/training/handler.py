@@ -43,7 +43,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def code_version() -> str:
-    """CODE_VERSION (e.g. the git commit the stack was deployed from); "unknown" when unset."""
+    """CODE_VERSION: the digest of the deployed code assets (stacks/constructs/pipeline.py); "unknown" when unset."""
     version = os.environ.get("CODE_VERSION", "").strip()
     if not version:
         log.warning("CODE_VERSION is not set; lineage records the code version as 'unknown'")

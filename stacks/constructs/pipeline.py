@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
-from aws_cdk import AssetHashType, Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -31,7 +32,6 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-import mlpipe
 from mlpipe.config import MlpipeConfig
 from stacks import guards
 from stacks.constructs.batch import BatchCompute
@@ -192,6 +192,23 @@ def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) ->
     )
 
 
+def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute) -> str:
+    """A digest of every code asset a pipeline deploys: the model registry's CommitId.
+
+    It changes exactly when deployed code does; a git commit would change every template on every commit and
+    defeat local mode's reuse of cdk.out.
+    """
+    lambda_code = FileSystem.fingerprint(str(lambdas_dir), exclude=["**/__pycache__", "**/*.pyc"])
+    parts = [
+        f"lambdas={lambda_code}",
+        f"glue={glue_etl.script.asset_hash}",
+        f"emr={emr_.features_script.asset_hash},{emr_.inference_features_script.asset_hash},"
+        f"{emr_.py_files.asset_hash}",
+        f"image={batch_.image_asset.asset_hash}",
+    ]
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 class Pipeline(Construct):
     """The preprocessing, training and inference Lambdas, the notification topic and the state machine."""
 
@@ -260,7 +277,7 @@ class Pipeline(Construct):
             "CURATED_BUCKET": lake.curated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
             "LOG_LEVEL": "INFO",
-            "CODE_VERSION": mlpipe.__version__,
+            "CODE_VERSION": code_revision(LAMBDAS_DIR, glue_etl, emr_, batch_),
         }
         self.preprocessing = self._function(
             "Preprocessing",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -181,6 +185,35 @@ def test_lambdas_run_latest_python_on_arm_with_their_own_roles(dev: Any) -> None
         assert p["Runtime"] == "python3.14" and p["Architectures"] == ["arm64"]
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert p["Handler"].endswith(".handler.handler")
+
+
+def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path) -> None:
+    import mlpipe
+    from stacks.constructs.pipeline import code_revision
+    from stacks.defaults import LAMBDAS_DIR
+
+    functions = dev.template("Pipeline").find_resources("AWS::Lambda::Function")
+    versions = {f["Properties"]["Environment"]["Variables"].get("CODE_VERSION") for f in functions.values()}
+    (version,) = versions - {None}
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", version) and mlpipe.__version__ not in version
+
+    def assets(image: str) -> tuple[Any, Any, Any]:
+        asset = SimpleNamespace(asset_hash="a")
+        emr = SimpleNamespace(features_script=asset, inference_features_script=asset, py_files=asset)
+        return (
+            SimpleNamespace(script=asset),
+            emr,
+            SimpleNamespace(image_asset=SimpleNamespace(asset_hash=image)),
+        )
+
+    code = tmp_path / "lambdas"
+    shutil.copytree(LAMBDAS_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_revision(code, *assets("i1"))
+    assert code_revision(code, *assets("i1")) == before
+    assert code_revision(code, *assets("i2")) != before  # a new training image
+    handler = code / "training" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# changed\n")
+    assert code_revision(code, *assets("i1")) != before  # new Lambda code
 
 
 def test_training_lambda_may_only_register_in_its_own_group(dev: Any) -> None:
