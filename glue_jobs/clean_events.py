@@ -1,6 +1,8 @@
 """Glue ETL job: validate raw JSON Lines event logs into curated Parquet, quarantining every rejected row.
 
-One self-contained file (Glue runs a single script). The same file runs
+One file, the raw schema included: Glue could take it from a module through --extra-py-files, but one file
+is what the job's asset, the local runner and the tests all load as it is (tests/glue_jobs keeps the copy
+equal to mlpipe/data/schema.py). The same file runs
 
 - locally with plain PySpark: `python glue_jobs/clean_events.py --input DIR --output DIR --quarantine DIR
   --report FILE` (or through spark-submit);

@@ -149,8 +149,8 @@ class GlueEtl(Construct):
             partition_keys=[_column(n, t) for n, t in CURATED_PARTITION_COLUMNS],
             data_format=glue.DataFormat.PARQUET,
             description="Curated events written by the Glue clean job (Parquet, partitioned by event date)",
-            # Partition projection: Athena and Spark see each day's partition without a crawler or
-            # catalog updates from the job.
+            # Partition projection is Athena's alone: Athena computes each day's partition from these
+            # properties. No partition is registered in the catalog; the EMR steps read the curated prefix by path.
             partition_projection={
                 "dt": glue.PartitionProjectionConfiguration.date(
                     format="yyyy-MM-dd",

@@ -14,7 +14,7 @@ EXIT_USAGE = 2
 EXIT_DATA = 3
 """Bad input data found while working (a shard that disagrees with its manifest, a category out of range)."""
 EXIT_STOPPED = 143
-"""Stopped by SIGTERM/SIGINT (Spot interruption, Batch timeout) after writing a checkpoint; a retry resumes."""
+"""Stopped by SIGTERM/SIGINT after writing a checkpoint: a retried Spot attempt, or a new job, resumes from it."""
 
 
 class UsageError(Exception):

@@ -2,10 +2,12 @@
 [--hyperparameters JSON]`, one process, one node with several GPUs, or an AWS Batch multi-node parallel job.
 
 Everything a user can get wrong (arguments, hyperparameters, manifest, an incompatible checkpoint) is checked
-first and reported as one line with exit code 2, before anything is written. SIGTERM (Spot's two-minute
-notice, a Batch timeout) stops every rank at the same step; rank 0 writes a checkpoint and the process exits
-143; the next attempt resumes from it. Outputs under --output: `model/` (mlpipe.model.v1), then
-`metrics.json`, written last as the commit marker.
+first and reported as one line with exit code 2, before anything is written. SIGTERM stops every rank at the
+same step; rank 0 writes a checkpoint and the process exits 143. After a Spot reclaim (two minutes' notice)
+Batch retries the job and that attempt resumes from the checkpoint. A Batch timeout also sends SIGTERM (then
+SIGKILL 30 s later), but Batch never retries a timed-out attempt: the job ends FAILED, and a new job given the
+same --checkpoint prefix resumes. Outputs under --output: `model/` (mlpipe.model.v1), then `metrics.json`,
+written last as the commit marker.
 """
 
 from __future__ import annotations
