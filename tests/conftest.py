@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JSII_NODE", str(REPO_ROOT / "scripts" / "jsii-node"))
 
 
-# The xdist groups, longest first (measured with --durations=0): with `--dist loadgroup
+# The xdist groups, longest first (by --durations=0): with `--dist loadgroup
 # --no-loadscope-reorder` (the Makefile) a worker takes the next group in this order as it frees up, so the
 # longest starts at once and the ungrouped tests, each a unit of its own, fill in at the end.
 GROUPS_LONGEST_FIRST = ("local", "spark", "torch", "client-server", "cdk", "scenario")
@@ -99,7 +99,7 @@ def spark(spark_java_options: str) -> Iterator[Any]:
     session = (
         # One core: under `pytest -n 2` the other worker has the other. Two partitions keep every shuffle a
         # real exchange between partitions; adaptive execution is off because on these few thousand rows its
-        # re-planning costs more than the queries (it ran 24 Spark jobs per Glue job instead of 13).
+        # re-planning costs more than the queries.
         SparkSession.builder.master("local[1]")
         .appName("mlpipe-tests")
         .config("spark.sql.shuffle.partitions", "2")

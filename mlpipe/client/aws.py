@@ -26,8 +26,7 @@ RETRIES = Config(
 
 
 # botocore's loaders (by data path), shared by the sessions of this process: a loader keeps the service models
-# and endpoint data it has parsed, and a new session with a loader of its own reads those JSON files again
-# (about 0.1 s for a client's first call; a process that serves several runs or commands makes many sessions).
+# it has parsed, and a new session with a loader of its own would read those JSON files again.
 _LOADERS: dict[str | None, botocore.loaders.Loader] = {}
 
 

@@ -207,12 +207,9 @@ class Context:
     spark_master: str = "local[*]"
     spark_driver_memory: str = "3g"
     spark_java_options: str = ""  # extra JVM options of the Spark driver
-    # How many Batch nodes may run at once: the run trains its candidates side by side (with the inference
-    # features' Spark step), so each node's PyTorch gets that share of the cores, as torchrun gives each of
-    # its processes one thread. Threads beyond a node's share only spin at every synchronization while
-    # another job holds the core: in a two-candidate run on 2 cores the baseline used 6 to 8 CPU seconds with
-    # two threads and 5 with one (12 to 15 with two when the test suite ran beside it), in no more time.
-    # (Batch inference, which runs alone after training, gets the same share: a simplification.)
+    # How many Batch nodes may run at once: candidates train side by side, so each node's PyTorch gets that
+    # share of the cores (as torchrun gives each process one thread); more threads only spin while another
+    # job holds the core. Batch inference, which runs alone, gets the same share: a simplification.
     batch_nodes_at_once: int = 1
     events: list[str] = field(default_factory=list)  # one line per job start/end, for the progress display
     spark: SparkHost = field(init=False)

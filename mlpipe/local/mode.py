@@ -178,9 +178,7 @@ def logs_to(path: Path, moto_path: Path) -> Iterator[None]:
             moto_handler.close()
 
 
-# Below this many rows the JIT's optimizing tier (C2) costs the run more than it gains: the Glue job on 50k
-# rows takes 12.5 s with C1 alone and 16.9 s with both tiers, on 200k rows its first run 17.1 s and 20.9 s
-# but a second run in the same JVM 12.3 s and 10.5 s, on 1M rows 39 s and 28 s (2 cores).
+# Below this many rows the JIT's optimizing tier (C2) costs a run more time than it saves.
 SMALL_RUN_ROWS = 200_000
 
 

@@ -443,9 +443,8 @@ def _retrier_eval(self: Any, env: Any) -> None:
     _original_retrier_eval(self, env)
 
 
-# moto validates a definition on every create_state_machine by parsing it with its ANTLR grammar (0.3 s for
-# mlpipe's), and the harness creates the same state machine for every pipeline it opens: a text that
-# validated once is valid, so each is validated once per process. (An execution still parses its own.)
+# moto validates a definition on every create_state_machine by parsing it with its ANTLR grammar, and the
+# harness creates the same state machine for every pipeline it opens: a text that validated once is valid.
 _original_validate_definition = StepFunctionsParserBackend._validate_definition
 _validated: set[str] = set()
 
@@ -456,10 +455,8 @@ def _validate_definition_once(definition: str) -> None:
         _validated.add(definition)
 
 
-# moto parses a definition with its ANTLR grammar again for every execution it starts: 0.14 s of CPU for
-# mlpipe's, then 0.06 s to build the evaluation components from the syntax tree. The tree is only read once
-# built, so the harness keeps it per definition text (valid ones only); each execution still gets components
-# of its own, built from the tree as moto builds them.
+# moto parses a definition again for every execution it starts. The syntax tree is only read once built, so
+# it is kept per (valid) definition text; each execution still builds its own evaluation components from it.
 _original_parse = AmazonStateLanguageParser.parse
 _trees: dict[str, Any] = {}
 
@@ -473,9 +470,8 @@ def _parse_keeping_the_tree(definition: str) -> tuple[Any, Any]:
     return preprocessor.Preprocessor().visit(tree), tree
 
 
-# moto signs each message that it delivers to an SNS subscription (the pipeline's notices go to the run's
-# SQS queue) with a 2048-bit RSA key that it generates for that message: 0.07 s of CPU (median; up to 0.14).
-# Its signing certificate is self-made either way, so one key per process signs every message.
+# moto signs each message it delivers to an SNS subscription with a new 2048-bit RSA key. Its signing
+# certificate is self-made either way, so one key per process signs every message.
 _original_private_key = Subscription.private_key
 _signing_key: list[Any] = []
 
