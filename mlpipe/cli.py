@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("redrive", "mlpipe.commands.redrive", "resume a failed pipeline execution"),
     ("train", "mlpipe.commands.train", "submit and follow Batch training jobs"),
     ("local", "mlpipe.commands.local", "run the whole pipeline on this machine, offline (local mode)"),
+    ("workload", "mlpipe.commands.workload", "check a workload folder (workload.toml)"),
 )
 
 

@@ -199,7 +199,7 @@ def load_config(context: Mapping[str, Any], environ: Mapping[str, str] | None = 
         values["account"] = environ["CDK_DEFAULT_ACCOUNT"]
     if "region" not in values and environ.get("CDK_DEFAULT_REGION"):
         values["region"] = environ["CDK_DEFAULT_REGION"]
-    config: MlpipeConfig = _build(MlpipeConfig, {"env": env_name, **values}, f"environments.{env_name}")
+    config: MlpipeConfig = build_dataclass(MlpipeConfig, {"env": env_name, **values}, f"environments.{env_name}")
     _check(config, f"environments.{env_name}")
     return config
 
@@ -213,12 +213,16 @@ def _parse_flag(value: Any, key: str) -> bool:
     raise ConfigError(f"{key}: expected true or false, got {value!r}")
 
 
-def _build(cls: type[Any], data: Mapping[str, Any], path: str) -> Any:
+def build_dataclass(cls: type[Any], data: Mapping[str, Any], path: str) -> Any:
+    """`cls` built from `data` (nested dataclasses, tuples, literals, unions); ConfigError names the key."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{path}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    for name, f in fields.items():
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}.{name}: required key is missing")
     kwargs = {name: _coerce(hints[name], value, f"{path}.{name}") for name, value in data.items()}
     return cls(**kwargs)
 
@@ -228,7 +232,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected an object, got {json.dumps(value)}")
-        return _build(hint, value, path)  # type: ignore[arg-type]
+        return build_dataclass(hint, value, path)  # type: ignore[arg-type]
     if origin is Literal:
         if value not in get_args(hint):
             allowed = ", ".join(repr(a) for a in get_args(hint))

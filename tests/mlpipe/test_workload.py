@@ -1,0 +1,200 @@
+"""Workload manifests: a valid one loads with its defaults, and each bad one is refused before any work with
+exit status 2 and one line naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpipe import cli
+from mlpipe.workload import WorkloadError, check_unique, load
+
+MANIFEST = """\
+name = "churn"
+description = "a test workload"
+
+[raw]
+format = "csv"
+
+[clean]
+module = "clean.py"
+dedupe_key = ["customer_id", "day"]
+order_by = "updated_at"
+partition_column = "day"
+
+[features]
+module = "features.py"
+id_column = "customer_id"
+label_column = "churned"
+split_by = "time"
+time_column = "day"
+
+[train]
+entrypoint = "train.py"
+
+[infer]
+entrypoint = "infer.py"
+
+[metric]
+name = "rmse"
+direction = "minimize"
+gate = 1.5
+
+[[candidates]]
+name = "small"
+hyperparameters = { lr = 0.01 }
+
+[[candidates]]
+name = "ddp"
+nodes = 2
+gpus = 2
+"""
+
+
+def make(root: Path, manifest: str = MANIFEST, files: tuple[str, ...] = ()) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("clean.py", "features.py", "train.py", "infer.py", *files):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("# workload code\n")
+    (root / "workload.toml").write_text(manifest)
+    return root
+
+
+def check(folder: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = cli.main(["workload", "check", str(folder), "--output", "json"])
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_valid_workload_loads_with_its_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workload = load(make(tmp_path / "churn"))
+    assert workload.name == "churn" and workload.root == (tmp_path / "churn").resolve()
+    assert (
+        workload.raw_prefix == "churn/raw/" and workload.raw.csv_header and workload.raw.csv_delimiter == ","
+    )
+    assert workload.clean is not None and workload.clean.dedupe_key == ("customer_id", "day")
+    assert workload.features is not None and workload.features.validation_fraction == 0.1
+    assert [(c.name, c.nodes, c.gpus, dict(c.hyperparameters)) for c in workload.candidates] == [
+        ("small", 1, 1, {"lr": 0.01}),
+        ("ddp", 2, 2, {}),
+    ]
+    assert workload.metric.direction == "minimize" and workload.spark_stages
+    code, out, err = check(tmp_path / "churn" / "workload.toml", capsys)
+    assert code == 0 and err == ""
+    assert json.loads(out)["spark_stages"] == ["clean", "features"]
+
+
+def test_stages_may_be_left_out_and_mlpipes_trainer_named(tmp_path: Path) -> None:
+    manifest = """\
+name = "tiny"
+[raw]
+format = "jsonl"
+prefix = "teams/tiny/"
+[train]
+trainer = "mlpipe.tabular"
+[infer]
+trainer = "mlpipe.tabular"
+[metric]
+name = "auc"
+direction = "maximize"
+gate = 0.7
+[search]
+kind = "random"
+count = 3
+space = { lr = [0.1, 0.01], hidden = [[64], [128, 64]] }
+"""
+    workload = load(make(tmp_path / "tiny", manifest))
+    assert workload.clean is None and workload.features is None and not workload.spark_stages
+    assert workload.raw_prefix == "teams/tiny/" and workload.search is not None and workload.search.count == 3
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("unknown key", ("[metric]", "[metric]\nthreshold = 3"), "workload.toml: metric.threshold: unknown key"),
+    (
+        "missing entrypoint file",
+        ('entrypoint = "infer.py"', 'entrypoint = "predict.py"'),
+        "workload.toml: infer.entrypoint: 'predict.py' does not exist",
+    ),
+    (
+        "no entrypoint at all",
+        ('[infer]\nentrypoint = "infer.py"', "[infer]"),
+        "workload.toml: infer: give exactly one of entrypoint, trainer",
+    ),
+    (
+        "metric without a direction",
+        ('direction = "minimize"\n', ""),
+        "workload.toml: metric.direction: required key is missing",
+    ),
+    (
+        "stage script that does not exist",
+        ('module = "features.py"', 'script = "spark/features_job.py"'),
+        "workload.toml: features.script: 'spark/features_job.py' does not exist",
+    ),
+    (
+        "module and script both",
+        ('module = "clean.py"', 'module = "clean.py"\nscript = "train.py"'),
+        "workload.toml: clean: give exactly one of module, script",
+    ),
+    (
+        "a path outside the folder",
+        ('entrypoint = "train.py"', 'entrypoint = "../train.py"'),
+        "workload.toml: train.entrypoint: '../train.py' is outside the workload folder",
+    ),
+    (
+        "a direction that is not one",
+        ('"minimize"', '"lower"'),
+        "workload.toml: metric.direction: 'lower' is not one of 'maximize', 'minimize'",
+    ),
+    (
+        "a bad name",
+        ('name = "churn"', 'name = "Churn_2"'),
+        "workload.toml: name: use 2 to 32 lowercase letters",
+    ),
+    (
+        "a candidate name twice",
+        ('name = "ddp"', 'name = "small"'),
+        "workload.toml: candidates[1].name: 'small' is used twice",
+    ),
+    ("too many nodes", ("nodes = 2", "nodes = 17"), "workload.toml: candidates[1].nodes: must be 1 to 16"),
+    (
+        "time split without a column",
+        ('time_column = "day"\n', ""),
+        "workload.toml: features.time_column: required with split_by = 'time'",
+    ),
+    ("a wrong type", ("gate = 1.5", 'gate = "high"'), "workload.toml: metric.gate: expected a number"),
+    ("not TOML", ("[metric]", "[metric"), "workload.toml: not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [(c, m) for _, c, m in BAD], ids=[i for i, _, _ in BAD])
+def test_a_bad_manifest_is_one_line_naming_the_key_and_exit_2(
+    change: tuple[str, str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, after = change
+    assert before in MANIFEST
+    folder = make(tmp_path / "w", MANIFEST.replace(before, after, 1))
+    code, out, err = check(folder, capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0], lines[0]
+
+
+def test_a_folder_without_a_manifest_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = check(tmp_path, capsys)
+    assert code == 2 and "no workload manifest here" in err
+
+
+def test_two_workloads_with_one_name_are_refused(tmp_path: Path) -> None:
+    first, second = load(make(tmp_path / "a")), load(make(tmp_path / "b"))
+    check_unique([first])
+    with pytest.raises(
+        WorkloadError, match=r"^workloads\[1\]: workload name 'churn' is also the name of workloads\[0\]"
+    ):
+        check_unique([first, second])
