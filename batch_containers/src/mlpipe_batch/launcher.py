@@ -137,11 +137,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def launch(topology: Topology, module: str, argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    """Run one `python -m module argv` worker per local device; forward SIGTERM/SIGINT; return an exit code.
+    """Run one `python -m module argv` worker per local device (launch_command)."""
+    return launch_command(topology, [sys.executable, "-m", module, *argv], environ)
+
+
+def launch_command(
+    topology: Topology,
+    command: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    cwd: str | None = None,
+    grace_s: float = LAUNCH_GRACE_S,
+) -> int:
+    """Run `command` once per local device; forward SIGTERM/SIGINT; return an exit code.
 
     Workers get torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK,
     MASTER_ADDR, MASTER_PORT). When one fails, the others are stopped (SIGTERM, then SIGKILL after
-    LAUNCH_GRACE_S) and its exit code is returned.
+    `grace_s`) and its exit code is returned; after a forwarded signal they get `grace_s` to exit.
     """
     nproc = topology.local_world_size
     threads = environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
@@ -160,8 +172,9 @@ def launch(topology: Topology, module: str, argv: Sequence[str], environ: Mappin
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", module, *argv],
+                list(command),
                 env=env,
+                cwd=cwd,
                 start_new_session=True,  # terminal signals reach the launcher only; it forwards them once
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
@@ -197,9 +210,9 @@ def launch(topology: Topology, module: str, argv: Sequence[str], environ: Mappin
                     for proc in procs:
                         if proc.poll() is None:
                             proc.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + LAUNCH_GRACE_S
+                deadline = time.monotonic() + grace_s
             if forwarded and deadline is None:
-                deadline = time.monotonic() + LAUNCH_GRACE_S
+                deadline = time.monotonic() + grace_s
             if deadline is not None and time.monotonic() > deadline:
                 for proc in procs:
                     if proc.poll() is None:

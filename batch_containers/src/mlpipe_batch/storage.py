@@ -166,3 +166,18 @@ def list_names(prefix: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(entry.name for entry in folder.iterdir() if entry.is_file())
+
+
+def list_tree(prefix: str) -> list[str]:
+    """Relative names ('a/b.pt') of every object or file under the folder `prefix`, at any depth, sorted."""
+    if is_s3(prefix):
+        loc = parse_s3(join(prefix, ""))
+        paginator = s3_client().get_paginator("list_objects_v2")
+        names: list[str] = []
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
+            names.extend(item["Key"][len(loc.key) :] for item in page.get("Contents", []))
+        return sorted(n for n in names if n and not n.endswith("/"))
+    folder = Path(prefix)
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
