@@ -14,13 +14,15 @@ from pathlib import Path
 gc.disable()
 
 # jsii runs on the Node 24 LTS that package.json installs (the machine's Node may be end-of-life).
-_NODE_BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
+APP_DIR = Path(__file__).resolve().parent  # cdk.json's folder: workload paths are relative to it
+_NODE_BIN = APP_DIR / "node_modules" / ".bin"
 if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-# ... with V8 settings that make every synth faster (scripts/jsii-node says which, why, and by how much).
-os.environ.setdefault("JSII_NODE", str(Path(__file__).resolve().parent / "scripts" / "jsii-node"))
+# ... with V8 settings that make every synth faster (scripts/jsii-node says which and why).
+os.environ.setdefault("JSII_NODE", str(APP_DIR / "scripts" / "jsii-node"))
 
 from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
+from mlpipe.workload import WorkloadError, load_all  # noqa: E402
 from stacks.cfn_validate import (  # noqa: E402
     TemplateValidationError,
     TemplateValidator,
@@ -28,7 +30,7 @@ from stacks.cfn_validate import (  # noqa: E402
 )
 from stacks.dlc_image import prefetch_dlc_image  # noqa: E402
 
-CONTEXT_KEYS = ("env", "environments", "destroy_stateful")
+CONTEXT_KEYS = ("env", "workloads", "environments", "destroy_stateful")
 
 
 def _early_config() -> MlpipeConfig | None:
@@ -63,8 +65,14 @@ def main() -> int:
     context = {k: v for k in CONTEXT_KEYS if (v := app.node.try_get_context(k)) is not None}
     try:
         config = load_config(context)
+        workloads = load_all(config.workloads, APP_DIR)
         prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
-        create_platform(app, config)  # also runs the synth-time guards (stacks/guards.py)
+        create_platform(
+            app, config, workloads=workloads
+        )  # also runs the synth-time guards (stacks/guards.py)
+    except WorkloadError as error:
+        print(f"mlpipe: invalid workload: {error}", file=sys.stderr)
+        return 2
     except ConfigError as error:
         print(f"mlpipe: invalid configuration: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/etl.py --rows 1000000,10000000 [--workdir DIR] [--cores 2] [--keep]
 
-For each size: generate raw events, run the Glue job (`glue_jobs/clean_events.py`, plain PySpark on
+For each size: generate raw events, run the Glue job (`glue_jobs/mlpipe_clean.py` with the clickstream workload's clean module, plain PySpark on
 local[cores]) and the same transformation in DuckDB (threads=cores), then the EMR feature step
 (`emr_steps/build_features.py`) and the same features in DuckDB, each in its own child process. Prints rows/s,
 wall time, CPU time and peak resident memory of each child's process tree (sampled from /proc), the
@@ -37,6 +37,11 @@ class Measure:
     cpu_s: float
     peak_rss_mb: float
     output: str
+
+
+# The clickstream workload's clean stage, as its workload.toml gives it to the driver.
+CLICKSTREAM_CLEAN = ["--extra-py-files", "examples/clickstream", "--workload-module", "clean", "--dedupe-key", "event_id",
+                     "--order-by", "ts", "--partition-column", "dt"]  # fmt: skip
 
 
 def _tree(root: int) -> list[int]:
@@ -301,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         r["generate"] = measure([py, "-m", "mlpipe", "data", "generate", "--rows", str(n), "--seed", "1",
                                  "--output", str(d / "raw")], env)  # fmt: skip
         if "glue" in steps or "emr" in steps:
-            r["glue"] = measure([py, "glue_jobs/clean_events.py", "--input", str(d / "raw"), "--output",
+            r["glue"] = measure([py, "glue_jobs/mlpipe_clean.py", "--input", str(d / "raw"), "--output",
                                  str(d / "curated"), "--quarantine", str(d / "quarantine"), "--report",
-                                 str(d / "clean_report.json")], env)  # fmt: skip
+                                 str(d / "clean_report.json"), *CLICKSTREAM_CLEAN], env)  # fmt: skip
         if "duckdb-clean" in steps:
             r["duckdb-clean"] = measure([py, __file__, "_duckdb-clean", str(d / "raw"), str(d / "duck"),
                                          str(args.cores)], env)  # fmt: skip

@@ -162,6 +162,9 @@ class MlpipeConfig:
     """Prefix of every stack name; the client finds the stacks by it."""
     destroy_stateful: bool = False
     """Stateful resources (buckets, key, log groups, Glue database) are RETAINed unless this is true."""
+    workloads: tuple[str, ...] = ()
+    """The workload folders (each with a workload.toml), relative to cdk.json's folder; cdk.json's top-level
+    `workloads` sets it for every environment."""
     log_retention_days: int = 30
     """Retention of the application log groups."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -195,11 +198,19 @@ def load_config(context: Mapping[str, Any], environ: Mapping[str, str] | None = 
     values = dict(raw)
     if "destroy_stateful" in context:
         values["destroy_stateful"] = _parse_flag(context["destroy_stateful"], "destroy_stateful")
+    if "workloads" in context:
+        if "workloads" in values:
+            raise ConfigError(
+                f"environments.{env_name}.workloads: set workloads once, at cdk.json's top level"
+            )
+        values["workloads"] = context["workloads"]
     if values.get("account") is None and environ.get("CDK_DEFAULT_ACCOUNT"):
         values["account"] = environ["CDK_DEFAULT_ACCOUNT"]
     if "region" not in values and environ.get("CDK_DEFAULT_REGION"):
         values["region"] = environ["CDK_DEFAULT_REGION"]
-    config: MlpipeConfig = build_dataclass(MlpipeConfig, {"env": env_name, **values}, f"environments.{env_name}")
+    config: MlpipeConfig = build_dataclass(
+        MlpipeConfig, {"env": env_name, **values}, f"environments.{env_name}"
+    )
     _check(config, f"environments.{env_name}")
     return config
 
@@ -438,6 +449,13 @@ def _check(config: MlpipeConfig, path: str) -> None:
     glue = config.glue
     _require(2 <= glue.number_of_workers <= 299, f"{path}.glue.number_of_workers", "must be 2 to 299")
     _require(1 <= glue.timeout_minutes <= 2880, f"{path}.glue.timeout_minutes", "must be 1 to 2880")
+
+    _require(len(config.workloads) >= 1, "workloads", "list at least one workload folder in cdk.json")
+    _require(
+        len(config.workloads) == 1,
+        "workloads",
+        "this version of mlpipe deploys one workload per app; list one folder",
+    )
 
     pipe = config.pipeline
     _require(1 <= pipe.max_candidates <= 64, f"{path}.pipeline.max_candidates", "must be 1 to 64")

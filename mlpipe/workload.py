@@ -217,6 +217,18 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
     return workload
 
 
+def load_all(folders: Sequence[str], base: Path) -> tuple[Workload, ...]:
+    """The workloads that cdk.json lists (folders relative to `base`), each validated, their names unique."""
+    workloads = []
+    for i, folder in enumerate(folders):
+        try:
+            workloads.append(load(base / folder))
+        except WorkloadError as exc:
+            raise WorkloadError(f"workloads[{i}] ({folder}): {exc}") from None
+    check_unique(workloads)
+    return tuple(workloads)
+
+
 def check_unique(workloads: Sequence[Workload], path: str = "workloads") -> None:
     """Two workloads with one name would share resources: refuse them."""
     seen: dict[str, int] = {}

@@ -5,6 +5,7 @@ from typing import Any
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.storage import Storage, import_lake
@@ -14,7 +15,14 @@ class GlueStack(MlpipeStack):
     """The Glue clean job, its security configuration and the curated catalog table."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: MlpipeConfig, storage: Storage, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MlpipeConfig,
+        storage: Storage,
+        workload: Workload,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         lake = import_lake(self, config, storage.key)
@@ -22,6 +30,7 @@ class GlueStack(MlpipeStack):
             self,
             "Glue",
             config=config.glue,
+            workload=workload,
             key=storage.key,
             raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,

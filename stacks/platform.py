@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import App, Environment, Tags
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
 from stacks.emr_stack import EmrStack
@@ -31,7 +33,9 @@ class Platform:
         return [self.storage, self.network, self.emr, self.batch, self.glue, self.pipeline, self.monitoring]
 
 
-def create_platform(app: App, config: MlpipeConfig) -> Platform:
+def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workload]) -> Platform:
+    """The stacks for `config`'s environment; `workloads` are the validated folders that config lists."""
+    (workload,) = workloads  # one pipeline per app in this version (mlpipe.config checks the count)
     env = Environment(account=config.account, region=config.region)
     name = config.stack_name
 
@@ -53,7 +57,7 @@ def create_platform(app: App, config: MlpipeConfig) -> Platform:
     n = network.network
     emr = EmrStack(app, name("Emr"), network=n, storage=s, **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"))
     batch = BatchStack(app, name("Batch"), network=n, storage=s, **kwargs("Batch", "AWS Batch GPU training"))
-    glue = GlueStack(app, name("Glue"), storage=s, **kwargs("Glue", "Glue ETL"))
+    glue = GlueStack(app, name("Glue"), storage=s, workload=workload, **kwargs("Glue", "Glue ETL"))
     pipeline = PipelineStack(
         app,
         name("Pipeline"),

@@ -1,7 +1,7 @@
 """The reference workload's raw event schema: one source of truth for the generator and the docs.
 
-`glue_jobs/clean_events.py` must stay a single self-contained file (Glue runs one script), so it repeats
-these constants; `tests/glue_jobs/test_clean_events.py` checks that the two copies agree.
+The clickstream workload's clean module (`examples/clickstream/clean.py`, shipped to Glue in the workload's code
+package) repeats these constants; `tests/glue_jobs/test_mlpipe_clean.py` checks that the two copies agree.
 """
 
 from __future__ import annotations

@@ -384,13 +384,22 @@ class SparkGlue:
                 f"the Glue script {job.script_location} is not an asset of the cloud assembly"
             )
         arguments = {"--JOB_NAME": job.job_name, **job.arguments}
+        # Glue puts each --extra-py-files object on the script's path: here, the asset it was uploaded from.
+        library: list[Path] = []
+        for uri in filter(None, arguments.pop("--extra-py-files", "").split(",")):
+            path = self.ctx.asset(uri)
+            if path is None or not path.exists():
+                return Outcome.failure(
+                    f"the Glue --extra-py-files {uri} is not an asset of the cloud assembly"
+                )
+            library.append(path)
         args = [part for name, value in arguments.items() for part in (name, value)]
         label = f"Glue job {job.job_name}"
         key = job_key("glue", job.job_name, dict(job.arguments))
-        uris = [v for k, v in job.arguments.items() if v.startswith("s3://") and k != "--TempDir"]
+        uris = [v for k, v in arguments.items() if v.startswith("s3://") and k != "--TempDir"]
         log = self.ctx.log_path("glue", f"{job.run_id}.log")
         return _staged_run(
-            self.ctx, key=key, label=label, script=script, args=args, python_path=[], log=log, uris=uris
+            self.ctx, key=key, label=label, script=script, args=args, python_path=library, log=log, uris=uris
         )
 
 

@@ -11,10 +11,12 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from mlpipe.config import GLUE_VERSION, GlueConfig
+from mlpipe.workload import Workload
 from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, allow, allow_key, allow_objects
+from stacks.constructs.workload_code import WorkloadCode, module_name
 from stacks.defaults import GLUE_JOBS_DIR
 
-# The curated events table: the schema glue_jobs/clean_events.py writes (tests compare the two).
+# The curated table: the columns that examples/clickstream/clean.py writes (tests compare the two).
 CURATED_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_id", "string"),
     ("ts", "timestamp"),
@@ -44,11 +46,31 @@ def _column(name: str, type_name: str) -> glue.Column:
     return glue.Column(name=name, type=_TYPES[type_name])
 
 
+def _workload_arguments(workload: Workload) -> dict[str, str]:
+    """The driver's arguments that the workload's manifest decides (the run adds its locations)."""
+    clean, raw = workload.clean, workload.raw
+    if clean is None or clean.script:  # a whole script of the workload takes only the run's arguments
+        return {}
+    arguments = {
+        "--workload-module": module_name(clean.module),
+        "--dedupe-key": ",".join(clean.dedupe_key),
+        "--format": raw.format,
+    }
+    if clean.order_by:
+        arguments["--order-by"] = clean.order_by
+    if clean.partition_column:
+        arguments["--partition-column"] = clean.partition_column
+    if raw.format == "csv":
+        arguments.update({"--csv-header": str(raw.csv_header).lower(), "--csv-delimiter": raw.csv_delimiter})
+    return arguments
+
+
 class GlueEtl(Construct):
     """A Glue 5.1 PySpark job (L1: the L2 job grants itself wildcard S3 actions) with bookmarks, encrypted through a Glue security configuration.
 
-    The job reads raw/events/, writes curated/events/ (Parquet, partitioned by dt), quarantines rejected rows
-    and writes an accounting report; its role can do exactly that.
+    The job runs mlpipe's clean driver (glue_jobs/mlpipe_clean.py) with the workload's clean module from its
+    code package (or the workload's own Glue script): it reads the workload's raw prefix, writes
+    curated/events/, quarantines rejected rows and writes an accounting report; its role can do exactly that.
     """
 
     def __init__(
@@ -57,6 +79,7 @@ class GlueEtl(Construct):
         construct_id: str,
         *,
         config: GlueConfig,
+        workload: Workload,
         key: kms.IKey,
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
@@ -75,7 +98,12 @@ class GlueEtl(Construct):
             removal_policy=RemovalPolicy.DESTROY,  # settings, not data: a redeploy recreates it
         )
 
-        self.script = s3_assets.Asset(self, "Script", path=str(GLUE_JOBS_DIR / "clean_events.py"))
+        clean = workload.clean
+        if clean is None:
+            raise ValueError(f"workload {workload.name} has no clean stage: it needs no Glue job")
+        self.code = WorkloadCode(self, "WorkloadCode", workload=workload)
+        script = workload.path(clean.script) if clean.script else GLUE_JOBS_DIR / "mlpipe_clean.py"
+        self.script = s3_assets.Asset(self, "Script", path=str(script))
         self.role = iam.Role(
             self,
             "JobRole",
@@ -83,7 +111,8 @@ class GlueEtl(Construct):
             description="mlpipe Glue clean job",
         )
         allow(self.role, S3_READ, [self.script.bucket.arn_for_objects(self.script.s3_object_key)])
-        allow_objects(self.role, raw_bucket, ["events/"], S3_READ)
+        self.code.grant_read(self.role)
+        allow_objects(self.role, raw_bucket, [workload.raw_prefix], S3_READ)
         # Partition overwrite replaces curated files; the committer stages under tmp/ and cleans up.
         allow_objects(
             self.role, curated_bucket, ["events/", "quarantine/", "reports/", "tmp/"], S3_READ_WRITE_DELETE
@@ -127,6 +156,8 @@ class GlueEtl(Construct):
             max_retries=0,  # the state machine retries transient failures with backoff
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
             default_arguments={
+                **_workload_arguments(workload),
+                "--extra-py-files": self.code.asset.s3_object_url,
                 "--job-language": "python",
                 "--job-bookmark-option": "job-bookmark-enable",
                 "--TempDir": artifacts_bucket.s3_url_for_object("tmp/glue/"),
@@ -134,7 +165,7 @@ class GlueEtl(Construct):
                 "--enable-continuous-cloudwatch-log": "true",
                 "--enable-job-insights": "true",
             },
-            description="mlpipe: validate raw events, quarantine bad rows, write curated Parquet by date",
+            description=f"mlpipe: clean {workload.name}'s raw records, quarantine bad rows, write curated Parquet",
         )
         self.job_name = self.job.ref
 

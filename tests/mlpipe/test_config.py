@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,28 @@ def test_app_fails_synth_with_one_line_naming_the_key(tmp_path: Path) -> None:
         and "environments.dev.batch.training_gpus" in result.stderr
     )
     assert not list(tmp_path.rglob("*.template.json"))  # no stack was synthesized
+
+
+def test_app_fails_synth_with_one_line_naming_a_bad_workloads_key(tmp_path: Path) -> None:
+    workload = tmp_path / "w"
+    shutil.copytree(REPO_ROOT / "examples" / "clickstream", workload)
+    toml = workload / "workload.toml"
+    toml.write_text(toml.read_text().replace('direction = "maximize"\n', ""))
+    bad = {**context("dev"), "workloads": [str(workload)]}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(bad), "CDK_OUTDIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0] == (
+        f"mlpipe: invalid workload: workloads[0] ({workload}): workload.toml: metric.direction: required key is missing"
+    )
+    assert not list(tmp_path.rglob("*.template.json"))
+
+
+def test_workloads_are_listed_once_at_the_top_level() -> None:
+    with pytest.raises(ConfigError, match=r"^workloads: list at least one workload folder"):
+        load_config({**context("dev"), "workloads": []}, environ={})
+    with pytest.raises(ConfigError, match=r"^environments\.dev\.workloads: set workloads once"):
+        load_config(context("dev", workloads=["a"]), environ={})

@@ -55,6 +55,7 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     from aws_cdk.assertions import Template
 
     from mlpipe.config import load_config
+    from mlpipe.workload import load_all
     from stacks.platform import create_platform
     from stacks.validation import add_checks
 
@@ -62,7 +63,7 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     # created a construct (the CDK CLI 2.1148 does not turn them off; app.py's synth records them).
     app = cdk.App(context={**context, "aws:cdk:disable-stack-trace": True}, outdir=str(outdir))
     config = load_config(context, environ={})
-    platform = create_platform(app, config)
+    platform = create_platform(app, config, workloads=load_all(config.workloads, REPO_ROOT))
     add_checks(app)  # CDK's default validation engine: one per kernel, shared by this process's synths
     app.synth()  # raises if cdk-nag finds an unacknowledged violation
     templates = {c: Template.from_stack(s) for c, s in zip(CONCERNS, platform.stacks(), strict=True)}

@@ -109,6 +109,7 @@ def test_lambda_environment_over_4_kib_fails() -> None:
 def test_synth_fails_with_the_guard_message(context_for: Any, tmp_path: Path) -> None:
     import aws_cdk as cdk
 
+    from mlpipe.workload import load_all
     from stacks.platform import create_platform
 
     context = context_for("dev", pipeline={"max_candidates": 60})
@@ -116,7 +117,9 @@ def test_synth_fails_with_the_guard_message(context_for: Any, tmp_path: Path) ->
     with pytest.raises(
         guards.GuardError, match=r"pipeline\.max_candidates: 60 candidates could make"
     ) as raised:
-        create_platform(app, load_config(context, environ={}))  # app.py turns this into one line and exit 2
+        config = load_config(context, environ={})
+        workloads = load_all(config.workloads, REPO_ROOT)
+        create_platform(app, config, workloads=workloads)  # app.py turns this into one line and exit 2
     assert isinstance(raised.value, ConfigError)
     assert not list(tmp_path.rglob("*.template.json"))
 

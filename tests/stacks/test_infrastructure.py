@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match
 
 pytestmark = pytest.mark.xdist_group("cdk")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _of_type(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:
@@ -281,6 +286,44 @@ def test_glue_job_is_51_with_bookmarks_and_encryption(dev: Any) -> None:
             )
         },
     )
+
+
+def test_glue_runs_the_driver_with_the_workloads_module_from_its_code_package(dev: Any) -> None:
+    template = dev.json("Glue")
+    (job,) = _of_type(template, "AWS::Glue::Job")
+    args = job["Properties"]["DefaultArguments"]
+    # examples/clickstream/workload.toml decides these; the run adds --input, --output, --quarantine, --report.
+    assert {
+        k: args[k]
+        for k in ("--workload-module", "--dedupe-key", "--order-by", "--partition-column", "--format")
+    } == {
+        "--workload-module": "clean",
+        "--dedupe-key": "event_id",
+        "--order-by": "ts",
+        "--partition-column": "dt",
+        "--format": "jsonl",
+    }
+    assets = json.loads(
+        dev.path("Glue").with_name(f"{dev.config.stack_name('Glue')}.assets.json").read_text()
+    )
+    sources = {a["source"]["path"]: a["destinations"] for a in assets["files"].values()}
+    packages = [p for p in sources if p.endswith(".zip")]
+    scripts = [p for p in sources if p.endswith(".py")]
+    assert len(packages) == 1 and len(scripts) == 1
+    package_key = next(iter(sources[packages[0]].values()))["objectKey"]
+    assert package_key in json.dumps(args["--extra-py-files"])
+    with zipfile.ZipFile(
+        dev.outdir / packages[0]
+    ) as archive:  # the workload folder, as the driver imports it
+        assert {"workload.toml", "clean.py"} <= set(archive.namelist())
+    assert (dev.outdir / scripts[0]).read_bytes() == (
+        REPO_ROOT / "glue_jobs" / "mlpipe_clean.py"
+    ).read_bytes()
+    reads = [
+        s for p in _of_type(template, "AWS::IAM::Policy") for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:GetObject" in s["Action"] and package_key in json.dumps(s["Resource"])
+    ]  # fmt: skip
+    assert reads, "the job's role reads its code package"
 
 
 def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:

@@ -1,4 +1,5 @@
-"""The Glue clean job on local Spark: every dirty-row kind, accounting, idempotence, schema, arguments."""
+"""mlpipe's Glue driver on local Spark with the clickstream workload's clean module: every dirty-row kind,
+accounting, idempotence, schema, arguments; a CSV workload; a workload module that breaks the contract."""
 
 from __future__ import annotations
 
@@ -19,24 +20,36 @@ from mlpipe.data.generator import GeneratorConfig, generate
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-JOB_PATH = REPO_ROOT / "glue_jobs" / "clean_events.py"
+JOB_PATH = REPO_ROOT / "glue_jobs" / "mlpipe_clean.py"
+CLICKSTREAM = REPO_ROOT / "examples" / "clickstream"
 
 
-def _load_job() -> Any:
-    spec = importlib.util.spec_from_file_location("mlpipe_glue_clean_events", JOB_PATH)
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
 
 
-job = _load_job()
+job = _load(JOB_PATH, "mlpipe_glue_clean")
+clickstream = _load(CLICKSTREAM / "clean.py", "clickstream_clean")
+WORKLOAD_ARGS = [
+    "--workload-module",
+    "clean",
+    "--dedupe-key",
+    "event_id",
+    "--order-by",
+    "ts",
+    "--partition-column",
+    "dt",
+]
 
 
 def _args(root: Path, input_dir: Path) -> dict[str, str]:
     return job.parse_args(
         ["--input", str(input_dir), "--output", str(root / "curated"), "--quarantine", str(root / "quarantine"),
-         "--report", str(root / "report.json")]
+         "--report", str(root / "report.json"), *WORKLOAD_ARGS]
     )  # fmt: skip
 
 
@@ -48,14 +61,17 @@ def generated(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
                           gzip=True, days=5)  # fmt: skip
     result = generate(cfg)
     args = _args(root, root / "raw")
-    report = job.run(spark, args)
+    report = job.run(spark, args, clickstream)
     return {"root": root, "cfg": cfg, "result": result, "args": args, "report": report}
 
 
 def test_schema_constants_match_the_generator() -> None:
-    for name in ("REQUIRED_FIELDS", "OPTIONAL_FIELDS", "DEVICES", "COUNTRIES", "CATEGORIES", "PRICE_RANGE",
-                 "POSITION_RANGE", "DISCOUNT_RANGE", "LABEL_VALUES", "TS_RANGE"):  # fmt: skip
-        assert getattr(job, name) == getattr(schema, name), name
+    fields = tuple(f.split()[0] for f in clickstream.SCHEMA.split(","))
+    assert clickstream.REQUIRED == schema.REQUIRED_FIELDS
+    assert tuple(f for f in fields if f not in clickstream.REQUIRED) == schema.OPTIONAL_FIELDS
+    for name in ("DEVICES", "COUNTRIES", "CATEGORIES", "PRICE_RANGE", "POSITION_RANGE", "DISCOUNT_RANGE",
+                 "LABEL_VALUES", "TS_RANGE"):  # fmt: skip
+        assert getattr(clickstream, name) == getattr(schema, name), name
 
 
 def test_accounting_identity_and_reasons_match_what_was_generated(generated) -> None:
@@ -117,14 +133,16 @@ def test_incremental_run_keeps_earlier_rows_and_a_rerun_changes_nothing(
     shutil.copy(files[0], first)
     for f in files[1:]:
         shutil.copy(f, second)
-    job.run(spark, _args(tmp_path, first))
-    report = job.run(spark, _args(tmp_path, second))  # like a bookmarked run that sees only new files
+    job.run(spark, _args(tmp_path, first), clickstream)
+    report = job.run(
+        spark, _args(tmp_path, second), clickstream
+    )  # like a bookmarked run that sees only new files
     assert report["rows_retained_from_earlier_runs"] > 0
     incremental = sorted(tuple(r) for r in spark.read.parquet(str(tmp_path / "curated")).collect())
     full = sorted(tuple(r) for r in spark.read.parquet(generated["args"]["output"]).collect())
     assert incremental == full
     # Re-running on the same input rewrites the same rows and reports the same counts: no duplicates.
-    again = job.run(spark, _args(tmp_path, second))
+    again = job.run(spark, _args(tmp_path, second), clickstream)
     assert sorted(tuple(r) for r in spark.read.parquet(str(tmp_path / "curated")).collect()) == full
     counts = (
         "rows_in",
@@ -189,7 +207,7 @@ def test_every_kind_of_dirty_row_gets_its_reason(spark, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "events.jsonl").write_bytes(b"\n".join(line for line, _, _ in HAND_MADE) + b"\n")
-    report = job.run(spark, _args(tmp_path, raw))
+    report = job.run(spark, _args(tmp_path, raw), clickstream)
     quarantined = {
         bytes(r["line"]): (r["reason"], r["field"])
         for r in spark.read.parquet(str(tmp_path / "quarantine")).collect()
@@ -209,7 +227,8 @@ def test_glue_arguments_are_accepted_and_missing_ones_rejected() -> None:
     args = job.parse_args(
         ["--JOB_NAME", "clean", "--input", "s3://raw/events/", "--output", "s3://cur/events/", "--quarantine",
          "s3://cur/quarantine/r1/", "--report=s3://cur/reports/r1/clean_report.json", "--TempDir", "s3://tmp/",
-         "--job-bookmark-option", "job-bookmark-enable", "--enable-metrics", "true", "--enable-glue-datacatalog"]
+         "--job-bookmark-option", "job-bookmark-enable", "--enable-metrics", "true", "--enable-glue-datacatalog",
+         *WORKLOAD_ARGS]
     )  # fmt: skip
     assert args["report"] == "s3://cur/reports/r1/clean_report.json" and args["JOB_NAME"] == "clean"
     with pytest.raises(job.UsageError, match="missing required argument"):
@@ -221,10 +240,20 @@ def test_glue_arguments_are_accepted_and_missing_ones_rejected() -> None:
     [
         (
             ["--input", "x", "--TempDir", "s3://t/"],
-            "missing required argument(s): --output, --quarantine, --report",
+            "missing required argument(s): --output, --quarantine, --report, --workload-module, --dedupe-key",
         ),
         (
-            ["--input", "/no/such/dir", "--output", "a", "--quarantine", "b", "--report", "c"],
+            [
+                "--input",
+                "/no/such/dir",
+                "--output",
+                "a",
+                "--quarantine",
+                "b",
+                "--report",
+                "c",
+                *WORKLOAD_ARGS,
+            ],
             "input not found",
         ),
         (["stray", "--input", "a"], "unexpected argument 'stray'"),
@@ -235,5 +264,110 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, tmp_p
                           check=False)  # fmt: skip
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith("clean_events: error: ") and message in proc.stderr
+    assert proc.stderr.startswith("mlpipe_clean: error: ") and message in proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+CSV_WORKLOAD = """
+from pyspark.sql import functions as F
+
+SCHEMA = "house STRING, sold STRING, rooms INT, price DOUBLE, city STRING"
+REQUIRED = ("house", "sold", "price")
+
+
+def parse(records):
+    sold = F.to_date("sold")
+    problem = (
+        F.when(sold.isNull(), F.lit("bad_date"))
+        .when(F.col("price") <= 0, F.lit("out_of_range"))
+    )
+    field = F.when(sold.isNull(), F.lit("sold")).when(F.col("price") <= 0, F.lit("price"))
+    return records.withColumns({"sold": sold, "year": F.year(sold), "reject_reason": problem, "reject_field": field})
+"""
+
+
+def test_a_csv_workload_with_its_own_rules_header_and_dedupe(spark, tmp_path: Path) -> None:
+    module_path = tmp_path / "code" / "houses_clean.py"
+    module_path.parent.mkdir()
+    module_path.write_text(CSV_WORKLOAD)
+    houses = _load(module_path, "houses_clean")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.csv").write_text(
+        "house,sold,rooms,price,city\n"
+        "h1,2024-03-01,3,250000,Leeds\n"
+        "h2,2024-03-02,,310000.5,York\n"  # rooms is optional
+        "h1,2024-05-01,3,260000,Leeds\n"  # the same house sold later: kept (order by sold, latest? no: smallest)
+        'h3,2024-04-01,4,"199000",Hull\n'  # a quoted number is a number
+        "h4,2024-04-02,four,180000,Hull\n"  # wrong_type: rooms
+        "h5,,2,150000,Hull\n"  # missing_field: sold
+        "h6,not a date,2,150000,Hull\n"  # the workload's rule
+        "h7,2025-01-01,2,-5,Hull\n"  # the workload's rule
+        'h8,2025-01-01,2,"150000,Hull\n'  # an unterminated quote
+    )
+    args = job.parse_args(
+        ["--input", str(raw), "--output", str(tmp_path / "curated"), "--quarantine", str(tmp_path / "q"),
+         "--report", str(tmp_path / "report.json"), "--workload-module", "houses_clean", "--format", "csv",
+         "--dedupe-key", "house", "--order-by", "sold", "--partition-column", "year"]
+    )  # fmt: skip
+    report = job.run(spark, args, houses)
+    assert report["header_lines"] == 1 and report["rows_in"] == 9 and report["balanced"] is True
+    assert (report["rows_curated"], report["duplicates_removed"]) == (3, 1)
+    quarantined = {
+        bytes(r["line"]).split(b",")[0].decode(): (r["reason"], r["field"])
+        for r in spark.read.parquet(str(tmp_path / "q")).collect()
+    }
+    assert quarantined == {
+        "h4": ("wrong_type", "rooms"),
+        "h5": ("missing_field", "sold"),
+        "h6": ("bad_date", "sold"),
+        "h7": ("out_of_range", "price"),
+        "h8": ("malformed_csv", None),
+    }
+    curated = spark.read.parquet(str(tmp_path / "curated"))
+    assert sorted((r["house"], str(r["sold"]), r["rooms"], r["year"]) for r in curated.collect()) == [
+        ("h1", "2024-03-01", 3, 2024),  # the earliest sale of h1 is kept
+        ("h2", "2024-03-02", None, 2024),
+        ("h3", "2024-04-01", 4, 2024),
+    ]
+    assert report["partitions"] == ["2024"]
+
+
+def test_a_workload_module_that_breaks_the_contract_is_refused(spark, tmp_path: Path) -> None:
+    module_path = tmp_path / "filtering_clean.py"
+    module_path.write_text(
+        "SCHEMA = 'id STRING'\n"
+        "def parse(records):\n"
+        "    return records.select('id')  # drops mlpipe's columns\n"
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text('{"id": "a"}\n')
+    args = job.parse_args(
+        ["--input", str(raw), "--output", str(tmp_path / "c"), "--quarantine", str(tmp_path / "q"), "--report",
+         str(tmp_path / "r.json"), "--workload-module", "filtering_clean", "--dedupe-key", "id"]
+    )  # fmt: skip
+    with pytest.raises(job.UsageError, match="must keep the _mlpipe_\\* columns and add reject_reason"):
+        job.run(spark, args, _load(module_path, "filtering_clean"))
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_workload_module_that_cannot_be_imported_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text('{"id": "a"}\n')
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "half.py").write_text("SCHEMA = 'id STRING'\n")  # no parse()
+    for module, message in (
+        ("nowhere", "--workload-module nowhere: cannot import it"),
+        ("half", "it needs SCHEMA"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(JOB_PATH), "--input", str(raw), "--output", str(tmp_path / "c"), "--quarantine",
+             str(tmp_path / "q"), "--report", str(tmp_path / "r.json"), "--workload-module", module,
+             "--dedupe-key", "id", "--extra-py-files", str(tmp_path / "code")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert message in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code", "raw"]  # nothing written
