@@ -4,7 +4,7 @@
 
 For each size: generate raw events, run the Glue job (`glue_jobs/mlpipe_clean.py` with the clickstream workload's clean module, plain PySpark on
 local[cores]) and the same transformation in DuckDB (threads=cores), then the EMR feature step
-(`emr_steps/build_features.py`) and the same features in DuckDB, each in its own child process. Prints rows/s,
+(`emr_steps/build_features.py` with the clickstream workload's `features.py`) and the same features in DuckDB, each in its own child process. Prints rows/s,
 wall time, CPU time and peak resident memory of each child's process tree (sampled from /proc), the
 Spark/DuckDB time ratios and the growth from the smallest to the largest size. Spark times include the JVM
 start, measured separately as `spark startup`. A benchmark prints figures; it asserts nothing.
@@ -39,9 +39,11 @@ class Measure:
     output: str
 
 
-# The clickstream workload's clean stage, as its workload.toml gives it to the driver.
+# The clickstream workload's Spark stages, as its workload.toml gives them to the drivers.
 CLICKSTREAM_CLEAN = ["--extra-py-files", "examples/clickstream", "--workload-module", "clean", "--dedupe-key", "event_id",
                      "--order-by", "ts", "--partition-column", "dt"]  # fmt: skip
+CLICKSTREAM_FEATURES = ["--workload-path", "examples/clickstream", "--workload-module", "features", "--id-column",
+                        "event_id", "--label-column", "label", "--split-by", "time", "--time-column", "ts"]  # fmt: skip
 
 
 def _tree(root: int) -> list[int]:
@@ -204,8 +206,8 @@ def duckdb_features(curated: str, out: str, threads: int) -> dict[str, int]:
     """The EMR step's windows, hashing, time split, train-only standardization and shard writes."""
     import duckdb
 
-    sys.path.insert(0, str(REPO_ROOT / "emr_steps"))
-    import mlpipe_features as f
+    sys.path.insert(0, str(REPO_ROOT / "examples" / "clickstream"))
+    import features as f
 
     os.makedirs(out, exist_ok=True)
     con = duckdb.connect()
@@ -244,7 +246,8 @@ def duckdb_features(curated: str, out: str, threads: int) -> dict[str, int]:
     values = {"device": "device", "country": "country", "category": "category",
               "device_x_category": "device || '|' || category", "user_id": "user_id", "item_id": "item_id"}  # fmt: skip
     cats = ", ".join(
-        f"CAST(hash('{n}', {values[n]}) % {b} AS INTEGER) AS cat_{n}" for n, b in f.CATEGORICAL_FEATURES
+        f"CAST(hash('{n}', {values[n]}) % {b} AS INTEGER) AS cat_{n}"
+        for n, b in f.CATEGORICAL_FEATURES.items()
     )
     bounds = con.execute("SELECT min(ts), max(ts) FROM ev").fetchone()
     span = bounds[1] - bounds[0]
@@ -266,9 +269,10 @@ def duckdb_features(curated: str, out: str, threads: int) -> dict[str, int]:
         for i, n in enumerate(f.NUMERIC_FEATURES)
     )
     rows = {}
-    for split in f.SPLITS:
+    categorical = ", ".join(f"cat_{n}" for n in f.CATEGORICAL_FEATURES)
+    for split in ("train", "validation", "test"):
         con.execute(
-            f"""COPY (SELECT event_id, label, {standardized}, {", ".join(f.categorical_columns())} FROM feats
+            f"""COPY (SELECT event_id, label, {standardized}, {categorical} FROM feats
             WHERE split = '{split}') TO '{out}/{split}' (FORMAT parquet, FILE_SIZE_BYTES '128MB')"""
         )
         rows[split] = con.execute(f"SELECT count(*) FROM feats WHERE split = '{split}'").fetchone()[0]
@@ -314,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                                          str(args.cores)], env)  # fmt: skip
         if "emr" in steps:
             r["emr"] = measure([py, "emr_steps/build_features.py", "--input", str(d / "curated"), "--output",
-                                str(d / "features"), "--manifest", str(d / "features" / "manifest.json")], env)  # fmt: skip
+                                str(d / "features"), "--manifest", str(d / "features" / "manifest.json"),
+                                *CLICKSTREAM_FEATURES], env)  # fmt: skip
         if "duckdb-features" in steps and (d / "curated").exists():
             r["duckdb-features"] = measure([py, __file__, "_duckdb-features", str(d / "curated"),
                                             str(d / "duck-features"), str(args.cores)], env)  # fmt: skip

@@ -21,10 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# Columns of the curated events (the Glue job's output) that the feature steps read.
-CURATED_COLUMNS = ("event_id", "ts", "user_id", "item_id", "device", "country", "category", "price",
-                   "position", "discount", "label")  # fmt: skip
-
 
 class UsageError(ValueError):
     """A bad invocation or unreadable input: one line on stderr and exit status 2."""
@@ -51,11 +47,20 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_events(spark: Any, uri: str) -> Any:
-    """Curated events (Parquet partitioned by dt); a missing local input is a usage error."""
+def read_records(spark: Any, uri: str) -> Any:
+    """The curated records (Parquet, partitioned or not); a missing local input is a usage error."""
     if is_local(uri) and not local_path(uri).exists():
         raise UsageError(f"input not found: {uri}")
-    return spark.read.parquet(normalize(uri)).select(*CURATED_COLUMNS)
+    return spark.read.parquet(normalize(uri))
+
+
+def add_workload_path(path: str | None) -> None:
+    """For plain `python`: put the workload's folder or code package on sys.path (on EMR, spark-submit's
+    --py-files does this)."""
+    if path:
+        if not local_path(path).exists():
+            raise UsageError(f"--workload-path {path} does not exist")
+        sys.path.insert(0, str(local_path(path)))
 
 
 def check_local_inputs(*uris: str | None) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.emr import Emr
 from stacks.constructs.network import Network
@@ -23,6 +24,7 @@ class EmrStack(MlpipeStack):
         config: MlpipeConfig,
         network: Network,
         storage: Storage,
+        workload: Workload,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -44,6 +46,7 @@ class EmrStack(MlpipeStack):
             curated_bucket=lake.curated_bucket,
             artifacts_bucket=lake.artifacts_bucket,
             logs_bucket=lake.logs_bucket,
+            workload=workload,
         )
         if self.emr.cluster is not None:
             self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")

@@ -55,7 +55,14 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         app, name("Network"), **kwargs("Network", f"VPC ({config.network.profile} profile)")
     )
     n = network.network
-    emr = EmrStack(app, name("Emr"), network=n, storage=s, **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"))
+    emr = EmrStack(
+        app,
+        name("Emr"),
+        network=n,
+        storage=s,
+        workload=workload,
+        **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"),
+    )
     batch = BatchStack(app, name("Batch"), network=n, storage=s, **kwargs("Batch", "AWS Batch GPU training"))
     glue = GlueStack(app, name("Glue"), storage=s, workload=workload, **kwargs("Glue", "Glue ETL"))
     pipeline = PipelineStack(

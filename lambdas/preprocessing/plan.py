@@ -84,12 +84,22 @@ class PlanSettings:
     default_candidates: list[dict[str, Any]]
     max_candidates: int
     job_shapes: JobShapes = field(default_factory=JobShapes)
+    workload_code_uri: str = ""
+    """The workload's code package: on --py-files beside the driver's library."""
+    features_arguments: tuple[str, ...] = ()
+    """The workload's arguments of the feature driver (module, columns, split), from its manifest."""
+    inference_features_arguments: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> PlanSettings:
         uris = {
             name: require_env(name)
-            for name in ("FEATURES_SCRIPT_URI", "INFERENCE_FEATURES_SCRIPT_URI", "EMR_PY_FILES_URI")
+            for name in (
+                "FEATURES_SCRIPT_URI",
+                "INFERENCE_FEATURES_SCRIPT_URI",
+                "EMR_PY_FILES_URI",
+                "WORKLOAD_CODE_URI",
+            )
         }
         for name, uri in uris.items():
             try:
@@ -100,6 +110,10 @@ class PlanSettings:
         defaults = json_env("DEFAULT_CANDIDATES")
         if not isinstance(defaults, list) or not defaults:
             raise ConfigurationError("environment variable DEFAULT_CANDIDATES must be a non-empty JSON list")
+        arguments = {name: json_env(name) for name in ("FEATURES_ARGUMENTS", "INFERENCE_FEATURES_ARGUMENTS")}
+        for name, value in arguments.items():
+            if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                raise ConfigurationError(f"environment variable {name} must be a JSON list of strings")
         shapes = JobShapes.from_env()
         try:
             default_candidates = execution_input.normalize_candidates(
@@ -113,6 +127,9 @@ class PlanSettings:
             features_script_uri=uris["FEATURES_SCRIPT_URI"],
             inference_features_script_uri=uris["INFERENCE_FEATURES_SCRIPT_URI"],
             emr_py_files_uri=uris["EMR_PY_FILES_URI"],
+            workload_code_uri=uris["WORKLOAD_CODE_URI"],
+            features_arguments=tuple(arguments["FEATURES_ARGUMENTS"]),
+            inference_features_arguments=tuple(arguments["INFERENCE_FEATURES_ARGUMENTS"]),
             default_candidates=default_candidates,
             max_candidates=max_candidates,
             job_shapes=shapes,
@@ -183,11 +200,13 @@ def build_plan(
         "evaluation": object_uri(b.artifacts, "runs", run_id, "evaluation.json"),
         "predictions": prefix_uri(b.artifacts, "runs", run_id, "predictions"),
     }
-    spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", settings.emr_py_files_uri]
+    py_files = ",".join(filter(None, (settings.emr_py_files_uri, settings.workload_code_uri)))
+    spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     features_args = [
         *spark_submit,
         settings.features_script_uri,
         *("--input", curated_events, "--output", features, "--manifest", manifest, "--run-id", run_id),
+        *settings.features_arguments,
     ]
     shard_mb = resolved["features"].get("target_shard_mb")
     if shard_mb is not None:
@@ -197,6 +216,7 @@ def build_plan(
         settings.inference_features_script_uri,
         *("--input", uris["inference_input"], "--training-manifest", manifest),
         *("--output", uris["inference_features"], "--manifest", inference_manifest),
+        *settings.inference_features_arguments,
     ]
     return {
         "format": PLAN_FORMAT,

@@ -428,11 +428,14 @@ class SparkEmr:
         script = self.ctx.asset(args[i])
         if script is None or not script.is_file():
             return Outcome.failure(f"the EMR step script {args[i]} is not an asset of the cloud assembly")
-        library = self.ctx.asset(py_files) if py_files else None
-        if py_files and (library is None or not library.exists()):
-            return Outcome.failure(
-                f"the --py-files {py_files} of step {step.name} is not an asset of the cloud assembly"
-            )
+        library: list[Path] = []
+        for uri in filter(None, (py_files or "").split(",")):  # each goes on the script's path, as on EMR
+            path = self.ctx.asset(uri)
+            if path is None or not path.exists():
+                return Outcome.failure(
+                    f"the --py-files {uri} of step {step.name} is not an asset of the cloud assembly"
+                )
+            library.append(path)
         script_args = args[i + 1 :]
         label = f"EMR step {step.name}"
         key = job_key("emr", step.name, script_args)
@@ -440,7 +443,7 @@ class SparkEmr:
         log = self.ctx.log_path("emr", f"{step.step_id}-{step.name}.log")
         return _staged_run(
             self.ctx, key=key, label=label, script=script, args=script_args,
-            python_path=[library] if library else [], log=log, uris=uris,
+            python_path=library, log=log, uris=uris,
         )  # fmt: skip
 
 

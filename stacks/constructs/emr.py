@@ -24,6 +24,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlpipe.config import EmrConfig
+from mlpipe.workload import Workload
 from stacks.constructs.common import (
     S3_READ,
     S3_READ_WRITE_DELETE,
@@ -32,6 +33,7 @@ from stacks.constructs.common import (
     allow_key,
     allow_objects,
 )
+from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
 
 # Where the platform team uploads the PEM certificates for in-transit encryption
@@ -101,9 +103,13 @@ class Emr(Construct):
         curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         logs_bucket: s3.IBucket,
+        workload: Workload,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        # The workload's feature module ships in its code package, beside the driver's library on --py-files.
+        self.code = WorkloadCode(self, "WorkloadCode", workload=workload)
+        self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
 
         # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.
         self.features_script = s3_assets.Asset(
@@ -199,7 +205,12 @@ class Emr(Construct):
             S3_READ,
             [
                 a.bucket.arn_for_objects(a.s3_object_key)
-                for a in (self.features_script, self.inference_features_script, self.py_files)
+                for a in (
+                    self.features_script,
+                    self.inference_features_script,
+                    self.py_files,
+                    self.code.asset,
+                )
             ]
             + [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)],
         )
@@ -311,6 +322,9 @@ class Emr(Construct):
             "FEATURES_SCRIPT_URI": self.features_script.s3_object_url,
             "INFERENCE_FEATURES_SCRIPT_URI": self.inference_features_script.s3_object_url,
             "EMR_PY_FILES_URI": self.py_files.s3_object_url,
+            "WORKLOAD_CODE_URI": self.code.asset.s3_object_url,
+            "FEATURES_ARGUMENTS": json.dumps(self.features_arguments),
+            "INFERENCE_FEATURES_ARGUMENTS": json.dumps(self.inference_features_arguments),
         }
 
 

@@ -205,6 +205,7 @@ def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: Batch
         f"emr={emr_.features_script.asset_hash},{emr_.inference_features_script.asset_hash},"
         f"{emr_.py_files.asset_hash}",
         f"image={batch_.image_asset.asset_hash}",
+        f"workload={glue_etl.code.sha256},{emr_.code.sha256}",
     ]
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

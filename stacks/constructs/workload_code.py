@@ -40,3 +40,29 @@ class WorkloadCode(Construct):
 
     def grant_read(self, role: iam.IRole) -> None:
         allow(role, S3_READ, [self.asset.bucket.arn_for_objects(self.asset.s3_object_key)])
+
+
+def feature_driver_arguments(workload: Workload) -> tuple[list[str], list[str]]:
+    """The feature driver's arguments that the workload's manifest decides: (training step, inference step)."""
+    f = workload.features
+    if f is None or f.script:  # a whole script of the workload takes only the run's arguments
+        return [], []
+    module = ["--workload-module", module_name(f.module)]
+    training = [
+        *module,
+        "--id-column",
+        f.id_column,
+        "--label-column",
+        f.label_column,
+        "--split-by",
+        f.split_by,
+    ]
+    if f.split_by == "time":
+        training += ["--time-column", f.time_column]
+    training += [
+        "--validation-fraction",
+        f"{f.validation_fraction:g}",
+        "--test-fraction",
+        f"{f.test_fraction:g}",
+    ]
+    return training, module

@@ -19,6 +19,9 @@ PLAN_ENV = {
     "FEATURES_SCRIPT_URI": "s3://mlpipe-artifacts-test/code/a.py",
     "INFERENCE_FEATURES_SCRIPT_URI": "s3://mlpipe-artifacts-test/code/b.py",
     "EMR_PY_FILES_URI": "s3://mlpipe-artifacts-test/code/c.zip",
+    "WORKLOAD_CODE_URI": "s3://mlpipe-artifacts-test/code/w.zip",
+    "FEATURES_ARGUMENTS": "[]",
+    "INFERENCE_FEATURES_ARGUMENTS": "[]",
     "DEFAULT_CANDIDATES": json.dumps(DEFAULT_CANDIDATES),
     "MAX_CANDIDATES": "4",
 }

@@ -1,4 +1,5 @@
-"""EMR feature steps on local Spark: no leakage, statistics from training only, shards and manifests."""
+"""mlpipe's EMR feature driver on local Spark with the clickstream workload's feature module: no leakage,
+statistics from training only, shards and manifests; a ratio split; a module that breaks the contract."""
 
 from __future__ import annotations
 
@@ -12,13 +13,27 @@ from typing import Any
 
 import build_features
 import inference_features
-import mlpipe_features as features
+import mlpipe_features as driver
 import pyarrow.parquet as pq
 import pytest
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
 
 EMR_STEPS = Path(__file__).resolve().parents[2] / "emr_steps"
+CLICKSTREAM = Path(__file__).resolve().parents[2] / "examples" / "clickstream"
+WORKLOAD_ARGS = ["--workload-module", "features", "--workload-path", str(CLICKSTREAM), "--id-column", "event_id",
+                 "--label-column", "label", "--split-by", "time", "--time-column", "ts"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clickstream() -> driver.FeatureModule:
+    sys.path.insert(0, str(CLICKSTREAM))
+    try:
+        return driver.load_module("features")
+    finally:
+        sys.path.remove(str(CLICKSTREAM))
+
+
 T0 = datetime(2026, 1, 10, 12, 0, 0)
 EVENT_COLUMNS = ("event_id string, ts timestamp, user_id string, item_id string, device string, country string, "
                  "category string, price double, position int, discount double, label int")  # fmt: skip
@@ -39,12 +54,12 @@ def _curated(spark, tmp_path: Path, rows: list[tuple]) -> str:
     return str(path)
 
 
-def _raw(spark, rows: list[tuple]) -> dict[str, dict[str, Any]]:
+def _raw(spark, clickstream, rows: list[tuple]) -> dict[str, dict[str, Any]]:
     df = spark.createDataFrame(rows, EVENT_COLUMNS)
-    return {r["event_id"]: r.asDict() for r in features.raw_features(df).collect()}
+    return {r["event_id"]: r.asDict() for r in clickstream.features(df).collect()}
 
 
-def test_history_windows_see_only_strictly_earlier_events(spark) -> None:
+def test_history_windows_see_only_strictly_earlier_events(spark, clickstream) -> None:
     rows = [
         _event("a", T0, "u1", "i1", 1),
         _event("b", T0 + timedelta(hours=1), "u1", "i2", 1),
@@ -53,7 +68,7 @@ def test_history_windows_see_only_strictly_earlier_events(spark) -> None:
         _event("e", T0 + timedelta(days=9), "u1", "i1", 1),
         _event("x", T0 + timedelta(minutes=30), "u2", "i1", 1),  # another user, same item
     ]
-    f = _raw(spark, rows)
+    f = _raw(spark, clickstream, rows)
     # a: the user's first event, nothing before it
     assert f["a"]["user_events_all"] == 0.0 and f["a"]["user_is_new"] == 1.0
     assert f["a"]["user_ctr_all"] == pytest.approx(1 / 10)
@@ -75,10 +90,10 @@ def test_history_windows_see_only_strictly_earlier_events(spark) -> None:
     assert f["c"]["item_ctr_all"] == pytest.approx((2 + 1) / (2 + 10))
 
 
-def test_a_rows_own_and_later_labels_never_change_its_features(spark) -> None:
+def test_a_rows_own_and_later_labels_never_change_its_features(spark, clickstream) -> None:
     rows = [_event(f"e{i}", T0 + timedelta(hours=i), "u1", "i1", i % 2) for i in range(6)]
     flipped = [(*r[:-1], 1 - r[-1]) if r[0] in ("e3", "e4", "e5") else r for r in rows]
-    before, after = _raw(spark, rows), _raw(spark, flipped)
+    before, after = _raw(spark, clickstream, rows), _raw(spark, clickstream, flipped)
     for e in ("e0", "e1", "e2", "e3"):  # e3's own label changed, and later ones: its features must not
         assert {k: v for k, v in before[e].items() if k != "label"} == {
             k: v for k, v in after[e].items() if k != "label"
@@ -87,7 +102,7 @@ def test_a_rows_own_and_later_labels_never_change_its_features(spark) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def built(spark, clickstream, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Curated events over 10 days (3 users x 2 items, hourly), built into shards."""
     root = tmp_path_factory.mktemp("features")
     rows = [
@@ -98,22 +113,24 @@ def built(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     curated = _curated(spark, root, rows)
     args = build_features.parse_args(
         ["--input", curated, "--output", str(root / "features"), "--manifest", str(root / "features" / "manifest.json"),
-         "--run-id", "r-test", "--target-shard-mb", "0.004"]
+         "--run-id", "r-test", "--target-shard-mb", "0.004", "--validation-fraction", "0.1",
+         "--test-fraction", "0.1", *WORKLOAD_ARGS]
     )  # fmt: skip
-    manifest = build_features.build(spark, args)
+    manifest = build_features.build(spark, args, clickstream)
     return {"root": root, "rows": rows, "curated": curated, "manifest": manifest, "args": args}
 
 
-def test_manifest_is_mlpipe_features_v1(built) -> None:
+def test_manifest_is_mlpipe_features_v1(built, clickstream) -> None:
     manifest = json.loads(Path(built["args"].manifest).read_text())
     assert manifest == built["manifest"]
     assert set(manifest) == {"format", "run_id", "created_at", "id_column", "label_column", "numeric_features",
-                             "categorical_features", "splits", "statistics", "split_boundaries"}  # fmt: skip
+                             "categorical_features", "splits", "statistics", "split", "split_boundaries"}  # fmt: skip
     assert manifest["format"] == "mlpipe.features.v1" and manifest["run_id"] == "r-test"
     assert (manifest["id_column"], manifest["label_column"]) == ("event_id", "label")
     assert set(manifest["splits"]) == {"train", "validation", "test"}
     assert sum(s["rows"] for s in manifest["splits"].values()) == len(built["rows"])
-    assert set(manifest["statistics"]) == set(features.NUMERIC_FEATURES)
+    assert set(manifest["statistics"]) == set(clickstream.numeric)
+    assert manifest["numeric_features"] == [f"num_{n}" for n in clickstream.numeric]
     assert manifest["split_boundaries"] == {
         "train_end": "2026-01-18T16:00:00Z",
         "validation_end": "2026-01-19T17:00:00Z",
@@ -163,13 +180,14 @@ def test_time_split_and_training_only_statistics(built) -> None:
     assert test["num_user_events_all"].to_numpy().mean() > 1.0
 
 
-def test_inference_features_apply_the_training_statistics(spark, built) -> None:
+def test_inference_features_apply_the_training_statistics(spark, clickstream, built) -> None:
     root = built["root"]
     args = inference_features.parse_args(
         ["--input", built["curated"], "--training-manifest", built["args"].manifest, "--output",
-         str(root / "inference"), "--manifest", str(root / "inference_manifest.json"), "--since", "2026-01-18T00:00:00Z"]
+         str(root / "inference"), "--manifest", str(root / "inference_manifest.json"), "--since", "2026-01-18T00:00:00Z",
+         "--workload-module", "features"]
     )  # fmt: skip
-    manifest = inference_features.build(spark, args)
+    manifest = inference_features.build(spark, args, clickstream)
     assert list(manifest["splits"]) == ["inference"]
     assert manifest["statistics"] == built["manifest"]["statistics"]
     table = pq.ParquetDataset([s["uri"] for s in manifest["splits"]["inference"]["shards"]]).read()
@@ -189,12 +207,20 @@ def test_inference_features_apply_the_training_statistics(spark, built) -> None:
 @pytest.mark.parametrize(
     ("script", "argv", "message"),
     [
-        ("build_features.py", ["--input", "/no/such", "--output", "o", "--manifest", "m"], "input not found: /no/such"),
-        ("build_features.py", ["--input", "i", "--output", "o"], "required: --manifest"),
-        ("build_features.py", ["--input", "i", "--output", "o", "--manifest", "m", "--target-shard-mb", "0"],
-         "--target-shard-mb must be positive"),
+        ("build_features.py", ["--input", "/no/such", "--output", "o", "--manifest", "m", *WORKLOAD_ARGS],
+         "input not found: /no/such"),
+        ("build_features.py", ["--input", "i", "--output", "o", *WORKLOAD_ARGS], "required: --manifest"),
+        ("build_features.py", ["--input", "i", "--output", "o", "--manifest", "m", "--target-shard-mb", "0",
+                               *WORKLOAD_ARGS], "--target-shard-mb must be positive"),
+        ("build_features.py", ["--input", ".", "--output", "o", "--manifest", "m", *WORKLOAD_ARGS[:2]],
+         "required: --id-column, --label-column"),
+        ("build_features.py", ["--input", ".", "--output", "o", "--manifest", "m", *WORKLOAD_ARGS[:-2]],
+         "--split-by time needs --time-column"),
+        ("build_features.py", ["--input", ".", "--output", "o", "--manifest", "m", *WORKLOAD_ARGS[2:],
+                               "--workload-module", "nowhere"], "--workload-module nowhere: cannot import it"),
         ("inference_features.py", ["--input", "i", "--training-manifest", "m", "--output", "o", "--manifest", "x",
-                                   "--since", "soon"], "--since is not an ISO-8601 timestamp"),
+                                   "--workload-module", "features", "--since", "soon"],
+         "--since is not an ISO-8601 timestamp"),
     ],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(
@@ -205,3 +231,47 @@ def test_bad_arguments_exit_2_with_one_line(
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ratio_split_is_by_a_seeded_hash_of_the_id(spark, clickstream, built, tmp_path: Path) -> None:
+    def split_ids(folder: Path) -> dict[str, set[str]]:
+        args = build_features.parse_args(
+            ["--input", built["curated"], "--output", str(folder), "--manifest", str(folder / "manifest.json"),
+             *WORKLOAD_ARGS[:-4], "--split-by", "ratio", "--validation-fraction", "0.2", "--test-fraction", "0.2"]
+        )  # fmt: skip
+        manifest = build_features.build(spark, args, clickstream)
+        assert (
+            manifest["split"] == {"by": "ratio", "time_column": None} and manifest["split_boundaries"] == {}
+        )
+        return {
+            name: {i for s in split["shards"] for i in pq.read_table(s["uri"])["event_id"].to_pylist()}
+            for name, split in manifest["splits"].items()
+        }
+
+    first, again = split_ids(tmp_path / "a"), split_ids(tmp_path / "b")
+    assert first == again  # the same rows in the same splits, run after run
+    assert set.union(*first.values()) == {r[0] for r in built["rows"]}
+    assert 40 <= len(first["validation"]) <= 120 and 40 <= len(first["test"]) <= 120  # 20% of 400 each
+
+
+def test_a_feature_module_that_breaks_the_contract_is_refused(spark, built, tmp_path: Path) -> None:
+    (tmp_path / "thin_features.py").write_text(
+        "NUMERIC_FEATURES = ('price', 'missing')\n"
+        "CATEGORICAL_FEATURES = {}\n"
+        "def features(records):\n"
+        "    return records.select('event_id', 'ts', 'label', 'price')\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = driver.load_module("thin_features")
+    finally:
+        sys.path.remove(str(tmp_path))
+    args = build_features.parse_args(
+        ["--input", built["curated"], "--output", str(tmp_path / "out"), "--manifest", str(tmp_path / "m.json"),
+         *WORKLOAD_ARGS]
+    )  # fmt: skip
+    with pytest.raises(
+        build_features.io.UsageError, match=r"thin_features\.features returned no column 'missing'"
+    ):
+        build_features.build(spark, args, module)
+    assert not (tmp_path / "m.json").exists()

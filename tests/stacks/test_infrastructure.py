@@ -326,6 +326,27 @@ def test_glue_runs_the_driver_with_the_workloads_module_from_its_code_package(de
     assert reads, "the job's role reads its code package"
 
 
+def test_emr_steps_get_the_workloads_feature_module_and_arguments_from_its_manifest(dev: Any) -> None:
+    pipeline = dev.json("Pipeline")
+    (plan,) = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in _of_type(pipeline, "AWS::Lambda::Function")
+        if "FEATURES_ARGUMENTS" in f["Properties"]["Environment"]["Variables"]
+    ]
+    assert json.loads(plan["FEATURES_ARGUMENTS"]) == [
+        "--workload-module", "features", "--id-column", "event_id", "--label-column", "label", "--split-by", "time",
+        "--time-column", "ts", "--validation-fraction", "0.1", "--test-fraction", "0.1",
+    ]  # fmt: skip
+    assert json.loads(plan["INFERENCE_FEATURES_ARGUMENTS"]) == ["--workload-module", "features"]
+    package_key = json.dumps(plan["WORKLOAD_CODE_URI"]).split("/")[-1].split('"')[0]
+    assert package_key.endswith(".zip")
+    reads = [
+        s for p in _of_type(dev.json("Emr"), "AWS::IAM::Policy") for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:GetObject" in s["Action"] and package_key in json.dumps(s["Resource"])
+    ]  # fmt: skip
+    assert reads, "the EMR instance role reads the workload's code package"
+
+
 def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:
     t = dev.template("Monitoring")
     t.has_resource_properties(

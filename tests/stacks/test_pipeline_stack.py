@@ -197,11 +197,13 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     (version,) = versions - {None}
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", version) and mlpipe.__version__ not in version
 
-    def assets(image: str) -> tuple[Any, Any, Any]:
-        asset = SimpleNamespace(asset_hash="a")
-        emr = SimpleNamespace(features_script=asset, inference_features_script=asset, py_files=asset)
+    def assets(image: str, workload: str = "w1") -> tuple[Any, Any, Any]:
+        asset, package = SimpleNamespace(asset_hash="a"), SimpleNamespace(sha256=workload)
+        emr = SimpleNamespace(
+            features_script=asset, inference_features_script=asset, py_files=asset, code=package
+        )
         return (
-            SimpleNamespace(script=asset),
+            SimpleNamespace(script=asset, code=package),
             emr,
             SimpleNamespace(image_asset=SimpleNamespace(asset_hash=image)),
         )
@@ -211,6 +213,7 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     before = code_revision(code, *assets("i1"))
     assert code_revision(code, *assets("i1")) == before
     assert code_revision(code, *assets("i2")) != before  # a new training image
+    assert code_revision(code, *assets("i1", workload="w2")) != before  # the workload's own code changed
     handler = code / "training" / "handler.py"
     handler.write_text(handler.read_text() + "\n# changed\n")
     assert code_revision(code, *assets("i1")) != before  # new Lambda code

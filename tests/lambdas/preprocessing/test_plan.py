@@ -50,12 +50,16 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
     manifest = f"s3://{curated}/features/nightly-1/manifest.json"
     assert payload["manifest_uri"] == manifest
     assert payload["inference_manifest_uri"] == f"s3://{curated}/features/nightly-1/inference_manifest.json"
-    spark = ["spark-submit", "--deploy-mode", "cluster", "--py-files", lambda_env["EMR_PY_FILES_URI"]]
+    # The driver's library and the workload's code package, then the workload's arguments from its manifest.
+    py_files = f"{lambda_env['EMR_PY_FILES_URI']},{lambda_env['WORKLOAD_CODE_URI']}"
+    spark = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     assert payload["emr_features_args"] == [
         *spark,
         lambda_env["FEATURES_SCRIPT_URI"],
         *("--input", f"s3://{curated}/events/", "--output", f"s3://{curated}/features/nightly-1/"),
-        *("--manifest", manifest, "--run-id", "nightly-1", "--target-shard-mb", "64"),
+        *("--manifest", manifest, "--run-id", "nightly-1"),
+        *json.loads(lambda_env["FEATURES_ARGUMENTS"]),
+        *("--target-shard-mb", "64"),
     ]
     assert payload["emr_inference_args"] == [
         *spark,
@@ -63,6 +67,7 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
         *("--input", f"s3://{curated}/events/", "--training-manifest", manifest),
         *("--output", f"s3://{curated}/features/nightly-1/inference/"),
         *("--manifest", f"s3://{curated}/features/nightly-1/inference_manifest.json"),
+        *json.loads(lambda_env["INFERENCE_FEATURES_ARGUMENTS"]),
     ]
     assert len(json.dumps(payload)) < 4096  # pointers and small fields only
 
@@ -170,9 +175,10 @@ def test_a_repeated_start_does_not_rewrite_the_plan_unless_the_deployment_change
     refreshed = plan_run(counting, raw_input(lambda_env), PlanSettings.from_env())
     assert counting.writes == 4
     assert refreshed["run_id"] == first["run_id"]
-    assert refreshed["emr_features_args"][4].endswith("emr_steps-v2.zip")
+    assert refreshed["emr_features_args"][4].split(",")[0].endswith("emr_steps-v2.zip")
     plan = store.get_json(first["plan_uri"])
-    assert plan["emr_inference_args"][4].endswith("emr_steps-v2.zip") and plan["created_at"] == created_at
+    assert plan["emr_inference_args"][4].split(",")[0].endswith("emr_steps-v2.zip")
+    assert plan["created_at"] == created_at
 
 
 def test_given_run_id_with_a_different_input_is_refused(
