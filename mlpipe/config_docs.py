@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from mlpipe import config as config_module
+from mlpipe import workload as workload_module
 from mlpipe.config import BatchConfig, EmrConfig, GlueConfig, MlpipeConfig, NetworkConfig, PipelineConfig
 
 SECTIONS: list[tuple[str, type[Any]]] = [
@@ -55,6 +56,19 @@ def _default(field: dataclasses.Field[Any]) -> str:
     return f"`{json.dumps(value, separators=(', ', ': '))}`"
 
 
+def key_table(section: str, cls: type[Any], sections: list[tuple[str, type[Any]]]) -> list[str]:
+    """The markdown rows of `cls`'s keys (nested sections are tables of their own): key, default, meaning."""
+    docs = _field_docs(cls)
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    nested = {s for s, _ in sections}
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field.type) or field.name in nested or field.name.startswith("root"):
+            continue
+        key = f"{section}.{field.name}" if section else field.name
+        rows.append(f"| `{key}` | {_default(field)} | {docs.get(field.name, '')} |")
+    return rows
+
+
 def render() -> str:
     lines = [
         "# Configuration",
@@ -68,19 +82,12 @@ def render() -> str:
         "",
     ]
     for section, cls in SECTIONS:
-        docs = _field_docs(cls)
         lines += [
             f"## `{section}`" if section else "## Top level",
             "",
-            "| key | default | meaning |",
-            "|---|---|---|",
+            *key_table(section, cls, SECTIONS),
+            "",
         ]
-        for field in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(field.type) or field.name in {s for s, _ in SECTIONS}:
-                continue
-            key = f"{section}.{field.name}" if section else field.name
-            lines.append(f"| `{key}` | {_default(field)} | {docs.get(field.name, '')} |")
-        lines.append("")
     lines += [
         "Account and region: an explicit `account`/`region` wins; otherwise `CDK_DEFAULT_ACCOUNT` and",
         "`CDK_DEFAULT_REGION`; otherwise the template is account-agnostic in `us-east-1`.",
@@ -88,6 +95,33 @@ def render() -> str:
         "scripts are tested against that Spark.",
         "",
     ]
+    return "\n".join(lines)
+
+
+WORKLOAD_SECTIONS: list[tuple[str, type[Any]]] = [
+    ("", workload_module.Workload),
+    ("raw", workload_module.RawInput),
+    ("clean", workload_module.CleanStage),
+    ("features", workload_module.FeatureStage),
+    ("train", workload_module.Training),
+    ("infer", workload_module.Inference),
+    ("metric", workload_module.Metric),
+    ("candidates", workload_module.Candidate),
+    ("search", workload_module.Search),
+    ("dependencies", workload_module.Dependencies),
+]
+
+
+def render_workload_keys() -> str:
+    """The key reference of workload.toml, as docs/workloads.md holds it."""
+    lines: list[str] = []
+    for section, cls in WORKLOAD_SECTIONS:
+        lines += [
+            f"### `[{section}]`" if section else "### Top level",
+            "",
+            *key_table(section, cls, WORKLOAD_SECTIONS),
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ class CleanStage:
     (a whole Glue script that keeps the driver's argument and report contract)."""
 
     module: str = ""
-    """A .py file of the workload with `SCHEMA` and `parse(df)`: see docs/workloads.md."""
+    """A .py file of the workload with `SCHEMA` and `parse(records)`, run by mlpipe's Glue driver."""
     script: str = ""
     """A whole Glue script instead of `module`."""
     dedupe_key: tuple[str, ...] = ()
@@ -72,7 +72,7 @@ class FeatureStage:
     """The EMR stage. `module` (the workload's feature functions, run by mlpipe's EMR driver) or `script`."""
 
     module: str = ""
-    """A .py file of the workload with `fit(train)` and `transform(df, statistics)`: see docs/workloads.md."""
+    """A .py file of the workload with `NUMERIC_FEATURES`, `CATEGORICAL_FEATURES` and `features(records)`."""
     script: str = ""
     """A whole Spark script instead of `module`."""
     id_column: str = ""
@@ -92,7 +92,7 @@ class FeatureStage:
 @dataclass(frozen=True)
 class Training:
     entrypoint: str = ""
-    """A .py file of the workload run by mlpipe's launcher on every rank (docs/workloads.md)."""
+    """A .py file of the workload that mlpipe's launcher runs on every rank (docs/training.md)."""
     trainer: str = ""
     """Instead of `entrypoint`: `mlpipe.tabular`, mlpipe's own tabular trainer."""
     dockerfile: str = ""
@@ -162,6 +162,7 @@ class Workload:
     infer: Inference
     metric: Metric
     description: str = ""
+    """One line for people: shown by `mlpipe workload check`."""
     clean: CleanStage | None = None
     """Absent: no Glue stage; training or the feature stage reads the raw input."""
     features: FeatureStage | None = None

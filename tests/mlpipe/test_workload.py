@@ -198,3 +198,13 @@ def test_two_workloads_with_one_name_are_refused(tmp_path: Path) -> None:
         WorkloadError, match=r"^workloads\[1\]: workload name 'churn' is also the name of workloads\[0\]"
     ):
         check_unique([first, second])
+
+
+def test_the_workloads_page_documents_every_key_with_its_default() -> None:
+    from mlpipe.config_docs import render_workload_keys
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "workloads.md").read_text()
+    assert render_workload_keys() in page, (
+        "regenerate the key reference: mlpipe.config_docs.render_workload_keys()"
+    )
+    assert "|  |" not in render_workload_keys(), "every key has a meaning"
