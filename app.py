@@ -67,9 +67,8 @@ def main() -> int:
         config = load_config(context)
         workloads = load_all(config.workloads, APP_DIR)
         prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
-        create_platform(
-            app, config, workloads=workloads
-        )  # also runs the synth-time guards (stacks/guards.py)
+        # create_platform also runs the synth-time guards (stacks/guards.py).
+        create_platform(app, config, workloads=workloads)
     except WorkloadError as error:
         print(f"mlpipe: invalid workload: {error}", file=sys.stderr)
         return 2

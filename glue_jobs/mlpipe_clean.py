@@ -49,6 +49,10 @@ from typing import Any
 QUARANTINE_COLUMNS = ("reason", "field", "source_file", "line")
 REPORT_FORMAT = "mlpipe.clean_report.v1"
 OWN = "_mlpipe_"  # the prefix of the driver's columns, which parse() passes through
+# Columns the driver adds after parse(): a workload column of one of these names would be lost.
+INTERNAL_COLUMNS = frozenset(
+    {"_line", "_line_hash", "source_file", "reason", "field", "dup_rank", "_repeated"}
+)
 
 REQUIRED_ARGS = ("input", "output", "quarantine", "report", "workload-module", "dedupe-key")
 # Optional arguments of this job; every other `--key value` (Glue adds --JOB_NAME, --TempDir,
@@ -175,6 +179,11 @@ def schema_of(module: ModuleType) -> Any:
         ) from None
     if not isinstance(schema, T.StructType) or not schema.fields:
         raise UsageError(f"{module.__name__}.SCHEMA must list fields, e.g. 'id STRING, value DOUBLE'")
+    reserved = sorted(
+        (set(schema.names) & {"_corrupt", "_null", "value"}) | {n for n in schema.names if n.startswith(OWN)}
+    )
+    if reserved:
+        raise UsageError(f"{module.__name__}.SCHEMA names {reserved[0]!r}, a name the driver uses: rename it")
     required = tuple(getattr(module, "REQUIRED", schema.names))
     unknown = sorted(set(required) - set(schema.names))
     if unknown:
@@ -225,7 +234,7 @@ def records_of(lines: Any, schema: Any, required: tuple[str, ...], args: dict[st
             checks.append(
                 (F.col(name).isNull() & (corrupt.isNull() | ~present(name)), f"missing_field:{name}")
             )
-        for name in schema.names:
+        for name in (*required, *(n for n in schema.names if n not in required)):  # required ones first
             checks.append((F.col(name).isNull() & corrupt.isNotNull() & present(name), f"wrong_type:{name}"))
         typed = [F.col(n) for n in schema.names]
     else:
@@ -277,6 +286,11 @@ def classify(lines: Any, workload: ModuleType, args: dict[str, str]) -> Any:
             f"{workload.__name__}.parse must keep the {OWN}* columns and add reject_reason"
             + (f" (it lost {lost[0]})" if lost else "")
         )
+    clash = sorted(columns & INTERNAL_COLUMNS)
+    if clash:
+        raise UsageError(
+            f"{workload.__name__}.parse returns the column {clash[0]!r}, a name the driver uses: rename it"
+        )
     for key in dedupe_key(args) + [k for k in (args["order-by"], args["partition-column"]) if k]:
         if key not in columns:
             raise UsageError(
@@ -300,17 +314,8 @@ def classify(lines: Any, workload: ModuleType, args: dict[str, str]) -> Any:
 
 
 def curated_columns(df: Any) -> list[str]:
-    internal = {
-        "reject_reason",
-        "reject_field",
-        "_line",
-        "_line_hash",
-        "source_file",
-        "reason",
-        "field",
-        "dup_rank",
-    }
-    return [c for c in df.columns if not c.startswith(OWN) and c not in internal]
+    dropped = {"reject_reason", "reject_field", *INTERNAL_COLUMNS}
+    return [c for c in df.columns if not c.startswith(OWN) and c not in dropped]
 
 
 def repeated_keys(classified: Any, key: list[str]) -> Any:

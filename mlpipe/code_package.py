@@ -2,8 +2,8 @@
 
 Batch jobs run the workload's code from this package (mlpipe_batch.run fetches it from S3 and checks its
 SHA-256), so a code change needs no image build; local mode runs the same package from its embedded S3. The
-archive is reproducible (sorted names, a fixed timestamp, normalized permissions), so its digest changes only
-when a file does. Hidden files and folders, `__pycache__` and `*.pyc` are left out.
+archive is reproducible (sorted names, a fixed timestamp, normalized permissions, no compression), so its
+digest changes only when a file does. Hidden files and folders, `__pycache__` and `*.pyc` are left out.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def build(folder: str | Path) -> CodePackage:
     files.sort()
     buffer = io.BytesIO()
     total = 0
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+    # Stored, not deflated: deflate's bytes depend on the zlib build, and the digest must not.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, path in files:
             content = path.read_bytes()
             total += len(content)
@@ -63,7 +64,6 @@ def build(folder: str | Path) -> CodePackage:
                 )
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, content)
     data = buffer.getvalue()
     return CodePackage(data=data, sha256=hashlib.sha256(data).hexdigest(), files=tuple(n for n, _ in files))

@@ -135,13 +135,6 @@ class PipelineConfig:
     the largest candidates the execution-input schema admits could exceed Step Functions' 256 KiB payload)."""
     map_max_concurrency: int = 4
     """Candidates trained at the same time."""
-    default_candidates: tuple[Mapping[str, Any], ...] = (
-        {"name": "baseline", "hyperparameters": {"lr": 0.003, "epochs": 4}},
-        {"name": "wide", "hyperparameters": {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}},
-    )
-    """Candidates trained when the execution input names none."""
-    quality_gate_min_auc: float = 0.70
-    """The chosen model is published only if its held-out AUC reaches this."""
     execution_timeout_hours: int = 12
     """Timeout of one state-machine execution."""
     lambda_memory_mib: int = 1024
@@ -463,22 +456,6 @@ def _check(config: MlpipeConfig, path: str) -> None:
         1 <= pipe.map_max_concurrency <= pipe.max_candidates,
         f"{path}.pipeline.map_max_concurrency",
         "must be 1 to pipeline.max_candidates",
-    )
-    _require(
-        0 < len(pipe.default_candidates) <= pipe.max_candidates,
-        f"{path}.pipeline.default_candidates",
-        "needs 1 to pipeline.max_candidates candidates",
-    )
-    for i, candidate in enumerate(pipe.default_candidates):
-        _require(
-            isinstance(candidate.get("name"), str),
-            f"{path}.pipeline.default_candidates[{i}].name",
-            "every candidate needs a name",
-        )
-    _require(
-        0.5 <= pipe.quality_gate_min_auc < 1.0,
-        f"{path}.pipeline.quality_gate_min_auc",
-        "must be in [0.5, 1.0)",
     )
     _require(
         1 <= pipe.execution_timeout_hours <= 24 * 7,

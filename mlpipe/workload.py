@@ -24,7 +24,7 @@ from mlpipe.config import ConfigError, build_dataclass
 
 MANIFEST = "workload.toml"
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-CANDIDATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+CANDIDATE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")  # as the execution input's schema
 PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_NODES = 16
@@ -120,7 +120,7 @@ class Metric:
 @dataclass(frozen=True)
 class Candidate:
     name: str
-    """1 to 40 letters, digits, `-` and `_`; unique within the workload."""
+    """1 to 32 lowercase letters, digits and `-` (S3 keys and Batch job names); unique within the workload."""
     nodes: int = 1
     """More than 1: a Batch multi-node parallel job (DDP across nodes)."""
     gpus: int = 1
@@ -216,6 +216,48 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
     workload = _with_root(workload, root)
     _check(workload, source)
     return workload
+
+
+DEPLOYED_RAW_PREFIX = "events/"
+"""The raw prefix that the execution input's schema admits in this version."""
+
+
+def check_deployable(w: Workload, source: str = MANIFEST) -> None:
+    """What this version's pipeline runs: refuse, naming the key, a valid manifest that asks for more.
+
+    The pipeline has a Glue and an EMR stage run by mlpipe's drivers, trains and scores with mlpipe's
+    tabular trainer, and gates on AUC; a workload's own scripts run under mlpipe_batch.run, which the
+    pipeline does not submit yet.
+    """
+    not_yet = "is not deployed by this version of mlpipe's pipeline"
+    _require(
+        w.raw.prefix == DEPLOYED_RAW_PREFIX,
+        source,
+        "raw.prefix",
+        f"must be {DEPLOYED_RAW_PREFIX!r}: another {not_yet}",
+    )
+    _require(w.clean is not None, source, "clean", f"a workload without a clean stage {not_yet}")
+    _require(w.features is not None, source, "features", f"a workload without a feature stage {not_yet}")
+    assert w.clean is not None and w.features is not None
+    _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
+    _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
+    _require(
+        w.train.trainer == TABULAR_TRAINER,
+        source,
+        "train.entrypoint",
+        f"{not_yet}: use trainer = {TABULAR_TRAINER!r}",
+    )
+    _require(not w.train.dockerfile, source, "train.dockerfile", not_yet)
+    _require(
+        (w.metric.name, w.metric.direction) == ("auc", "maximize"),
+        source,
+        "metric",
+        f"{TABULAR_TRAINER} reports auc (maximize); another metric {not_yet}",
+    )
+    _require(0.5 <= w.metric.gate < 1.0, source, "metric.gate", "an AUC gate must be in [0.5, 1.0)")
+    _require(w.search is None, source, "search", f"{not_yet}: list candidates")
+    for stage in ("spark", "batch"):
+        _require(not getattr(w.dependencies, stage), source, f"dependencies.{stage}", not_yet)
 
 
 def load_all(folders: Sequence[str], base: Path) -> tuple[Workload, ...]:
@@ -388,7 +430,7 @@ def _check(w: Workload, source: str) -> None:
             CANDIDATE_NAME.fullmatch(candidate.name) is not None,
             source,
             f"{key}.name",
-            "use 1 to 40 letters, digits, '-' and '_'",
+            "use 1 to 32 lowercase letters, digits and '-'",
         )
         _require(candidate.name not in names, source, f"{key}.name", f"{candidate.name!r} is used twice")
         names.add(candidate.name)

@@ -20,7 +20,6 @@ EMR_STEPS_DIR = REPO_ROOT / "emr_steps"
 BATCH_CONTAINERS_DIR = REPO_ROOT / "batch_containers"
 # Built by `make setup` from lambdas/requirements.txt (a zip: synth neither hashes nor copies a folder of 150 MB).
 LAMBDA_LAYER_ZIP = REPO_ROOT / "build" / "lambda-layer.zip"
-CODE_PACKAGES_DIR = REPO_ROOT / "build" / "code-packages"  # workloads' code packages, written at synth
 LAMBDA_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
 
 # The latest Python runtime that the pinned aws-cdk-lib offers, on Graviton (cheaper per GB-second).

@@ -10,6 +10,7 @@ from stacks.base import MlpipeStack
 from stacks.constructs.emr import Emr
 from stacks.constructs.network import Network
 from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.workload_code import StagedPackage
 from stacks.defaults import resource_name
 
 
@@ -25,6 +26,7 @@ class EmrStack(MlpipeStack):
         network: Network,
         storage: Storage,
         workload: Workload,
+        code: StagedPackage,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -47,6 +49,7 @@ class EmrStack(MlpipeStack):
             artifacts_bucket=lake.artifacts_bucket,
             logs_bucket=lake.logs_bucket,
             workload=workload,
+            code=code,
         )
         if self.emr.cluster is not None:
             self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")

@@ -9,6 +9,7 @@ from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.workload_code import StagedPackage
 
 
 class GlueStack(MlpipeStack):
@@ -22,6 +23,7 @@ class GlueStack(MlpipeStack):
         config: MlpipeConfig,
         storage: Storage,
         workload: Workload,
+        code: StagedPackage,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -31,6 +33,7 @@ class GlueStack(MlpipeStack):
             "Glue",
             config=config.glue,
             workload=workload,
+            code=code,
             key=storage.key,
             raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,

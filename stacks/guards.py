@@ -203,6 +203,6 @@ def check_lambda_environment(function: str, environment: Mapping[str, str]) -> i
     if size > LAMBDA_ENVIRONMENT_LIMIT:
         raise GuardError(
             f"Lambda {function}: its environment would be {size} bytes, over Lambda's 4 KiB "
-            "(pipeline.default_candidates is the usual cause: give fewer or smaller default candidates)"
+            "(the workload's candidates are the usual cause: give fewer or smaller default candidates)"
         )
     return size

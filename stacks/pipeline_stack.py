@@ -5,6 +5,7 @@ from typing import Any
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.batch import BatchCompute
 from stacks.constructs.emr import Emr
@@ -27,6 +28,7 @@ class PipelineStack(MlpipeStack):
         glue_etl: GlueEtl,
         emr: Emr,
         batch: BatchCompute,
+        workload: Workload,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -38,6 +40,7 @@ class PipelineStack(MlpipeStack):
             glue_etl=glue_etl,
             emr_=emr,
             batch_=batch,
+            workload=workload,
             removal=removal_policy(config),
         )
         self.output("StateMachineArn", self.pipeline.state_machine.state_machine_arn, "The pipeline")

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Tags
 
 from mlpipe.config import MlpipeConfig
-from mlpipe.workload import Workload
+from mlpipe.workload import Workload, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
+from stacks.constructs.workload_code import stage
 from stacks.emr_stack import EmrStack
 from stacks.glue_stack import GlueStack
 from stacks.monitoring_stack import MonitoringStack
@@ -36,6 +37,8 @@ class Platform:
 def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workload]) -> Platform:
     """The stacks for `config`'s environment; `workloads` are the validated folders that config lists."""
     (workload,) = workloads  # one pipeline per app in this version (mlpipe.config checks the count)
+    check_deployable(workload, f"{workload.root.name}/workload.toml")
+    code = stage(workload)  # built once: the Glue and EMR stacks upload the same file
     env = Environment(account=config.account, region=config.region)
     name = config.stack_name
 
@@ -61,10 +64,11 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         network=n,
         storage=s,
         workload=workload,
+        code=code,
         **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"),
     )
     batch = BatchStack(app, name("Batch"), network=n, storage=s, **kwargs("Batch", "AWS Batch GPU training"))
-    glue = GlueStack(app, name("Glue"), storage=s, workload=workload, **kwargs("Glue", "Glue ETL"))
+    glue = GlueStack(app, name("Glue"), storage=s, workload=workload, code=code, **kwargs("Glue", "Glue ETL"))
     pipeline = PipelineStack(
         app,
         name("Pipeline"),
@@ -72,6 +76,7 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         glue_etl=glue.glue,
         emr=emr.emr,
         batch=batch.batch,
+        workload=workload,
         **kwargs("Pipeline", "Lambdas and the Step Functions state machine"),
     )
     monitoring = MonitoringStack(

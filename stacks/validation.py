@@ -60,8 +60,8 @@ def import_bindings() -> None:
 
 
 def load_checks_while_importing() -> None:
-    """Import cdk-nag (the kernel loads its package: about 0.2 s) in a thread while this one runs
-    `import_bindings()` (about 0.35 s of Python), instead of one after the other."""
+    """Import cdk-nag (the kernel loads its package) in a thread while this one runs `import_bindings()`
+    (Python's own work), instead of one after the other."""
     failed: list[BaseException] = []
 
     def load() -> None:

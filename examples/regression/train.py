@@ -116,7 +116,7 @@ def main() -> int:
             loss.backward()
             optimizer.step()
             if any_rank(stop_requested):  # every rank stops at the same step
-                if rank == 0:  # the epoch restarts on resume: its finished steps are not saved
+                if rank == 0:  # the weights keep this epoch's steps; a resume replays the epoch from its start
                     save_atomically(
                         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
                         checkpoint,

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlpipe.cli import UsageError
 from mlpipe.commands._common import subcommands
+from mlpipe.workload import Workload
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=_check)
 
 
-def summary(workload: Any) -> dict[str, Any]:
+def summary(workload: Workload) -> dict[str, Any]:
     """What a reader wants to know about a valid workload, as plain data."""
     stages = [name for name in ("clean", "features") if getattr(workload, name) is not None]
     candidates = [c.name for c in workload.candidates]
@@ -37,7 +38,7 @@ def summary(workload: Any) -> dict[str, Any]:
             "direction": workload.metric.direction,
             "gate": workload.metric.gate,
         },
-        "candidates": candidates if candidates else f"{workload.search.kind} search",
+        "candidates": candidates or (f"{workload.search.kind} search" if workload.search else []),
     }
 
 
@@ -54,7 +55,7 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     metric = info["metric"]
     print(f"workload {info['name']} ({info['root']}): valid")
-    print(f"  raw          {info['raw']['format']} under raw/{info['raw']['prefix']}")
+    print(f"  raw          {info['raw']['format']} under the raw bucket's {info['raw']['prefix']}")
     print(f"  spark stages {', '.join(info['spark_stages']) or 'none'}")
     print(f"  train        {info['train']}")
     print(f"  infer        {info['infer']}")

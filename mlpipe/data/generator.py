@@ -156,7 +156,7 @@ class _World:
         self.devices = pa.array(schema.DEVICES)
         self.countries = pa.array(schema.COUNTRIES)
         self.categories = pa.array(schema.CATEGORIES)
-        # Timestamp text from lookup tables (pc.strftime is ~50x slower): date, second of day, millisecond.
+        # Timestamp text from lookup tables (pc.strftime per row is far slower): date, second of day, millisecond.
         self.day0 = int(_parse_ts(cfg.start).timestamp() * 1000) // 86_400_000
         self.day_text = pa.array(
             [

@@ -63,7 +63,8 @@ RAW_PREFIX = "events/local/"
 
 # What `cdk synth` reads: a change to any of these makes cdk.out stale.
 SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_steps", "batch_containers",
-                "mlpipe/config.py", "mlpipe/instances.py", "package-lock.json", "constraints.txt")  # fmt: skip
+                "mlpipe/config.py", "mlpipe/instances.py", "mlpipe/workload.py", "mlpipe/code_package.py",
+                "package-lock.json", "constraints.txt")  # fmt: skip
 DIGEST_FILE = ".mlpipe-local-digest"
 
 log = logging.getLogger("mlpipe.local")
@@ -85,14 +86,16 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 # ---- synth ----------------------------------------------------------------------------------------------
 def sources_digest() -> str:
+    """A digest of what the synth reads: mlpipe's sources and every workload folder that cdk.json lists."""
     digest = hashlib.sha256()
-    for name in SYNTH_INPUTS:
-        base = REPO_ROOT / name
+    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
+    for base in [REPO_ROOT / name for name in SYNTH_INPUTS] + [REPO_ROOT / w for w in listed]:
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
             if "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
-            digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0")
+            name = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+            digest.update(name.as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 

@@ -33,7 +33,7 @@ from stacks.constructs.common import (
     allow_key,
     allow_objects,
 )
-from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
+from stacks.constructs.workload_code import StagedPackage, WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
 
 # Where the platform team uploads the PEM certificates for in-transit encryption
@@ -104,11 +104,12 @@ class Emr(Construct):
         artifacts_bucket: s3.IBucket,
         logs_bucket: s3.IBucket,
         workload: Workload,
+        code: StagedPackage,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         # The workload's feature module ships in its code package, beside the driver's library on --py-files.
-        self.code = WorkloadCode(self, "WorkloadCode", workload=workload)
+        self.code = WorkloadCode(self, "WorkloadCode", package=code)
         self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
 
         # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
@@ -33,6 +34,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks import guards
 from stacks.constructs.batch import BatchCompute
 from stacks.constructs.common import (
@@ -210,6 +212,16 @@ def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: Batch
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def default_candidates(workload: Workload) -> list[dict[str, Any]]:
+    """The workload's candidates as the execution input writes them (nodes and GPUs only where not 1)."""
+    out: list[dict[str, Any]] = []
+    for c in workload.candidates:
+        candidate: dict[str, Any] = {"name": c.name, "hyperparameters": dict(c.hyperparameters)}
+        candidate.update({k: v for k, v in (("nodes", c.nodes), ("gpus", c.gpus)) if v != 1})
+        out.append(candidate)
+    return out
+
+
 class Pipeline(Construct):
     """The preprocessing, training and inference Lambdas, the notification topic and the state machine."""
 
@@ -223,6 +235,7 @@ class Pipeline(Construct):
         glue_etl: GlueEtl,
         emr_: Emr,
         batch_: BatchCompute,
+        workload: Workload,
         removal: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -286,9 +299,7 @@ class Pipeline(Construct):
             {
                 **common_env,
                 **emr_.step_script_uris(),
-                "DEFAULT_CANDIDATES": json.dumps(
-                    list(config.pipeline.default_candidates), separators=(",", ":")
-                ),
+                "DEFAULT_CANDIDATES": json.dumps(default_candidates(workload), separators=(",", ":")),
                 "MAX_CANDIDATES": str(config.pipeline.max_candidates),
                 # The shapes the Batch job definitions run: a candidate must fit one of them.
                 "TRAINING_GPUS": str(config.batch.training_gpus),
@@ -332,7 +343,7 @@ class Pipeline(Construct):
             "inference.handler.handler",
             {
                 **common_env,
-                "QUALITY_GATE_MIN_AUC": str(config.pipeline.quality_gate_min_auc),
+                "QUALITY_GATE_MIN_AUC": f"{workload.metric.gate:g}",
                 "SAMPLE_ROWS": "20000",
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-inference",
             },

@@ -1,10 +1,12 @@
-"""A workload's code package as an S3 asset: what Glue (`--extra-py-files`), EMR (`--py-files`) and the Batch
-launcher (`mlpipe_batch.run --code`) load the workload's own code from."""
+"""A workload's code package as an S3 asset: what Glue (`--extra-py-files`) and EMR (`--py-files`) load the
+workload's own code from, and what the Batch launcher (`mlpipe_batch.run --code`) takes."""
 
 from __future__ import annotations
 
 import os
-from pathlib import PurePosixPath
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -13,7 +15,6 @@ from constructs import Construct
 from mlpipe import code_package
 from mlpipe.workload import Workload
 from stacks.constructs.common import S3_READ, allow
-from stacks.defaults import CODE_PACKAGES_DIR
 
 
 def module_name(relative: str) -> str:
@@ -22,21 +23,35 @@ def module_name(relative: str) -> str:
     return ".".join(PurePosixPath(relative).with_suffix("").parts)
 
 
-class WorkloadCode(Construct):
-    """The workload folder zipped reproducibly (mlpipe.code_package) and uploaded as an asset; `sha256` is the
-    zip's digest, which the Batch launcher checks."""
+@dataclass(frozen=True)
+class StagedPackage:
+    """A workload's code package written once per synth, for every stack that uploads it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, workload: Workload) -> None:
+    path: Path
+    sha256: str
+
+
+def stage(workload: Workload) -> StagedPackage:
+    """Build the workload's code package into a content-addressed file outside the repository."""
+    package = code_package.build(workload.root)
+    folder = Path(tempfile.gettempdir()) / "mlpipe-code-packages"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{workload.name}-{package.sha256}.zip"
+    if not path.is_file():  # content-addressed: an existing file holds these bytes
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel synths write their own
+        tmp.write_bytes(package.data)
+        tmp.replace(path)
+    return StagedPackage(path=path, sha256=package.sha256)
+
+
+class WorkloadCode(Construct):
+    """A staged code package uploaded as an asset; `sha256` is the zip's digest, which the Batch launcher
+    checks."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, package: StagedPackage) -> None:
         super().__init__(scope, construct_id)
-        package = code_package.build(workload.root)
-        CODE_PACKAGES_DIR.mkdir(parents=True, exist_ok=True)
-        path = CODE_PACKAGES_DIR / f"{workload.name}-{package.sha256[:16]}.zip"
-        if not path.is_file():  # content-addressed: an existing file holds these bytes
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel synths write their own
-            tmp.write_bytes(package.data)
-            tmp.replace(path)
         self.sha256 = package.sha256
-        self.asset = s3_assets.Asset(self, "Package", path=str(path))
+        self.asset = s3_assets.Asset(self, "Package", path=str(package.path))
 
     def grant_read(self, role: iam.IRole) -> None:
         allow(role, S3_READ, [self.asset.bucket.arn_for_objects(self.asset.s3_object_key)])

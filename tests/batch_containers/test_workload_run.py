@@ -135,8 +135,12 @@ def run_args(features: Path, code: str, sha256: str, entrypoint: str = "train.py
 def test_two_nodes_of_two_ranks_stop_on_sigterm_then_attempt_2_resumes(
     features: Path, s3: Any, moto_server: str, child_env: Any, free_port: Any, tmp_path: Path
 ) -> None:
-    package = upload_package(s3, EXAMPLE, "code/regression.zip")
-    args = run_args(features, "s3://artifacts/code/regression.zip", package.sha256)
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "train.py").write_bytes((EXAMPLE / "train.py").read_bytes())
+    (folder / "slow.py").write_bytes((Path(__file__).parent / "slow_first_attempt_double.py").read_bytes())
+    package = upload_package(s3, folder, "code/regression-slow.zip")
+    args = run_args(features, "s3://artifacts/code/regression-slow.zip", package.sha256, entrypoint="slow.py")
 
     first = start_nodes(child_env, free_port, tmp_path, moto_server, args)
     deadline = time.monotonic() + 90
@@ -226,6 +230,42 @@ def test_bad_input_is_one_line_and_exit_2_before_any_rank(
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []  # the work folder was removed; no rank ran
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [("../outside.py", "must be a path inside the code package"), ("link.py", "holds a symbolic link")],
+)
+def test_a_package_that_would_write_outside_its_folder_is_refused(
+    member: str, message: str, s3: Any, moto_server: str, child_env: Any, tmp_path: Path
+) -> None:
+    import hashlib
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("train.py", "print('hi')\n")
+        info = zipfile.ZipInfo(member)
+        if member == "link.py":
+            info.external_attr = 0o120777 << 16  # a symbolic link to /etc/passwd
+        archive.writestr(info, "/etc/passwd" if member == "link.py" else "x = 1\n")
+    data = buffer.getvalue()
+    s3.put_object(Bucket="artifacts", Key="code/crafted.zip", Body=data)
+    args = ["--code", "s3://artifacts/code/crafted.zip", "--code-sha256", hashlib.sha256(data).hexdigest(),
+            "--entrypoint", "train.py"]  # fmt: skip
+    env = child_env(
+        {
+            **FAKE_AWS,
+            "AWS_ENDPOINT_URL": moto_server,
+            "MLPIPE_NPROC_PER_NODE": "1",
+            "MLPIPE_WORKDIR": str(tmp_path),
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpipe_batch.run", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "outside.py").exists()
 
 
 def test_the_code_package_is_reproducible_and_leaves_out_caches(tmp_path: Path) -> None:

@@ -268,3 +268,19 @@ def test_bad_arguments_get_one_line_and_exit_2_before_any_work(
     assert len(errors) == 1 and message in errors[0]
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"  # nothing touched
     assert not (tmp_path / "empty").exists()
+
+
+def test_a_change_to_a_listed_workloads_code_makes_the_synth_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpipe.local import mode
+
+    (tmp_path / "team" / "w").mkdir(parents=True)
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"workloads": ["team/w"]}}))
+    clean = tmp_path / "team" / "w" / "clean.py"
+    clean.write_text("SCHEMA = 'id STRING'\n")
+    monkeypatch.setattr(mode, "REPO_ROOT", tmp_path)
+    before = mode.sources_digest()
+    assert mode.sources_digest() == before
+    clean.write_text("SCHEMA = 'id STRING, x DOUBLE'\n")
+    assert mode.sources_digest() != before

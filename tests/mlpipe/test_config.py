@@ -76,7 +76,7 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
         ({"network": {"profile": "staging"}}, "environments.dev.network.profile"),
         ({"log_retention_days": 31}, "environments.dev.log_retention_days: must be one of"),
         ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),
-        ({"pipeline": {"quality_gate_min_auc": 1.5}}, "environments.dev.pipeline.quality_gate_min_auc"),
+        ({"pipeline": {"max_candidates": 100}}, "environments.dev.pipeline.max_candidates"),
         ({"account": "12345"}, "environments.dev.account: must be 12 digits"),
     ],
 )

@@ -4,6 +4,8 @@ exit status 2 and one line naming the key."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +210,23 @@ def test_the_workloads_page_documents_every_key_with_its_default() -> None:
         "regenerate the key reference: mlpipe.config_docs.render_workload_keys()"
     )
     assert "|  |" not in render_workload_keys(), "every key has a meaning"
+
+
+def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_path: Path) -> None:
+    from mlpipe.workload import check_deployable
+
+    clickstream = Path(__file__).resolve().parents[2] / "examples" / "clickstream"
+    check_deployable(load(clickstream))  # the reference workload deploys
+    text = (clickstream / "workload.toml").read_text()
+    for before, after, key in [
+        ('name = "auc"', 'name = "rmse"', "metric"),
+        ('trainer = "mlpipe.tabular"', 'entrypoint = "clean.py"', "train.entrypoint"),
+        ('prefix = "events/"', 'prefix = "team/raw/"', "raw.prefix"),
+        ("gate = 0.70", "gate = 0.3", "metric.gate"),
+    ]:
+        folder = tmp_path / key
+        shutil.copytree(clickstream, folder)
+        (folder / "workload.toml").write_text(text.replace(before, after))
+        workload = load(folder)  # a valid manifest...
+        with pytest.raises(WorkloadError, match=rf"^workload.toml: {re.escape(key)}: "):
+            check_deployable(workload)  # ...that this version's pipeline does not run

@@ -15,7 +15,8 @@ docs/workloads.md documents:
 - MLPIPE_CHECKPOINT_DIR, a local folder: filled from --checkpoint before the ranks start, and uploaded back
   by the main node when they have exited, whatever their exit status;
 - MLPIPE_OUTPUT_DIR, a local folder: uploaded to --output by the main node when every rank succeeded,
-  `metrics.json` last (the commit marker, removed first so a reader never pairs an old one with new files);
+  `metrics.json` last (the commit marker, removed first so a reader never pairs an old one with new files;
+  a run that writes none fails);
 - MLPIPE_STOP_GRACE_S: after SIGTERM (a Spot interruption, a Batch timeout), each rank has this many seconds
   to write its checkpoint and exit 143; then it is killed.
 
@@ -48,6 +49,8 @@ PROG = "mlpipe_batch.run"
 STOP_GRACE_S = 25.0
 """A Batch timeout sends SIGKILL 30 s after SIGTERM (Spot gives 120 s): ranks must be done within both."""
 COMMIT_MARKER = "metrics.json"
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+"""As mlpipe.code_package refuses to build: a larger package is not one of ours."""
 
 log = logging.getLogger("mlpipe_batch")
 
@@ -60,7 +63,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         argv, script_args = argv[:cut], argv[cut + 1 :]
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--code", required=True, help="the code package: an s3:// URI or a local path")
-    parser.add_argument("--code-sha256", default="", help="the package's SHA-256; refused if it differs")
+    parser.add_argument("--code-sha256", required=True, help="the package's SHA-256; refused if it differs")
     parser.add_argument("--entrypoint", required=True, help="the script to run, relative to the package root")
     parser.add_argument("--input", default="", help="the data the script reads (MLPIPE_INPUT)")
     parser.add_argument("--output", default="", help="prefix that MLPIPE_OUTPUT_DIR is uploaded to")
@@ -98,17 +101,20 @@ def fetch_package(uri: str, sha256: str, into: Path) -> None:
     except storage.StorageError as exc:
         raise UsageError(f"cannot read the code package: {exc}") from None
     digest = hashlib.sha256(data).hexdigest()
-    if sha256 and digest != sha256.lower():
+    if digest != sha256.lower():
         raise UsageError(f"the code package {uri} has SHA-256 {digest}, not the expected {sha256}")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise UsageError(f"the code package {uri} is not a zip file") from None
     with archive:
-        for member in archive.infolist():
+        members = archive.infolist()
+        for member in members:
             _inside(member.filename.rstrip("/") or ".", "a code package member")
             if (member.external_attr >> 16) & 0o170000 == 0o120000:
                 raise UsageError(f"the code package holds a symbolic link: {member.filename}")
+        if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+            raise UsageError(f"the code package {uri} unpacks to over {MAX_UNPACKED_BYTES // 2**20} MiB")
         archive.extractall(into)
 
 
@@ -133,6 +139,9 @@ def download_tree(prefix: str, folder: Path) -> int:
     """Copy every object under `prefix` into `folder`; returns how many."""
     names = storage.list_tree(prefix)
     for name in names:
+        _inside(
+            name, f"the object {storage.join(prefix, name)}"
+        )  # a key with '..' must not escape the folder
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(storage.read_bytes(storage.join(prefix, name)))
@@ -190,6 +199,9 @@ def run(args: argparse.Namespace, script_args: Sequence[str], environ: Mapping[s
         if main_node and args.checkpoint:
             upload_tree(work / "checkpoint", args.checkpoint)
         if main_node and code == 0 and args.output:
+            if not (work / "output" / COMMIT_MARKER).is_file():
+                log.error("the entrypoint succeeded but wrote no %s into MLPIPE_OUTPUT_DIR", COMMIT_MARKER)
+                return 1
             storage.delete(storage.join(args.output, COMMIT_MARKER))
             upload_tree(work / "output", args.output, last=COMMIT_MARKER)
         return code
