@@ -540,6 +540,10 @@ def run(
         if partition and values:
             writer.partitionBy(partition).parquet(args["output"])
         elif not partition and expected_curated + retained > 0:
+            if (
+                existing is not None
+            ):  # materialized first: an overwrite on S3 deletes what it would still read
+                merged = merged.localCheckpoint(eager=True)
             write_parquet_atomically(merged.coalesce(1).sortWithinPartitions(*order), args["output"])
         write_parquet_atomically(quarantine_rows(marked), args["quarantine"])
     finally:

@@ -333,6 +333,33 @@ def test_a_csv_workload_with_its_own_rules_header_and_dedupe(spark, tmp_path: Pa
     assert report["partitions"] == ["2024"]
 
 
+def test_without_a_partition_column_a_second_run_upserts_the_whole_output(spark, tmp_path: Path) -> None:
+    module_path = tmp_path / "code" / "flat_clean.py"
+    module_path.parent.mkdir()
+    module_path.write_text(CSV_WORKLOAD)
+    flat = _load(module_path, "flat_clean")
+    header = "house,sold,rooms,price,city\n"
+    for run, lines in enumerate((["h1,2024-03-01,3,250000,Leeds", "h2,2024-03-02,2,200000,York"],
+                                 ["h2,2024-01-01,2,190000,York", "h3,2024-04-01,4,199000,Hull"])):  # fmt: skip
+        raw = tmp_path / f"raw{run}"
+        raw.mkdir()
+        (raw / "a.csv").write_text(header + "\n".join(lines) + "\n")
+        args = job.parse_args(
+            ["--input", str(raw), "--output", str(tmp_path / "curated"), "--quarantine", str(tmp_path / f"q{run}"),
+             "--report", str(tmp_path / f"r{run}.json"), "--workload-module", "flat_clean", "--format", "csv",
+             "--dedupe-key", "house"]
+        )  # fmt: skip
+        report = job.run(spark, args, flat)
+        assert report["balanced"] is True and report["partition_column"] is None
+    assert report["rows_retained_from_earlier_runs"] == 1  # h1; h2 is this run's
+    rows = spark.read.parquet(str(tmp_path / "curated")).collect()
+    assert sorted((r["house"], str(r["sold"])) for r in rows) == [
+        ("h1", "2024-03-01"),
+        ("h2", "2024-01-01"),  # the second run's h2 replaced the first's
+        ("h3", "2024-04-01"),
+    ]
+
+
 def test_a_workload_module_that_breaks_the_contract_is_refused(spark, tmp_path: Path) -> None:
     module_path = tmp_path / "filtering_clean.py"
     module_path.write_text(

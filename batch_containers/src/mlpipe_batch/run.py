@@ -17,7 +17,7 @@ docs/workloads.md documents:
 - MLPIPE_OUTPUT_DIR, a local folder: uploaded to --output by the main node when every rank succeeded,
   `metrics.json` last (the commit marker, removed first so a reader never pairs an old one with new files;
   a run that writes none fails);
-- MLPIPE_STOP_GRACE_S: after SIGTERM (a Spot interruption, a Batch timeout), each rank has this many seconds
+- MLPIPE_STOP_GRACE_S: after SIGTERM (a Batch timeout, a terminated job, an instance going away), each rank has this many seconds
   to write its checkpoint and exit 143; then it is killed.
 
 When one rank exits non-zero, its siblings are stopped and the node exits with that status, which fails the
