@@ -226,7 +226,8 @@ _END = object()
 
 
 class BatchStream:
-    """One epoch of one rank's batches, produced by a background thread. Iterate it once; close() stops it.
+    """One epoch of one rank's batches, produced by a background thread. Iterate it once; close() (or the end
+    of a `with` block) stops the thread and joins it.
 
     shuffle_seed: None keeps the row order; otherwise each piece's rows are permuted with a generator seeded
     by (shuffle_seed, shard index), the same whichever rank reads it. skip_rows drops the first rows of the
@@ -256,14 +257,23 @@ class BatchStream:
         self.num_batches = -(-rows // batch_size)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=prefetch_batches)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="mlpipe-batches", daemon=True)
+        # Not a daemon: a daemon thread still inside torch or Arrow code when the interpreter finalizes is
+        # ended by pthread_exit, which aborts the process (std::terminate) in a noexcept C++ frame.
+        self._thread = threading.Thread(target=self._produce, name="mlpipe-batches")
         self._thread.start()
 
     def __len__(self) -> int:
         return self.num_batches
 
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
+        # A stream its owner failed to close must not keep the process alive after the main thread ends.
+        while not self._stop.is_set() and threading.main_thread().is_alive():
             try:
                 self._queue.put(item, timeout=0.1)
                 return True
@@ -281,11 +291,12 @@ class BatchStream:
         return Batch(numeric, categorical, label)
 
     def _produce(self) -> None:
+        pieces = prefetched(self.pieces, self.columns, self.prefetch_shards)
         try:
             skip = self.skip_rows
             carry: Batch | None = None
             b = self.batch_size
-            for piece, decoded in prefetched(self.pieces, self.columns, self.prefetch_shards):
+            for piece, decoded in pieces:
                 if self._stop.is_set():
                     return
                 if self.shuffle_seed is not None:
@@ -317,6 +328,8 @@ class BatchStream:
             self._put(_END)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
+        finally:
+            pieces.close()  # its decoding threads end before this one does
 
     def __iter__(self) -> Iterator[Batch]:
         produced = 0
@@ -335,8 +348,9 @@ class BatchStream:
             raise RuntimeError(f"produced {produced} batches, expected {self.num_batches}")
 
     def close(self) -> None:
+        """Stop the producer and wait for it to end (after the piece it is decoding). Idempotent."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join()
 
 
 def _slice(batch: Batch, start: int, stop: int) -> Batch:

@@ -56,6 +56,10 @@ class Dist:
             )
             backend = "nccl" if device.type == "cuda" else "gloo"
             timeout = datetime.timedelta(seconds=timeout_s)
+            # Imported before the group exists: torch.distributed.nn.functional (which DDP imports) binds
+            # group.WORLD as default arguments, which would keep the group alive past close() to interpreter exit.
+            import torch.distributed.nn.functional  # noqa: F401
+
             kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
             dist.init_process_group(backend, init_method="env://", timeout=timeout, **kwargs)
             self._cpu_group = dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
@@ -106,5 +110,10 @@ class Dist:
             dist.barrier(group=self._cpu_group)
 
     def close(self) -> None:
+        """Destroy the process groups: after the last collective (a barrier on the way out), once nothing else
+        holds them (DDP does). Their backend threads are joined here, while the interpreter is still whole: a
+        gloo worker that frees a tensor Python let go of takes the GIL, and doing so during finalization aborts
+        the process ("terminate called without an active exception")."""
+        self._cpu_group = None
         if self.topology.distributed and dist.is_initialized():
             dist.destroy_process_group()

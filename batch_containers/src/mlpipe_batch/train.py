@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps(changed),
         )
     dist = Dist(topology, device, job.dist_timeout_s)
+    trainer: Trainer | None = None
     try:
         trainer = Trainer(job, dist, stop)
         trainer.fit()
@@ -178,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, UsageError) as exc:
         fail(PROG, exc)
     finally:
+        # The shutdown order: every loader thread was joined as its stream closed, then came the last barrier
+        # (finish() or the stop's); now DDP lets go of the process group so that destroy_process_group frees it.
+        if trainer is not None:
+            trainer.close()
         dist.close()
     return 0
 

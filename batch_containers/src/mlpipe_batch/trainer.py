@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -198,43 +198,52 @@ class Trainer:
             losses = 0
             samples = 0
             started = time.perf_counter()
-            for batch in self.batches(self.epoch, self.step_in_epoch):
-                batch = batch.to(self.device)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr(self.global_step)
-                with self._autocast():
-                    logits = self.net(batch.numeric, batch.categorical)
-                loss = self.loss_fn(logits.float(), batch.label)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                loss_sum += loss.detach()
-                losses += 1
-                samples += len(batch)
-                self.step_in_epoch += 1
-                self.global_step += 1
-                if hp.log_every_steps and self.global_step % hp.log_every_steps == 0 and self.dist.is_main:
-                    log.info(
-                        "epoch %d step %d/%d loss %.5f",
-                        self.epoch + 1,
-                        self.step_in_epoch,
-                        self.steps_per_epoch,
-                        loss_sum.item() / losses,
+            stopping = False
+            with _closing(self.batches(self.epoch, self.step_in_epoch)) as batches:
+                for batch in batches:
+                    batch = batch.to(self.device)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._lr(self.global_step)
+                    with self._autocast():
+                        logits = self.net(batch.numeric, batch.categorical)
+                    loss = self.loss_fn(logits.float(), batch.label)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    loss_sum += loss.detach()
+                    losses += 1
+                    samples += len(batch)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    if (
+                        hp.log_every_steps
+                        and self.global_step % hp.log_every_steps == 0
+                        and self.dist.is_main
+                    ):
+                        log.info(
+                            "epoch %d step %d/%d loss %.5f",
+                            self.epoch + 1,
+                            self.step_in_epoch,
+                            self.steps_per_epoch,
+                            loss_sum.item() / losses,
+                        )
+                    at_check = (
+                        self.step_in_epoch % STOP_CHECK_STEPS == 0
+                        or self.step_in_epoch == self.steps_per_epoch
                     )
-                at_check = (
-                    self.step_in_epoch % STOP_CHECK_STEPS == 0 or self.step_in_epoch == self.steps_per_epoch
-                )
-                if at_check and self.dist.any(self.stop.requested):
-                    self._account(started, samples)
-                    self._stop_now()
-                if hp.checkpoint_every_steps and self.global_step % hp.checkpoint_every_steps == 0:
-                    self.checkpoint("steps")
-                elif (
-                    hp.checkpoint_interval_s
-                    and time.monotonic() - self.last_saved_at >= hp.checkpoint_interval_s
-                ):
-                    self.checkpoint("interval")  # rank 0 decides alone: only it writes
-            self._account(started, samples)
+                    if at_check and self.dist.any(self.stop.requested):
+                        stopping = True
+                        break
+                    if hp.checkpoint_every_steps and self.global_step % hp.checkpoint_every_steps == 0:
+                        self.checkpoint("steps")
+                    elif (
+                        hp.checkpoint_interval_s
+                        and time.monotonic() - self.last_saved_at >= hp.checkpoint_interval_s
+                    ):
+                        self.checkpoint("interval")  # rank 0 decides alone: only it writes
+                self._account(started, samples)
+            if stopping:  # only now that the stream's thread is joined: the stop ends with a barrier
+                self._stop_now()
             loss_total, loss_count = self.dist.sum([loss_sum.item(), float(losses)])
             validation = self.evaluate("validation")
             record = {
@@ -269,7 +278,8 @@ class Trainer:
     def evaluate(self, split: str) -> dict[str, Any]:
         """Metrics of the current model on every row of `split` (the ranks share the work)."""
         self.model.eval()
-        stream = data.evaluation_stream(
+        probabilities, labels = [], []
+        with data.evaluation_stream(
             self.job.manifest,
             split=split,
             rank=self.dist.rank,
@@ -277,14 +287,13 @@ class Trainer:
             batch_size=self.hp.eval_batch_size,
             pin_memory=self.device.type == "cuda",
             prefetch_shards=self.hp.prefetch_shards,
-        )
-        probabilities, labels = [], []
-        for batch in stream:
-            batch = batch.to(self.device)
-            with self._autocast():
-                logits = self.model(batch.numeric, batch.categorical)
-            probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
-            labels.append(batch.label.cpu().numpy() if batch.label is not None else np.empty(0))
+        ) as stream:
+            for batch in stream:
+                batch = batch.to(self.device)
+                with self._autocast():
+                    logits = self.model(batch.numeric, batch.categorical)
+                probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
+                labels.append(batch.label.cpu().numpy() if batch.label is not None else np.empty(0))
         p = self.dist.gather(np.concatenate(probabilities) if probabilities else np.empty(0))
         y = self.dist.gather(np.concatenate(labels) if labels else np.empty(0))
         return classification_report(y, p)
@@ -343,6 +352,21 @@ class Trainer:
             )
         self.dist.barrier()
         return metrics
+
+    def close(self) -> None:
+        """Drop the DDP wrapper: its reducer holds the process group, which Dist.close() must be able to free."""
+        self.net = self.model
+
+
+@contextlib.contextmanager
+def _closing(batches: Iterable[data.Batch]) -> Iterator[Iterable[data.Batch]]:
+    """`batches`, closed however the block ends (a BatchStream stops and joins its thread)."""
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _fmt(value: float | None) -> str:
