@@ -87,6 +87,10 @@ def main() -> int:
     hp = {**DEFAULTS, **json.loads(os.environ.get("MLPIPE_HYPERPARAMETERS") or "{}")}
     checkpoint = Path(os.environ["MLPIPE_CHECKPOINT_DIR"]) / "checkpoint.pt"
     output = Path(os.environ["MLPIPE_OUTPUT_DIR"])
+    # Imported before the group exists: this module (DDP imports it) binds the default group into default
+    # arguments, which would keep the group alive past destroy_process_group to interpreter exit.
+    import torch.distributed.nn.functional
+
     dist.init_process_group("gloo")  # reads MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE
 
     manifest = json.loads(storage.read_bytes(os.environ["MLPIPE_INPUT"]))
@@ -94,7 +98,6 @@ def main() -> int:
     x_val, y_val = read_split(manifest, "validation")
     torch.manual_seed(hp["seed"])
     model = model_for(x.shape[1], hp["hidden"])
-    net = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     start_epoch, resumed_from = 0, None
     if checkpoint.exists():
@@ -103,8 +106,41 @@ def main() -> int:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = resumed_from = int(state["epoch"])
 
-    steps = len(y) // world // hp["batch_size"]  # the same count on every rank
     started = time.monotonic()
+    stopped = fit(model, optimizer, x, y, hp, start_epoch, checkpoint)
+    if not stopped:
+        validation = rmse(model, x_val, y_val, rank, world)
+        if rank == 0:
+            torch.save(model.state_dict(), output / "model.pt")
+            (output / "model.json").write_text(json.dumps({"inputs": x.shape[1], "hidden": hp["hidden"]}))
+            metrics = {
+                "validation": {"rmse": validation},
+                "epochs": hp["epochs"],
+                "world_size": world,
+                "resumed_from_epoch": resumed_from,
+                "train_seconds": time.monotonic() - started,
+            }
+            (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # The shutdown order: the last collective, then the group is destroyed while the interpreter is whole
+    # (fit's DDP wrapper, which holds the group, is gone with fit's frame).
+    dist.barrier()
+    dist.destroy_process_group()
+    return STOPPED if stopped else 0
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    hp: dict[str, Any],
+    start_epoch: int,
+    checkpoint: Path,
+) -> bool:
+    """Train from `start_epoch`; rank 0 checkpoints after each epoch. True when a SIGTERM stopped it."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    net = torch.nn.parallel.DistributedDataParallel(model)
+    steps = len(y) // world // hp["batch_size"]  # the same count on every rank
     for epoch in range(start_epoch, hp["epochs"]):
         order = np.random.default_rng([hp["seed"], epoch]).permutation(len(y))[rank::world]
         for step in range(steps):
@@ -116,35 +152,16 @@ def main() -> int:
             loss.backward()
             optimizer.step()
             if any_rank(stop_requested):  # every rank stops at the same step
-                if rank == 0:  # the weights keep this epoch's steps; a resume replays the epoch from its start
-                    save_atomically(
-                        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
-                        checkpoint,
-                    )
-                dist.barrier()
-                dist.destroy_process_group()
-                return STOPPED
+                if (
+                    rank == 0
+                ):  # the weights keep this epoch's steps; a resume replays the epoch from its start
+                    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+                    save_atomically(state, checkpoint)
+                return True
         if rank == 0:
-            save_atomically(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
-                checkpoint,
-            )
-
-    validation = rmse(model, x_val, y_val, rank, world)
-    if rank == 0:
-        torch.save(model.state_dict(), output / "model.pt")
-        (output / "model.json").write_text(json.dumps({"inputs": x.shape[1], "hidden": hp["hidden"]}))
-        metrics = {
-            "validation": {"rmse": validation},
-            "epochs": hp["epochs"],
-            "world_size": world,
-            "resumed_from_epoch": resumed_from,
-            "train_seconds": time.monotonic() - started,
-        }
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    dist.barrier()
-    dist.destroy_process_group()
-    return 0
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}
+            save_atomically(state, checkpoint)
+    return False
 
 
 if __name__ == "__main__":
