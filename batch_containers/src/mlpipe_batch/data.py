@@ -13,6 +13,7 @@ training loop only takes ready tensors from it.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -350,6 +351,10 @@ class BatchStream:
     def close(self) -> None:
         """Stop the producer and wait for it to end (after the piece it is decoding). Idempotent."""
         self._stop.set()
+        # Room in the queue: a producer blocked on a full queue puts its item and then sees the stop.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
         self._thread.join()
 
 
