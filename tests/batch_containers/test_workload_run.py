@@ -124,6 +124,22 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[tup
     return results
 
 
+def run_one_node(
+    args: list[str], child_env: Any, moto_server: str, work: Path
+) -> subprocess.CompletedProcess[str]:
+    """The launcher on one CPU node, to completion."""
+    env = child_env(
+        {
+            **FAKE_AWS,
+            "AWS_ENDPOINT_URL": moto_server,
+            "MLPIPE_NPROC_PER_NODE": "1",
+            "MLPIPE_WORKDIR": str(work),
+        }
+    )
+    command = [sys.executable, "-m", "mlpipe_batch.run", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def run_args(features: Path, code: str, sha256: str, entrypoint: str = "train.py") -> list[str]:
     return [
         "--code", code, "--code-sha256", sha256, "--entrypoint", entrypoint, "--input", str(features),
@@ -216,17 +232,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_rank(
     args = run_args(features, "s3://artifacts/code/regression.zip", package.sha256)
     for flag, value in change.items():
         args[args.index(flag) + 1] = value
-    env = child_env(
-        {
-            **FAKE_AWS,
-            "AWS_ENDPOINT_URL": moto_server,
-            "MLPIPE_NPROC_PER_NODE": "1",
-            "MLPIPE_WORKDIR": str(tmp_path),
-        }
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "mlpipe_batch.run", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_one_node(args, child_env, moto_server, tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []  # the work folder was removed; no rank ran
@@ -253,17 +259,7 @@ def test_a_package_that_would_write_outside_its_folder_is_refused(
     s3.put_object(Bucket="artifacts", Key="code/crafted.zip", Body=data)
     args = ["--code", "s3://artifacts/code/crafted.zip", "--code-sha256", hashlib.sha256(data).hexdigest(),
             "--entrypoint", "train.py"]  # fmt: skip
-    env = child_env(
-        {
-            **FAKE_AWS,
-            "AWS_ENDPOINT_URL": moto_server,
-            "MLPIPE_NPROC_PER_NODE": "1",
-            "MLPIPE_WORKDIR": str(tmp_path),
-        }
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "mlpipe_batch.run", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_one_node(args, child_env, moto_server, tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "outside.py").exists()
 
