@@ -80,6 +80,16 @@ def upload_package(s3: Any, folder: Path, key: str) -> code_package.CodePackage:
     return package
 
 
+def upload_with_double(s3: Any, tmp_path: Path, double: str, key: str) -> str:
+    """A code package of the regression example's train.py and a test double (tests/batch_containers/<double>)
+    as its entrypoint `double.py`; returns the package's SHA-256."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "train.py").write_bytes((EXAMPLE / "train.py").read_bytes())
+    (folder / "double.py").write_bytes((Path(__file__).parent / double).read_bytes())
+    return upload_package(s3, folder, key).sha256
+
+
 def start_nodes(
     child_env: Any, free_port: Any, tmp_path: Path, moto_server: str, args: list[str], attempt: int = 1
 ) -> list[subprocess.Popen[str]]:
@@ -151,12 +161,8 @@ def run_args(features: Path, code: str, sha256: str, entrypoint: str = "train.py
 def test_two_nodes_of_two_ranks_stop_on_sigterm_then_attempt_2_resumes(
     features: Path, s3: Any, moto_server: str, child_env: Any, free_port: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "code"
-    folder.mkdir()
-    (folder / "train.py").write_bytes((EXAMPLE / "train.py").read_bytes())
-    (folder / "slow.py").write_bytes((Path(__file__).parent / "slow_first_attempt_double.py").read_bytes())
-    package = upload_package(s3, folder, "code/regression-slow.zip")
-    args = run_args(features, "s3://artifacts/code/regression-slow.zip", package.sha256, entrypoint="slow.py")
+    sha256 = upload_with_double(s3, tmp_path, "slow_first_attempt_double.py", "code/regression-slow.zip")
+    args = run_args(features, "s3://artifacts/code/regression-slow.zip", sha256, entrypoint="double.py")
 
     first = start_nodes(child_env, free_port, tmp_path, moto_server, args)
     deadline = time.monotonic() + 90
@@ -193,12 +199,8 @@ def test_two_nodes_of_two_ranks_stop_on_sigterm_then_attempt_2_resumes(
 def test_one_failing_rank_fails_the_whole_job(
     features: Path, s3: Any, moto_server: str, child_env: Any, free_port: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "code"
-    folder.mkdir()
-    (folder / "train.py").write_bytes((EXAMPLE / "train.py").read_bytes())
-    (folder / "fail.py").write_bytes((Path(__file__).parent / "failing_rank_double.py").read_bytes())
-    package = upload_package(s3, folder, "code/failing.zip")
-    args = run_args(features, "s3://artifacts/code/failing.zip", package.sha256, entrypoint="fail.py")
+    sha256 = upload_with_double(s3, tmp_path, "failing_rank_double.py", "code/failing.zip")
+    args = run_args(features, "s3://artifacts/code/failing.zip", sha256, entrypoint="double.py")
     args[args.index("--output") + 1] = "s3://artifacts/runs/r2/"
     args[args.index("--checkpoint") + 1] = "s3://artifacts/checkpoints/r2/"
     started = time.monotonic()
