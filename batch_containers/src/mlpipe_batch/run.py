@@ -1,8 +1,8 @@
 """The workload launcher: run a workload's own training or inference script on every rank of a Batch job.
 
     python -m mlpipe_batch.run --code s3://…/code.zip --entrypoint train.py [--code-sha256 HEX]
-        [--input URI] [--output URI] [--checkpoint URI] [--hyperparameters JSON] [--wheel wheels/x.whl ...]
-        [-- script arguments]
+        [--input URI] [--model URI] [--output URI] [--checkpoint URI] [--hyperparameters JSON]
+        [--wheel wheels/x.whl ...] [-- script arguments]
 
 The code package (a zip of the workload folder, mlpipe.code_package) is fetched, checked against its digest
 and unpacked; its wheels are installed next to it without an index. Then one process per local GPU (or one on
@@ -12,6 +12,8 @@ docs/workloads.md documents:
 - torchrun's: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT (one node,
   several GPUs on one node, or every node of a Batch multi-node parallel job);
 - MLPIPE_INPUT (the URI given with --input), MLPIPE_HYPERPARAMETERS (a JSON object), MLPIPE_ATTEMPT;
+- MLPIPE_MODEL_DIR, a local folder holding every object under --model (a trained model, for inference and
+  evaluation), fetched before the ranks start;
 - MLPIPE_CHECKPOINT_DIR, a local folder: filled from --checkpoint before the ranks start, and uploaded back
   by the main node when they have exited, whatever their exit status;
 - MLPIPE_OUTPUT_DIR, a local folder: uploaded to --output by the main node when every rank succeeded,
@@ -66,6 +68,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--code-sha256", required=True, help="the package's SHA-256; refused if it differs")
     parser.add_argument("--entrypoint", required=True, help="the script to run, relative to the package root")
     parser.add_argument("--input", default="", help="the data the script reads (MLPIPE_INPUT)")
+    parser.add_argument("--model", default="", help="prefix of a saved model, fetched into MLPIPE_MODEL_DIR")
     parser.add_argument("--output", default="", help="prefix that MLPIPE_OUTPUT_DIR is uploaded to")
     parser.add_argument("--checkpoint", default="", help="prefix that MLPIPE_CHECKPOINT_DIR is synced with")
     parser.add_argument("--hyperparameters", default="{}", help="a JSON object (MLPIPE_HYPERPARAMETERS)")
@@ -168,6 +171,7 @@ def rank_environment(
         MLPIPE_INPUT=args.input,
         MLPIPE_HYPERPARAMETERS=json.dumps(json.loads(args.hyperparameters), sort_keys=True),
         MLPIPE_ATTEMPT=environ.get("AWS_BATCH_JOB_ATTEMPT") or "1",
+        MLPIPE_MODEL_DIR=str(work / "model"),
         MLPIPE_CHECKPOINT_DIR=str(work / "checkpoint"),
         MLPIPE_OUTPUT_DIR=str(work / "output"),
         MLPIPE_STOP_GRACE_S=f"{args.stop_grace_s:g}",
@@ -183,12 +187,14 @@ def run(args: argparse.Namespace, script_args: Sequence[str], environ: Mapping[s
     work = Path(tempfile.mkdtemp(prefix="mlpipe-run-", dir=environ.get("MLPIPE_WORKDIR") or None))
     try:
         package, site = work / "code", work / "site"
-        for folder in (package, site, work / "checkpoint", work / "output"):
+        for folder in (package, site, work / "model", work / "checkpoint", work / "output"):
             folder.mkdir()
         fetch_package(args.code, args.code_sha256, package)
         if not (package / args.entrypoint).is_file():
             raise UsageError(f"--entrypoint {args.entrypoint!r} is not in the code package")
         install_wheels(package, args.wheel, site)
+        if args.model and download_tree(args.model, work / "model") == 0:
+            raise UsageError(f"--model {args.model}: no objects under this prefix")
         if args.checkpoint:
             found = download_tree(args.checkpoint, work / "checkpoint")
             if main_node:
