@@ -56,9 +56,7 @@ build/lambda-layer/.installed: lambdas/requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp \
 	  --python-version 3.14 --target build/lambda-layer.tmp/python -r lambdas/requirements.txt
-	# Lambda allows 250 MB unzipped: drop test suites, C headers and Arrow Flight (libarrow links Substrait).
-	cd build/lambda-layer.tmp/python && rm -rf pyarrow/include pyarrow/src pyarrow/libarrow_flight* pyarrow/_flight* \
-	  && find . -depth \( -name tests -o -name __pycache__ \) -type d -exec rm -rf {} +
+	cd build/lambda-layer.tmp/python && find . -depth \( -name tests -o -name __pycache__ \) -type d -exec rm -rf {} +
 	cd build/lambda-layer.tmp && $(CURDIR)/$(PY) -m zipfile -c ../lambda-layer.zip.tmp python
 	rm -rf build/lambda-layer && mv build/lambda-layer.tmp build/lambda-layer && mv build/lambda-layer.zip.tmp build/lambda-layer.zip
 	@touch $@

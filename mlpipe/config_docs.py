@@ -105,6 +105,7 @@ WORKLOAD_SECTIONS: list[tuple[str, type[Any]]] = [
     ("features", workload_module.FeatureStage),
     ("train", workload_module.Training),
     ("infer", workload_module.Inference),
+    ("evaluate", workload_module.Evaluation),
     ("metric", workload_module.Metric),
     ("candidates", workload_module.Candidate),
     ("search", workload_module.Search),

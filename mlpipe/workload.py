@@ -102,7 +102,16 @@ class Training:
 @dataclass(frozen=True)
 class Inference:
     entrypoint: str = ""
-    """A .py file of the workload that scores a dataset with a saved model; also the gate's evaluation job."""
+    """A .py file of the workload that scores the inference data with the selected model (a Batch job)."""
+    trainer: str = ""
+    """Instead of `entrypoint`: `mlpipe.tabular`."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    entrypoint: str = ""
+    """A .py file of the workload that loads the selected model as inference does and scores the held-out test
+    data: the figure the quality gate compares (a Batch job)."""
     trainer: str = ""
     """Instead of `entrypoint`: `mlpipe.tabular`."""
 
@@ -160,6 +169,7 @@ class Workload:
     raw: RawInput
     train: Training
     infer: Inference
+    evaluate: Evaluation
     metric: Metric
     description: str = ""
     """One line for people: shown by `mlpipe workload check`."""
@@ -225,9 +235,8 @@ DEPLOYED_RAW_PREFIX = "events/"
 def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     """What this version's pipeline runs: refuse, naming the key, a valid manifest that asks for more.
 
-    The pipeline has a Glue and an EMR stage run by mlpipe's drivers, trains and scores with mlpipe's
-    tabular trainer, and gates on AUC; a workload's own scripts run under mlpipe_batch.run, which the
-    pipeline does not submit yet.
+    The pipeline has a Glue and an EMR stage run by mlpipe's drivers, then trains, evaluates and scores with
+    the workload's entrypoints (or mlpipe.tabular) on Batch.
     """
     not_yet = "is not deployed by this version of mlpipe's pipeline"
     _require(
@@ -241,23 +250,9 @@ def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     assert w.clean is not None and w.features is not None
     _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
     _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
-    _require(
-        w.train.trainer == TABULAR_TRAINER,
-        source,
-        "train.entrypoint",
-        f"{not_yet}: use trainer = {TABULAR_TRAINER!r}",
-    )
     _require(not w.train.dockerfile, source, "train.dockerfile", not_yet)
-    _require(
-        (w.metric.name, w.metric.direction) == ("auc", "maximize"),
-        source,
-        "metric",
-        f"{TABULAR_TRAINER} reports auc (maximize); another metric {not_yet}",
-    )
-    _require(0.5 <= w.metric.gate < 1.0, source, "metric.gate", "an AUC gate must be in [0.5, 1.0)")
     _require(w.search is None, source, "search", f"{not_yet}: list candidates")
-    for stage in ("spark", "batch"):
-        _require(not getattr(w.dependencies, stage), source, f"dependencies.{stage}", not_yet)
+    _require(not w.dependencies.spark, source, "dependencies.spark", not_yet)
 
 
 def load_all(folders: Sequence[str], base: Path) -> tuple[Workload, ...]:
@@ -402,12 +397,21 @@ def _check(w: Workload, source: str) -> None:
         {"entrypoint": w.infer.entrypoint, "trainer": w.infer.trainer},
         allowed_trainer=True,
     )
-    _require(
-        (w.train.trainer == TABULAR_TRAINER) == (w.infer.trainer == TABULAR_TRAINER),
+    _one_of(
+        w,
         source,
-        "infer.trainer",
-        f"{TABULAR_TRAINER} trains and infers together: name it in both train and infer, or in neither",
+        "evaluate",
+        {"entrypoint": w.evaluate.entrypoint, "trainer": w.evaluate.trainer},
+        allowed_trainer=True,
     )
+    for section in ("infer", "evaluate"):
+        _require(
+            (w.train.trainer == TABULAR_TRAINER) == (getattr(w, section).trainer == TABULAR_TRAINER),
+            source,
+            f"{section}.trainer",
+            f"{TABULAR_TRAINER} trains, infers and evaluates together: name it in train, infer and evaluate, "
+            "or in none",
+        )
 
     _require(
         re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", w.metric.name) is not None,

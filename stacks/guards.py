@@ -105,6 +105,8 @@ def check_batch_command(job: str, command: Sequence[str], parameter_bounds: Mapp
     for arg in command:
         if arg.startswith("Ref::"):
             length += parameter_bounds[arg.removeprefix("Ref::")]
+        elif "${Token[" in arg:  # resolved at deploy time (the code package's S3 URI): counted long
+            length += 256
         else:
             length += len(arg)
     length += len(command)  # separators
@@ -121,7 +123,7 @@ def training_parameter_bounds(bucket_name_length: int) -> dict[str, int]:
     """Longest value of each training job parameter (URIs are built by the Lambdas, see contracts.md)."""
     prefix = len("s3://") + bucket_name_length
     return {
-        "manifest": prefix + len(f"/features/{'r' * _RUN_ID}/manifest.json"),
+        "input": prefix + len(f"/features/{'r' * _RUN_ID}/inference_manifest.json"),  # the longest input
         "output": prefix + len(f"/runs/{'r' * _RUN_ID}/candidates/{'n' * _NAME}/"),
         "checkpoint": prefix + len(f"/checkpoints/{'r' * _RUN_ID}/{'n' * _NAME}/"),
         "hyperparameters": longest_hyperparameters_json(),
@@ -133,7 +135,7 @@ def check_candidates_payload(config: MlpipeConfig, bucket_name_length: int) -> i
     """The largest state payload, after ExpandCandidates: the execution input (Plan keeps it and adds its own
     result), the plan, and every candidate's Batch parameters."""
     bounds = training_parameter_bounds(bucket_name_length)
-    per_candidate = 256 + 2 * _NAME + sum(bounds[k] + 32 for k in ("manifest", "output", "checkpoint"))
+    per_candidate = 256 + 2 * _NAME + sum(bounds[k] + 32 for k in ("input", "output", "checkpoint"))
     per_candidate += bounds["hyperparameters"] + 32
     plan = 16 * 1024  # run id, a dozen S3 URIs and two spark-submit argv lists: a few KiB, counted generously
     empty_input = longest_execution_input(0)

@@ -12,6 +12,7 @@ from stacks.constructs.emr import Emr
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.pipeline import Pipeline
 from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.workload_jobs import WorkloadJobs
 from stacks.defaults import removal_policy
 
 
@@ -28,6 +29,7 @@ class PipelineStack(MlpipeStack):
         glue_etl: GlueEtl,
         emr: Emr,
         batch: BatchCompute,
+        jobs: WorkloadJobs,
         workload: Workload,
         **kwargs: Any,
     ) -> None:
@@ -40,6 +42,7 @@ class PipelineStack(MlpipeStack):
             glue_etl=glue_etl,
             emr_=emr,
             batch_=batch,
+            jobs=jobs,
             workload=workload,
             removal=removal_policy(config),
         )

@@ -67,7 +67,15 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         code=code,
         **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"),
     )
-    batch = BatchStack(app, name("Batch"), network=n, storage=s, **kwargs("Batch", "AWS Batch GPU training"))
+    batch = BatchStack(
+        app,
+        name("Batch"),
+        network=n,
+        storage=s,
+        workload=workload,
+        code=code,
+        **kwargs("Batch", "AWS Batch GPU training"),
+    )
     glue = GlueStack(app, name("Glue"), storage=s, workload=workload, code=code, **kwargs("Glue", "Glue ETL"))
     pipeline = PipelineStack(
         app,
@@ -76,6 +84,7 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         glue_etl=glue.glue,
         emr=emr.emr,
         batch=batch.batch,
+        jobs=batch.jobs,
         workload=workload,
         **kwargs("Pipeline", "Lambdas and the Step Functions state machine"),
     )

@@ -1,2 +1,2 @@
 """Code shared by mlpipe's Lambda functions: S3 URIs and atomic JSON writes, errors, settings, logging,
-the execution-input schema and the numpy scorer of the portable model (`mlpipe.model.v1`)."""
+the execution-input schema and the workload's metric."""

@@ -130,6 +130,12 @@ def exists(s3: Any, uri: S3Uri) -> bool:
     return True
 
 
+def has_objects(s3: Any, prefix: S3Uri) -> bool:
+    """Whether at least one object's key starts with `prefix`."""
+    response = s3.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.key, MaxKeys=1)
+    return bool(response.get("KeyCount", 0))
+
+
 def dumps(document: Any) -> bytes:
     """The canonical serialization of mlpipe's JSON documents (sorted keys, UTF-8, trailing newline)."""
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -197,6 +197,7 @@ def build_plan(
         "candidates": prefix_uri(b.artifacts, "runs", run_id, "candidates"),
         "checkpoints": prefix_uri(b.artifacts, "checkpoints", run_id),
         "model_manifest": object_uri(b.artifacts, "runs", run_id, "model", "manifest.json"),
+        "evaluation_output": prefix_uri(b.artifacts, "runs", run_id, "evaluation"),
         "evaluation": object_uri(b.artifacts, "runs", run_id, "evaluation.json"),
         "predictions": prefix_uri(b.artifacts, "runs", run_id, "predictions"),
     }
@@ -250,6 +251,7 @@ def plan_payload(plan: dict[str, Any]) -> dict[str, Any]:
         "emr_inference_args": plan["emr_inference_args"],
         "manifest_uri": plan["uris"]["manifest"],
         "inference_manifest_uri": plan["uris"]["inference_manifest"],
+        "evaluation_output_uri": plan["uris"]["evaluation_output"],
     }
 
 

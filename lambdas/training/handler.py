@@ -10,6 +10,7 @@ from mlpipe_common import aws
 from mlpipe_common.config import Buckets, require_env
 from mlpipe_common.errors import InvalidInput
 from mlpipe_common.logs import get_logger, lambda_entry
+from mlpipe_common.metric import Metric
 from mlpipe_common.run_plan import artifacts_uri, load_plan, require_names, require_str
 
 from training.expand import expand_candidates
@@ -31,7 +32,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if action == "expand":
         return expand_candidates(plan)
     if action == "select":
-        return select_model(s3, plan, require_names(event, "candidates"), code_version=code_version())
+        return select_model(
+            s3,
+            plan,
+            require_names(event, "candidates"),
+            metric=Metric.from_env(),
+            code_version=code_version(),
+        )
     return register_model(
         s3,
         aws.client("sagemaker"),
@@ -39,6 +46,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         model_manifest_uri=artifacts_uri(event, "model_manifest_uri", buckets),
         evaluation_uri=artifacts_uri(event, "evaluation_uri", buckets),
         group=require_env("MODEL_PACKAGE_GROUP"),
+        metric=Metric.from_env(),
     )
 
 

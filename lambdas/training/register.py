@@ -1,5 +1,6 @@
 """RegisterModel: register the chosen model as a version of the SageMaker model package group, with its
-metrics (ModelMetrics -> evaluation.json) and lineage (customer metadata properties).
+metrics (ModelMetrics -> evaluation.json, which points at the evaluation job's own metrics.json) and lineage
+(customer metadata properties).
 
 Idempotent per run: the group's versions are searched for one whose customer metadata `mlpipe:run_id`
 is this run; if found its ARN is returned and nothing is created. The create call also carries a
@@ -14,6 +15,7 @@ from typing import Any
 
 from mlpipe_common.errors import ModelArtifactError, RegistrationRefused
 from mlpipe_common.logs import get_logger
+from mlpipe_common.metric import Metric
 from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, read_json
 
 APPROVAL_STATUS = "PendingManualApproval"
@@ -26,10 +28,10 @@ def client_token(group: str, run_id: str) -> str:
     return hashlib.sha256(f"{group}/{run_id}".encode()).hexdigest()[:32]
 
 
-def description(run_id: str, manifest: dict[str, Any], evaluation: dict[str, Any]) -> str:
+def description(run_id: str, manifest: dict[str, Any], evaluation: dict[str, Any], metric: Metric) -> str:
     return (
         f"mlpipe run {run_id}: candidate {manifest['best_candidate']}, "
-        f"validation AUC {manifest['validation_auc']:.4f}, test AUC {evaluation['auc']:.4f}"
+        f"validation {metric.name} {manifest['validation']:.6g}, test {metric.name} {evaluation['value']:.6g}"
     )
 
 
@@ -60,26 +62,31 @@ def _read(s3: Any, uri: S3Uri, what: str) -> dict[str, Any]:
 
 
 def metadata(
-    plan: dict[str, Any], manifest: dict[str, Any], evaluation: dict[str, Any], uris: dict[str, str]
+    plan: dict[str, Any],
+    manifest: dict[str, Any],
+    evaluation: dict[str, Any],
+    uris: dict[str, str],
+    metric: Metric,
 ) -> dict[str, str]:
     lineage = manifest.get("lineage", {})
     properties = {
         "mlpipe:run_id": plan["run_id"],
         "mlpipe:best_candidate": manifest["best_candidate"],
         "mlpipe:model_uri": manifest["model_uri"],
-        "mlpipe:model_format": manifest.get("model_format", "mlpipe.model.v1"),
         "mlpipe:model_manifest_uri": uris["model_manifest"],
         "mlpipe:evaluation_uri": uris["evaluation"],
+        "mlpipe:evaluation_metrics_uri": str(evaluation.get("metrics_uri", "")),
         "mlpipe:plan_uri": plan["uris"]["plan"],
         "mlpipe:raw_uri": plan["raw_uri"],
         "mlpipe:features_manifest_uri": plan["uris"]["manifest"],
         "mlpipe:code_version": str(lineage.get("code_version", "unknown")),
-        "mlpipe:validation_auc": f"{manifest['validation_auc']:.6f}",
-        "mlpipe:test_auc": f"{evaluation['auc']:.6f}",
-        "mlpipe:test_log_loss": f"{evaluation['log_loss']:.6f}",
-        "mlpipe:test_rows": str(evaluation["rows"]),
-        "mlpipe:quality_gate_min_auc": f"{evaluation['threshold']:.6f}",
+        "mlpipe:metric": f"{metric.name} ({metric.direction})",
+        f"mlpipe:validation_{metric.name}": f"{manifest['validation']:.6g}",
+        f"mlpipe:test_{metric.name}": f"{evaluation['value']:.6g}",
+        "mlpipe:quality_gate": f"{evaluation['threshold']:.6g}",
     }
+    if isinstance(evaluation.get("rows"), int):
+        properties["mlpipe:test_rows"] = str(evaluation["rows"])
     too_long = [key for key, value in properties.items() if len(value) > METADATA_VALUE_MAX]
     if too_long:
         raise ModelArtifactError(
@@ -96,6 +103,7 @@ def register_model(
     model_manifest_uri: S3Uri,
     evaluation_uri: S3Uri,
     group: str,
+    metric: Metric,
 ) -> dict[str, Any]:
     """Register the run's model (or find the version already registered); return the RegisterModel payload."""
     run_id = plan["run_id"]
@@ -109,6 +117,10 @@ def register_model(
     if evaluation.get("passed") is not True:
         raise RegistrationRefused(
             f"{evaluation_uri} records a failed quality gate; the model is not registered"
+        )
+    if evaluation.get("metric") != metric.name or manifest.get("metric", {}).get("name") != metric.name:
+        raise RegistrationRefused(
+            f"the model manifest and {evaluation_uri} must both report the workload's metric {metric.name!r}"
         )
     if evaluation.get("model_uri") != manifest.get("model_uri"):
         raise RegistrationRefused(
@@ -126,7 +138,7 @@ def register_model(
     uris = {"model_manifest": str(model_manifest_uri), "evaluation": str(evaluation_uri)}
     response = sagemaker.create_model_package(
         ModelPackageGroupName=group,
-        ModelPackageDescription=description(run_id, manifest, evaluation),
+        ModelPackageDescription=description(run_id, manifest, evaluation, metric),
         ModelApprovalStatus=APPROVAL_STATUS,
         ClientToken=client_token(group, run_id),
         MetadataProperties={
@@ -137,7 +149,7 @@ def register_model(
         ModelMetrics={
             "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": str(evaluation_uri)}}
         },
-        CustomerMetadataProperties=metadata(plan, manifest, evaluation, uris),
+        CustomerMetadataProperties=metadata(plan, manifest, evaluation, uris, metric),
     )
     arn: str = response["ModelPackageArn"]
     log.info("model registered", extra={"run_id": run_id, "model_package_arn": arn})

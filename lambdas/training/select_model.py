@@ -1,53 +1,36 @@
-"""SelectModel: read each candidate's metrics.json, choose the best by validation AUC and write the model
-manifest `runs/<run_id>/model/manifest.json`.
+"""SelectModel: read each candidate's metrics.json, choose the best by the workload's validation metric and
+write the model manifest `runs/<run_id>/model/manifest.json`.
 
-The validation AUC is read from `metrics.json` as the top-level `validation_auc` (what the training
-container writes, `mlpipe.training_metrics.v1`) or, failing that, as `{"validation": {"auc": x}}`.
-Ties are broken by candidate name (the lexicographically smallest wins), so the choice does not depend on
-the order in which the Map state returns the candidates."""
+The figure is `{"validation": {"<METRIC_NAME>": x}}` in the candidate's metrics.json (docs/workloads.md);
+METRIC_DIRECTION says whether larger or smaller wins. Ties go to the smallest candidate name, so the choice
+does not depend on the order in which the Map state returns the candidates. The winner's `model/` prefix must
+hold at least one object: what its entrypoint saved for inference and evaluation."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mlpipe_common.errors import CandidateMetricsError, InvalidInput, ModelArtifactError
-from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, exists, put_json_atomic, read_json
+from mlpipe_common.metric import Metric, read_figure
+from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, has_objects, put_json_atomic, read_json
 
 from training.expand import candidate_prefix
 
-MANIFEST_FORMAT = "mlpipe.model_manifest.v1"
-# The files of a portable model (mlpipe_common.portable_model), named here so that this function does not
-# import numpy for two names.
-MODEL_FILES = ("model.json", "weights.npz")
+MANIFEST_FORMAT = "mlpipe.model_manifest.v2"
 
 
 @dataclass(frozen=True)
 class CandidateResult:
     name: str
-    validation_auc: float
+    validation: float
     metrics: dict[str, Any]
     metrics_uri: str
     model_uri: str
 
 
-def validation_auc(metrics: Any) -> float | None:
-    """The validation AUC in a metrics.json document, or None when absent or not a number in [0, 1]."""
-    if not isinstance(metrics, dict):
-        return None
-    value = metrics.get("validation_auc")
-    validation = metrics.get("validation")
-    if value is None and isinstance(validation, dict):
-        value = validation.get("auc")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
-
-
-def read_candidate(s3: Any, plan: dict[str, Any], name: str) -> CandidateResult:
+def read_candidate(s3: Any, plan: dict[str, Any], name: str, metric: Metric) -> CandidateResult:
     prefix = S3Uri.parse(candidate_prefix(plan, name))
     metrics_uri = prefix.join("metrics.json")
     try:
@@ -56,22 +39,27 @@ def read_candidate(s3: Any, plan: dict[str, Any], name: str) -> CandidateResult:
         raise CandidateMetricsError(f"candidate {name!r}: {exc}; did its training job fail?") from None
     except ValueError as exc:
         raise CandidateMetricsError(f"candidate {name!r}: {exc}") from None
-    auc = validation_auc(metrics)
-    if auc is None:
+    value = read_figure(metrics, "validation", metric.name)
+    if value is None:
         raise CandidateMetricsError(
-            f"candidate {name!r}: {metrics_uri} has no validation AUC in [0, 1] "
-            "(expected validation_auc or validation.auc)"
+            f"candidate {name!r}: {metrics_uri} has no finite number at validation.{metric.name}"
         )
-    return CandidateResult(name, auc, metrics, str(metrics_uri), str(prefix.join("model/")))
+    return CandidateResult(name, value, metrics, str(metrics_uri), str(prefix.join("model/")))
 
 
-def best(results: list[CandidateResult]) -> CandidateResult:
-    """Highest validation AUC; ties go to the smallest name."""
-    return min(results, key=lambda r: (-r.validation_auc, r.name))
+def ranked(results: list[CandidateResult], metric: Metric) -> list[CandidateResult]:
+    """Best first; ties by name."""
+    return sorted(results, key=lambda r: (metric.rank_key(r.validation), r.name))
 
 
 def select_model(
-    s3: Any, plan: dict[str, Any], names: list[str], *, code_version: str, now: datetime | None = None
+    s3: Any,
+    plan: dict[str, Any],
+    names: list[str],
+    *,
+    metric: Metric,
+    code_version: str,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Choose the best candidate, write the model manifest and return the SelectModel payload."""
     planned = [c["name"] for c in plan["candidates"]]
@@ -80,15 +68,15 @@ def select_model(
         raise InvalidInput(f"event.candidates: {unknown} are not candidates of run {plan['run_id']!r}")
     if len(set(names)) != len(names):
         raise InvalidInput(f"event.candidates: duplicate names in {names}")
-    results = [read_candidate(s3, plan, name) for name in names]
-    chosen = best(results)
-    model = S3Uri.parse(chosen.model_uri)
-    for filename in MODEL_FILES:
-        if not exists(s3, model.join(filename)):
-            raise ModelArtifactError(
-                f"candidate {chosen.name!r} has the best validation AUC "
-                f"but {model.join(filename)} does not exist"
-            )
+    if not names:
+        raise InvalidInput("event.candidates: no candidates to choose from")
+    leaderboard = ranked([read_candidate(s3, plan, name, metric) for name in names], metric)
+    chosen = leaderboard[0]
+    if not has_objects(s3, S3Uri.parse(chosen.model_uri)):
+        raise ModelArtifactError(
+            f"candidate {chosen.name!r} has the best validation {metric.name} but saved nothing under "
+            f"{chosen.model_uri}"
+        )
     hyperparameters = next(
         c.get("hyperparameters", {}) for c in plan["candidates"] if c["name"] == chosen.name
     )
@@ -99,14 +87,13 @@ def select_model(
         "created_at": (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "best_candidate": chosen.name,
         "model_uri": chosen.model_uri,
-        "model_format": "mlpipe.model.v1",
-        "validation_auc": chosen.validation_auc,
+        "metric": {"name": metric.name, "direction": metric.direction},
+        "validation": chosen.validation,
         "metrics": chosen.metrics,
         "metrics_uri": chosen.metrics_uri,
         "hyperparameters": hyperparameters,
         "leaderboard": [
-            {"name": r.name, "validation_auc": r.validation_auc, "metrics_uri": r.metrics_uri}
-            for r in sorted(results, key=lambda r: (-r.validation_auc, r.name))
+            {"name": r.name, "validation": r.validation, "metrics_uri": r.metrics_uri} for r in leaderboard
         ],
         "lineage": {
             "run_id": plan["run_id"],
@@ -122,5 +109,5 @@ def select_model(
         "model_manifest_uri": str(manifest_uri),
         "model_uri": chosen.model_uri,
         "best_candidate": chosen.name,
-        "validation_auc": chosen.validation_auc,
+        "validation": chosen.validation,
     }

@@ -3,7 +3,7 @@ then follow, read the logs of, or cancel the job.
 
     from mlpipe.client import Aws, Deployment, TrainingJobs, TrainingRequest
     jobs = TrainingJobs(Deployment(Aws(region="eu-west-1")))
-    job = jobs.submit(TrainingRequest(manifest="s3://<curated>/features/r1/manifest.json",
+    job = jobs.submit(TrainingRequest(input="s3://<curated>/features/r1/manifest.json",
                                       output="s3://<artifacts>/runs/r1/candidates/a/", gpus=1))
 
 Every check runs before SubmitJob; a request the queue cannot serve (too many GPUs for its instance types,
@@ -41,8 +41,9 @@ MAX_TAGS = 50
 class TrainingRequest:
     """One training job. Unset values come from the deployment (job definition, queue) or defaults."""
 
-    manifest: str
-    """The feature manifest (`s3://<curated>/features/<run_id>/manifest.json`)."""
+    input: str
+    """What the training code reads (MLPIPE_INPUT): a feature manifest
+    (`s3://<curated>/features/<run_id>/manifest.json`) or a data prefix."""
     output: str
     """The output prefix: model/ and metrics.json go under it."""
     checkpoint: str | None = None
@@ -189,7 +190,7 @@ class TrainingJobs:
             "jobQueue": queue["jobQueueArn"],
             "jobDefinition": definition["jobDefinitionArn"],
             "parameters": {
-                "manifest": request.manifest,
+                "input": request.input,
                 "output": request.output,
                 "checkpoint": checkpoint,
                 "hyperparameters": json.dumps(
@@ -404,8 +405,10 @@ class TrainingJobs:
 # ---- checks ----------------------------------------------------------------------------------------------
 def _check_offline(request: TrainingRequest) -> None:
     """What can be checked without AWS."""
-    if not S3_OBJECT.match(request.manifest) or request.manifest.endswith("/"):
-        raise UsageError(f"--manifest {request.manifest!r} must be the s3:// URI of a feature manifest")
+    if not S3_OBJECT.match(request.input):
+        raise UsageError(
+            f"--input {request.input!r} must be an s3:// URI (a feature manifest or a data prefix)"
+        )
     if not S3_PREFIX.match(request.output):
         raise UsageError(f"--output-prefix {request.output!r} must be an s3:// prefix ending in '/'")
     run_input.validate_hyperparameters(dict(request.hyperparameters), source="--hyperparameters")

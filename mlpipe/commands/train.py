@@ -45,7 +45,13 @@ def register(parser: argparse.ArgumentParser) -> None:
             "the queue's instance types before anything is submitted."
         ),
     )
-    submit.add_argument("--manifest", required=True, help="s3:// URI of the feature manifest (manifest.json)")
+    submit.add_argument(
+        "--input",
+        "--manifest",
+        dest="input",
+        required=True,
+        help="s3:// URI the training code reads: a feature manifest (manifest.json) or a data prefix",
+    )
     submit.add_argument("--output-prefix", required=True, help="s3:// prefix for model/ and metrics.json")
     submit.add_argument(
         "--checkpoint", help="s3:// checkpoint prefix (default: s3://<artifacts>/checkpoints/<name>/)"
@@ -148,7 +154,7 @@ def _submit(args: argparse.Namespace) -> int:
     if not isinstance(hyperparameters, dict):
         raise UsageError("--hyperparameters must be a JSON object")
     request = TrainingRequest(
-        manifest=args.manifest,
+        input=args.input,
         output=args.output_prefix,
         checkpoint=args.checkpoint,
         hyperparameters=hyperparameters,
@@ -227,7 +233,7 @@ def _report(args: argparse.Namespace, job: Any) -> None:
         lines.append(f"  exit code    {job.exit_code}")
     if job.log_stream:
         lines.append(f"  log stream   {job.log_stream}")
-    for name in ("manifest", "output", "checkpoint", "hyperparameters"):
+    for name in ("input", "output", "checkpoint", "hyperparameters"):
         if name in job.parameters:
             lines.append(f"  {name:<12} {job.parameters[name]}")
     print("\n".join(lines))

@@ -468,6 +468,7 @@ class LocalBatch:
         command = list(job.command)
         if command and command[0] in ("python", "python3"):
             command[0] = sys.executable
+        self._publish_assets(command)
         nodes = max(1, job.num_nodes)
         env = self.ctx.base_env()
         env.update(job.environment)
@@ -520,6 +521,25 @@ class LocalBatch:
             self.ctx.mirror.pull(output)
         self.ctx.journal.record(key, status="SUCCEEDED", label=label, log=logs[0])
         return Outcome.success()
+
+    def _publish_assets(self, command: Sequence[str]) -> None:
+        """Put each file asset that the command names (a workload's code package) into the embedded S3, as
+        `cdk deploy` uploads it: the job then fetches the deployed bytes, not the workload's folder."""
+        s3 = self.ctx.mirror.s3
+        for arg in command:
+            path = self.ctx.asset(arg) if arg.startswith("s3://") else None
+            if path is None or not path.is_file():
+                continue
+            bucket, key = arg.removeprefix("s3://").split("/", 1)
+            region = s3.meta.region_name
+            where = (
+                {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            )
+            with contextlib.suppress(
+                s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
+            ):
+                s3.create_bucket(Bucket=bucket, **where)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
 
     def _wait_nodes(self, procs: list[subprocess.Popen[bytes]]) -> list[int]:
         """Every node's exit code. When one node fails, the others are stopped at once (they would wait in

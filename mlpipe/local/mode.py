@@ -452,14 +452,16 @@ class LocalRun:
         )
         if model_manifest:
             summary["candidates"] = [
-                {"name": row["name"], "validation_auc": row.get("validation_auc")}
+                {"name": row["name"], "validation": row.get("validation")}
                 for row in model_manifest.get("leaderboard", [])
             ]
         elif plan:
             summary["candidates"] = [{"name": c["name"]} for c in plan.get("candidates", [])]
         summary["best_candidate"] = output.get("best_candidate")
-        summary["auc"] = output.get("auc")
-        if plan and output.get("auc") is not None:
+        summary["metric"] = output.get("metric")
+        summary["test_value"] = output.get("test_value")
+        summary["auc"] = output.get("test_value") if output.get("metric") == "auc" else None
+        if plan and summary["auc"] is not None and record.get("truth"):
             summary.update(_bayes(mirror, plan, record["truth"], summary, model_manifest))
         summary["model_uri"] = output.get("model_uri")
         summary["predictions_uri"] = output.get("predictions_uri")
@@ -582,11 +584,11 @@ def _bayes(
     best = next(
         (r for r in (model or {}).get("leaderboard", []) if r["name"] == summary.get("best_candidate")), None
     )
-    if best and best.get("validation_auc") is not None:
+    if best and best.get("validation") is not None:
         bayes_val = bayes_optimal_auc(truth, _split_ids(manifest, "validation"), realized=True)
-        found["validation_auc"] = round(float(best["validation_auc"]), 6)
+        found["validation_auc"] = round(float(best["validation"]), 6)
         found["bayes_validation_auc"] = round(bayes_val, 6)
-        found["validation_auc_ratio"] = round(float(best["validation_auc"]) / bayes_val, 4)
+        found["validation_auc_ratio"] = round(float(best["validation"]) / bayes_val, 4)
     return found
 
 

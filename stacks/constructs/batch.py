@@ -1,21 +1,17 @@
-"""AWS Batch for GPU training and inference: compute environments, job queues and job definitions."""
+"""AWS Batch for GPU training and inference: compute environments, job queues and the image that every
+workload's job definitions (stacks/constructs/workload_jobs.py) run."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Size, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlpipe.config import BatchConfig
-from mlpipe.instances import gpu_instance
-from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, acknowledge, allow_key, allow_objects
+from stacks.constructs.common import acknowledge
 from stacks.defaults import BATCH_CONTAINERS_DIR
 from stacks.dlc_image import dlc_training_image
 
@@ -41,10 +37,6 @@ class BatchCompute(Construct):
         config: BatchConfig,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        key: kms.IKey,
-        curated_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
@@ -155,26 +147,7 @@ class BatchCompute(Construct):
             job_state_time_limit_actions=stuck_runnable,
         )
 
-        # A role per kind of job: both read features and write run outputs (committed by copy-then-delete);
-        # only training touches checkpoints (which rotate: older ones are deleted).
-        def job_role(construct_id: str, description: str, artifact_prefixes: list[str]) -> iam.Role:
-            role = iam.Role(
-                self,
-                construct_id,
-                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-                description=description,
-            )
-            allow_objects(role, curated_bucket, ["features/"], S3_READ)
-            allow_objects(role, artifacts_bucket, artifact_prefixes, S3_READ_WRITE_DELETE)
-            allow_key(role, key)
-            return role
-
-        self.training_role = job_role(
-            "TrainingJobRole", "mlpipe Batch training containers", ["runs/", "checkpoints/"]
-        )
-        self.inference_role = job_role("InferenceJobRole", "mlpipe Batch inference containers", ["runs/"])
-
-        # One image serves training and inference (the job definitions give the command): built and pushed once.
+        # One image serves every workload's jobs (the job definitions give the command): built and pushed once.
         self.image_asset = ecr_assets.DockerImageAsset(
             self,
             "Image",
@@ -183,129 +156,4 @@ class BatchCompute(Construct):
             platform=ecr_assets.Platform.LINUX_AMD64,
             exclude=_DOCKER_EXCLUDES,
         )
-        training_image = inference_image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
-        logging = ecs.LogDriver.aws_logs(stream_prefix="mlpipe", log_group=log_group)
-
-        # Spot reclaims (status reason "Host EC2 (instance i-…) terminated.") are retried;
-        # an application error (any non-zero exit) is not.
-        retry_strategies = [
-            batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
-            batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
-        ]
-        timeout = Duration.minutes(config.job_timeout_minutes)
-        self.training_command = train_command = [
-            "python",
-            "-m",
-            "mlpipe_batch.train",
-            "--manifest",
-            "Ref::manifest",
-            "--output",
-            "Ref::output",
-            "--checkpoint",
-            "Ref::checkpoint",
-            "--hyperparameters",
-            "Ref::hyperparameters",
-        ]
-        train_parameters = {"manifest": "", "output": "", "checkpoint": "", "hyperparameters": "{}"}
-
-        def container(
-            construct_id: str,
-            *,
-            image_: ecs.ContainerImage,
-            role: iam.IRole,
-            command: list[str],
-            gpus: int,
-            vcpus: int,
-            memory_mib: int,
-        ) -> batch.EcsEc2ContainerDefinition:
-            definition = batch.EcsEc2ContainerDefinition(
-                self,
-                construct_id,
-                image=image_,
-                command=command,
-                gpu=gpus,
-                cpu=vcpus,
-                memory=Size.mebibytes(memory_mib),
-                job_role=role,
-                logging=logging,
-                readonly_root_filesystem=False,  # PyTorch and NCCL write caches under /tmp and /root
-                # A crash in native code (a segfault, or an abort in NCCL, gloo or CUDA) leaves every thread's
-                # Python traceback in the job's log (faulthandler); local mode runs the jobs with it too.
-                environment={"PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", "NCCL_DEBUG": "WARN"},
-            )
-            acknowledge(
-                definition.execution_role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken (pulling the image) has no resource-level permissions.",
-            )
-            return definition
-
-        self.training_job_definition = batch.EcsJobDefinition(
-            self,
-            "TrainingJobDefinition",
-            container=container(
-                "TrainingContainer",
-                image_=training_image,
-                role=self.training_role,
-                command=train_command,
-                gpus=config.training_gpus,
-                vcpus=config.training_vcpus,
-                memory_mib=config.training_memory_mib,
-            ),
-            parameters=train_parameters,
-            retry_attempts=config.retry_attempts,
-            retry_strategies=retry_strategies,
-            timeout=timeout,
-            propagate_tags=True,
-        )
-
-        node = gpu_instance(config.multinode_instance_type)
-        self.multinode_job_definition = batch.MultiNodeJobDefinition(
-            self,
-            "MultiNodeTrainingJobDefinition",
-            instance_type=ec2.InstanceType(config.multinode_instance_type),
-            main_node=0,
-            containers=[
-                batch.MultiNodeContainer(
-                    start_node=0,
-                    end_node=config.multinode_nodes - 1,
-                    container=container(
-                        "MultiNodeContainer",
-                        image_=training_image,
-                        role=self.training_role,
-                        command=train_command,
-                        gpus=config.multinode_gpus_per_node,
-                        vcpus=node.vcpus - 2,
-                        memory_mib=int(node.memory_mib * 0.9),
-                    ),
-                )
-            ],
-            parameters=train_parameters,
-            retry_attempts=config.retry_attempts,
-            retry_strategies=retry_strategies,
-            timeout=timeout,
-            propagate_tags=True,
-        )
-
-        self.inference_command = [
-            "python", "-m", "mlpipe_batch.infer",
-            "--manifest", "Ref::manifest", "--model", "Ref::model", "--output", "Ref::output",
-        ]  # fmt: skip
-        self.inference_job_definition = batch.EcsJobDefinition(
-            self,
-            "InferenceJobDefinition",
-            container=container(
-                "InferenceContainer",
-                image_=inference_image,
-                role=self.inference_role,
-                command=self.inference_command,
-                gpus=config.inference_gpus,
-                vcpus=config.inference_vcpus,
-                memory_mib=config.inference_memory_mib,
-            ),
-            parameters={"manifest": "", "model": "", "output": ""},
-            retry_attempts=config.retry_attempts,
-            retry_strategies=retry_strategies,
-            timeout=timeout,
-            propagate_tags=True,
-        )
+        self.image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)

@@ -3,7 +3,8 @@
 Plan ─► PrepareData ║ Glue clean ║ (transient) create EMR cluster ║ ─► BuildFeatures (EMR step)
      ─► ExpandCandidates ─► TrainAndPrepareInference ║ Map: Batch training per candidate ║
                                                       ║ EMR inference features ─► (transient) terminate ║
-     ─► SelectModel ─► EvaluateModel (quality gate) ─► Publish ║ RegisterModel ║ Batch inference ║ ─► Summarize
+     ─► SelectModel ─► EvaluateModel (Batch: the workload's evaluation) ─► QualityGate
+     ─► Publish ║ RegisterModel ║ Batch inference ║ ─► Summarize
 
 (persistent EMR: Plan ─► CleanEvents ─► DescribePersistentCluster ─► ClusterRunning? ─► BuildFeatures ...)
 
@@ -38,7 +39,6 @@ from mlpipe.workload import Workload
 from stacks import guards
 from stacks.constructs.batch import BatchCompute
 from stacks.constructs.common import (
-    S3_READ,
     S3_READ_WRITE,
     S3_READ_WRITE_DELETE,
     acknowledge,
@@ -51,6 +51,7 @@ from stacks.constructs.common import (
 from stacks.constructs.emr import Emr, create_cluster_task
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.storage import DataLake
+from stacks.constructs.workload_jobs import WorkloadJobs
 from stacks.defaults import (
     EMR_STEP_TIMEOUT,
     EMR_TERMINATE_TIMEOUT,
@@ -235,6 +236,7 @@ class Pipeline(Construct):
         glue_etl: GlueEtl,
         emr_: Emr,
         batch_: BatchCompute,
+        jobs: WorkloadJobs,
         workload: Workload,
         removal: RemovalPolicy,
     ) -> None:
@@ -287,6 +289,8 @@ class Pipeline(Construct):
         )
         self._removal = removal
         common_env = {
+            "METRIC_NAME": workload.metric.name,
+            "METRIC_DIRECTION": workload.metric.direction,
             "RAW_BUCKET": lake.raw_bucket.bucket_name,
             "CURATED_BUCKET": lake.curated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
@@ -343,14 +347,12 @@ class Pipeline(Construct):
             "inference.handler.handler",
             {
                 **common_env,
-                "QUALITY_GATE_MIN_AUC": f"{workload.metric.gate:g}",
-                "SAMPLE_ROWS": "20000",
+                "METRIC_GATE": repr(float(workload.metric.gate)),
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-inference",
             },
         )
         allow_objects(self.inference.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
         allow_objects(self.inference.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
-        allow_objects(self.inference.role, lake.curated_bucket, ["features/"], S3_READ)
 
         # ---- State machine ----------------------------------------------------------------------------
         self.log_group = encrypted_log_group(
@@ -366,7 +368,7 @@ class Pipeline(Construct):
             self._clusters = Stack.of(self).format_arn(
                 service="elasticmapreduce", resource="cluster", resource_name=emr_.cluster.ref
             )
-        definition = self._definition(glue_etl, emr_, batch_)
+        definition = self._definition(glue_etl, emr_, batch_, jobs)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -381,7 +383,7 @@ class Pipeline(Construct):
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
             comment=f"mlpipe {config.env}: Glue clean, EMR features, Batch GPU training and inference "
-            f"(deployment {self._fingerprint(batch_)})",
+            f"(deployment {self._fingerprint(batch_, jobs)})",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         _drop_redundant_dependency(self.state_machine, self.state_machine.role)
@@ -399,9 +401,9 @@ class Pipeline(Construct):
             reason="Jobs are created at run time; TerminateJob stops the ones a stopped execution started.",
         )
         self._acknowledge_state_machine_role()
-        self._check_limits(batch_)
+        self._check_limits(jobs)
 
-    def _fingerprint(self, batch_: BatchCompute) -> str:
+    def _fingerprint(self, batch_: BatchCompute, jobs: WorkloadJobs) -> str:
         """What the state machine refers to in other stacks, hashed into its template.
 
         Other stacks' values arrive through weak references (Fn::GetStackOutput); a new job-definition revision
@@ -413,15 +415,16 @@ class Pipeline(Construct):
             "emr": dataclasses.asdict(self._config.emr),
             "glue": dataclasses.asdict(self._config.glue),
             "image": batch_.image_asset.asset_hash,
+            "commands": jobs.commands,
         }
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _check_limits(self, batch_: BatchCompute) -> None:
+    def _check_limits(self, jobs: WorkloadJobs) -> None:
         """Synth-time guards (stacks/guards.py): fail now rather than at the 46th candidate of a run."""
         config = self._config
         bounds = guards.training_parameter_bounds(longest_bucket_name(config))
-        guards.check_batch_command("training", batch_.training_command, bounds)
-        guards.check_batch_command("inference", batch_.inference_command, bounds)
+        for kind, command in jobs.commands.items():
+            guards.check_batch_command(kind, command, bounds)
         guards.check_candidates_payload(config, longest_bucket_name(config))
         # The definition as CloudFormation will receive it; references stand in as a placeholder.
         cfn = self.state_machine.node.default_child
@@ -524,7 +527,9 @@ class Pipeline(Construct):
             )
 
     # ------------------------------------------------------------------------------------------------
-    def _definition(self, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute) -> sfn.IChainable:
+    def _definition(
+        self, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute, jobs: WorkloadJobs
+    ) -> sfn.IChainable:
         config = self._config
         transient = config.emr.mode == "transient"
 
@@ -791,8 +796,8 @@ class Pipeline(Construct):
                 name,
             )
 
-        single = train("TrainSingleNode", batch_.spot_first_queue, batch_.training_job_definition)
-        multi = train("TrainMultiNode", batch_.on_demand_queue, batch_.multinode_job_definition)
+        single = train("TrainSingleNode", batch_.spot_first_queue, jobs.training_job_definition)
+        multi = train("TrainMultiNode", batch_.on_demand_queue, jobs.multinode_job_definition)
         train_map = sfn.Map(
             self,
             "TrainCandidates",
@@ -840,18 +845,35 @@ class Pipeline(Construct):
             ),
             "SelectModel",
         )
+        # The workload's own code scores the held-out test split; the Lambda only compares its figure.
         evaluate = top_level(
-            invoke(
+            submit(
                 "EvaluateModel",
+                job_name=sfn.JsonPath.format("{}-evaluation", sfn.JsonPath.string_at("$.plan.run_id")),
+                queue_arn=batch_.spot_first_queue.job_queue_arn,
+                definition_arn=jobs.evaluation_job_definition.job_definition_arn,
+                payload=sfn.TaskInput.from_object(
+                    {
+                        "input.$": "$.plan.manifest_uri",
+                        "model.$": "$.model.model_uri",
+                        "output.$": "$.plan.evaluation_output_uri",
+                    }
+                ),
+            ),
+            "EvaluateModel",
+        )
+        gate = top_level(
+            invoke(
+                "QualityGate",
                 self.inference,
                 {
-                    "action": "evaluate",
+                    "action": "gate",
                     "plan_uri.$": "$.plan.plan_uri",
                     "model_manifest_uri.$": "$.model.model_manifest_uri",
                 },
                 "$.evaluation",
             ),
-            "EvaluateModel",
+            "QualityGate",
         )
         predictions = sfn.Pass(
             self,
@@ -881,10 +903,10 @@ class Pipeline(Construct):
                 "BatchInference",
                 job_name=sfn.JsonPath.format("{}-inference", sfn.JsonPath.string_at("$.plan.run_id")),
                 queue_arn=batch_.spot_first_queue.job_queue_arn,
-                definition_arn=batch_.inference_job_definition.job_definition_arn,
+                definition_arn=jobs.inference_job_definition.job_definition_arn,
                 payload=sfn.TaskInput.from_object(
                     {
-                        "manifest.$": "$.plan.inference_manifest_uri",
+                        "input.$": "$.plan.inference_manifest_uri",
                         "model.$": "$.model.model_uri",
                         "output.$": "$.predictions.uri",
                     }
@@ -912,7 +934,8 @@ class Pipeline(Construct):
                 "model_manifest_uri.$": "$.model.model_manifest_uri",
                 "best_candidate.$": "$.model.best_candidate",
                 "evaluation_uri.$": "$.evaluation.evaluation_uri",
-                "auc.$": "$.evaluation.auc",
+                "metric.$": "$.evaluation.metric",
+                "test_value.$": "$.evaluation.value",
                 "predictions_uri.$": "$.predictions.uri",
                 "model_package_arn.$": "$.published.model_package_arn",
             },
@@ -924,6 +947,7 @@ class Pipeline(Construct):
             .next(train_and_prepare)
             .next(select)
             .next(evaluate)
+            .next(gate)
             .next(predictions)
             .next(publish)
             .next(summarize)

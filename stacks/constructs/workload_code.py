@@ -52,6 +52,7 @@ class WorkloadCode(Construct):
         super().__init__(scope, construct_id)
         self.sha256 = package.sha256
         self.asset = s3_assets.Asset(self, "Package", path=str(package.path))
+        self.uri = self.asset.s3_object_url
 
     def grant_read(self, role: iam.IRole) -> None:
         allow(role, S3_READ, [self.asset.bucket.arn_for_objects(self.asset.s3_object_key)])

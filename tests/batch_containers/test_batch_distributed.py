@@ -106,7 +106,7 @@ def test_two_node_multi_node_parallel_job_over_s3(
     assert (metrics["world_size"], metrics["num_nodes"]) == (2, 2)
     assert metrics["steps_per_epoch"] == -(-(rows // 2) // fast_hp["batch_size"]) == 24
     assert metrics["global_steps"] == fast_hp["epochs"] * 24
-    assert metrics["validation_auc"] >= 0.9 * dataset.bayes_auc["validation"]
+    assert metrics["validation"]["auc"] >= 0.9 * dataset.bayes_auc["validation"]
     assert metrics["model_uri"] == output + "model/"
 
     single_spec = json.loads((trained["output"] / "model" / "model.json").read_text())
@@ -164,7 +164,7 @@ def test_sigterm_checkpoints_and_the_next_attempt_resumes(
         "attempt": 2,
     }
     assert metrics["epochs"] == 12 and metrics["global_steps"] == 12 * 24 and len(metrics["history"]) == 12
-    assert metrics["validation_auc"] >= 0.85 * dataset.bayes_auc["validation"]
+    assert metrics["validation"]["auc"] >= 0.85 * dataset.bayes_auc["validation"]
 
 
 def test_bad_hyperparameters_exit_2_before_any_work(

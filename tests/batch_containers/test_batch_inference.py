@@ -49,7 +49,7 @@ def test_one_prediction_per_input_row(
     scores = table.column("score").to_numpy()
     assert table.num_rows == 700 and np.all((scores > 0) & (scores < 1)) and scores.std() > 0.05
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["rows"] == 700 and metrics["labelled"] is False and "auc" not in metrics
+    assert metrics["rows"] == 700 and metrics["labelled"] is False and "inference" not in metrics
     assert [f["rows"] for f in metrics["files"]] == [
         pq.read_metadata(f["uri"]).num_rows for f in metrics["files"]
     ]
@@ -83,8 +83,10 @@ def test_labelled_split_gets_metrics_and_stale_parts_go(
     assert table.column("event_id").to_pylist() == _input_ids(dataset.manifest_uri, "validation")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rows"] == 2000 and metrics["labelled"] is True
-    assert metrics["auc"] == pytest.approx(trained["metrics"]["validation_auc"], abs=1e-6)
-    assert metrics["log_loss"] == pytest.approx(trained["metrics"]["validation_log_loss"], abs=1e-5)
+    assert metrics["validation"]["auc"] == pytest.approx(trained["metrics"]["validation"]["auc"], abs=1e-6)
+    assert metrics["validation"]["log_loss"] == pytest.approx(
+        trained["metrics"]["validation"]["log_loss"], abs=1e-5
+    )
 
 
 @pytest.mark.parametrize(

@@ -64,12 +64,12 @@ def definition(plan_function_arn: str) -> dict[str, Any]:
                                 "Type": "Choice",
                                 "Choices": [
                                     {
-                                        "Variable": "$.plan.quality_gate.min_auc",
+                                        "Variable": "$.plan.quality_gate.threshold",
                                         "NumericGreaterThan": 0.9,
                                         "Next": "BelowGate",
                                     },
                                     {
-                                        "Variable": "$.plan.quality_gate.min_auc",
+                                        "Variable": "$.plan.quality_gate.threshold",
                                         "NumericEquals": 0.5,
                                         "Next": "Hold",
                                     },
@@ -173,7 +173,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
     on_demand_queue = queue("mlpipe-on-demand", 20, on_demand)
     spot_only = queue("mlpipe-spot-only", 5, spot)
 
-    train_command = ["python", "-m", "mlpipe_batch.train", "--manifest", "Ref::manifest", "--output", "Ref::output",
+    train_command = ["python", "-m", "mlpipe_batch.train", "--manifest", "Ref::input", "--output", "Ref::output",
                      "--checkpoint", "Ref::checkpoint", "--hyperparameters", "Ref::hyperparameters"]  # fmt: skip
     logging = {
         "logDriver": "awslogs",
@@ -181,7 +181,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
     }
     retry = {"attempts": 3, "evaluateOnExit": [{"action": "RETRY", "onStatusReason": "Host EC2*"},
                                                {"action": "EXIT", "onReason": "*"}]}  # fmt: skip
-    parameters = {"manifest": "", "output": "", "checkpoint": "", "hyperparameters": "{}"}
+    parameters = {"input": "", "output": "", "checkpoint": "", "hyperparameters": "{}"}
 
     def resources(gpus: int, vcpus: int, memory: int) -> list[dict[str, str]]:
         return [
@@ -220,7 +220,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
     inference = batch.register_job_definition(
         jobDefinitionName="mlpipe-inference",
         type="container",
-        parameters={"manifest": "", "model": "", "output": ""},
+        parameters={"input": "", "model": "", "output": ""},
         containerProperties={
             "image": "inference",
             "command": ["python"],

@@ -25,7 +25,7 @@ def jobs(deployment: Deployment) -> TrainingJobs:
 
 
 def request(**changes: Any) -> TrainingRequest:
-    return TrainingRequest(**{"manifest": MANIFEST, "output": OUTPUT, **changes})
+    return TrainingRequest(**{"input": MANIFEST, "output": OUTPUT, **changes})
 
 
 def test_single_node_request_from_the_deployment(jobs: TrainingJobs, deployed: Deployed) -> None:
@@ -35,7 +35,7 @@ def test_single_node_request_from_the_deployment(jobs: TrainingJobs, deployed: D
         "jobQueue": deployed.spot_first_queue,
         "jobDefinition": deployed.training_job_definition,
         "parameters": {
-            "manifest": MANIFEST,
+            "input": MANIFEST,
             "output": OUTPUT,
             "checkpoint": f"s3://{ARTIFACTS}/checkpoints/mlpipe-train-20261121-060000/",
             "hyperparameters": '{"hidden":[64,32],"lr":0.003}',
@@ -50,7 +50,7 @@ def test_submitted_job_carries_parameters_and_tags(jobs: TrainingJobs) -> None:
     job = jobs.describe(submission.job_id)
     assert (job.name, job.status) == ("submit-1", "SUCCEEDED")
     assert (
-        job.parameters["manifest"] == MANIFEST
+        job.parameters["input"] == MANIFEST
         and job.parameters["checkpoint"] == f"s3://{ARTIFACTS}/checkpoints/x/"
     )
     assert job.raw["tags"]["mlpipe:submitted-by"] == "mlpipe-cli"
@@ -133,7 +133,7 @@ def test_offline_checks_come_before_any_aws_call(deployed: Deployed) -> None:
 
     jobs = TrainingJobs(Deployment(NoAws(), environ={}))  # type: ignore[arg-type]
     for changes, message in [
-        ({"manifest": "features/manifest.json"}, "--manifest"),
+        ({"input": "features/manifest.json"}, "--input"),
         ({"output": f"s3://{ARTIFACTS}/runs/r1"}, "--output-prefix .* ending in '/'"),
         ({"hyperparameters": {"lr": {"x": 1}}}, r"--hyperparameters\.lr"),
         ({"name": "-bad"}, "is not a Batch job name"),

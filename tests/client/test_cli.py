@@ -101,7 +101,7 @@ def test_redrive_a_failed_run_from_the_command(
     arn = sfn.start_execution(
         stateMachineArn=deployed.state_machine_arn,
         name="cli-redrive",
-        input=json.dumps({"raw_uri": f"s3://{RAW}/events/", "quality_gate": {"min_auc": 0.95}}),
+        input=json.dumps({"raw_uri": f"s3://{RAW}/events/", "quality_gate": {"threshold": 0.95}}),
     )["executionArn"]
     for _ in range(100):
         if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 RAW_URI = f"s3://{RAW}/events/"
 MANIFEST = f"s3://{CURATED}/features/r1/manifest.json"
 OUTPUT = f"s3://{ARTIFACTS}/runs/r1/candidates/a/"
-SUBMIT = ["train", "submit", "--manifest", MANIFEST, "--output-prefix", OUTPUT]
+SUBMIT = ["train", "submit", "--input", MANIFEST, "--output-prefix", OUTPUT]
 
 
 def _free_port() -> int:
@@ -142,7 +142,7 @@ def test_run_wait_shows_each_state_then_the_output(server: dict[str, str], tmp_p
 
 
 def test_a_failed_run_exits_1_with_state_error_and_cause(server: dict[str, str], tmp_path: Path) -> None:
-    path = write(tmp_path, "gate.json", {"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.95}})
+    path = write(tmp_path, "gate.json", {"raw_uri": RAW_URI, "quality_gate": {"threshold": 0.95}})
     result = mlpipe_main(
         "run", path, "--run-id", "cli-gate", "--wait", "--poll-seconds", "0.2", "--output", "json"
     )
@@ -168,7 +168,7 @@ def test_a_failed_run_exits_1_with_state_error_and_cause(server: dict[str, str],
 
 def test_run_without_wait_then_stop(server: dict[str, str], tmp_path: Path) -> None:
     held = write(
-        tmp_path, "held.json", {"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.5}}
+        tmp_path, "held.json", {"raw_uri": RAW_URI, "quality_gate": {"threshold": 0.5}}
     )  # waits an hour
     started = mlpipe_main("run", held, "--output", "json", "--run-id", "cli-held")
     assert started.returncode == 0, started.stderr
@@ -260,7 +260,7 @@ def test_status_wait_multi_node_dry_run_array_and_log_follow(server: dict[str, s
         jobQueue=built["jobQueue"].replace("mlpipe-on-demand", "mlpipe-spot-first"),
         jobDefinition="mlpipe-training",
         arrayProperties={"size": 8},
-        parameters={"manifest": MANIFEST, "output": OUTPUT, "checkpoint": OUTPUT, "hyperparameters": "{}"},
+        parameters={"input": MANIFEST, "output": OUTPUT, "checkpoint": OUTPUT, "hyperparameters": "{}"},
     )["jobId"]
     status = json.loads(mlpipe_main("train", "status", job_id, "--output", "json").stdout)
     assert status["array"] == {"SUCCEEDED": 8}

@@ -63,7 +63,7 @@ def test_a_run_succeeds_with_its_output_and_every_state_seen(executions: Executi
 
 
 def test_a_failed_run_names_the_failing_state_with_error_and_cause(executions: Executions) -> None:
-    started = start(executions, run_id="gate-1", quality_gate={"min_auc": 0.95})
+    started = start(executions, run_id="gate-1", quality_gate={"threshold": 0.95})
     final = executions.follow(started.arn, poll_seconds=0.05)
     assert final.status == "FAILED" and not final.succeeded
     assert final.failure is not None
@@ -88,13 +88,13 @@ def test_the_execution_name_is_the_derived_run_id(executions: Executions) -> Non
 
 
 def test_starting_a_running_run_again_returns_the_same_execution(executions: Executions) -> None:
-    first = start(executions, run_id="held-1", quality_gate={"min_auc": 0.5})  # held in a Wait state
+    first = start(executions, run_id="held-1", quality_gate={"threshold": 0.5})  # held in a Wait state
     wait_until_held(executions, first.arn)
-    second = start(executions, run_id="held-1", quality_gate={"min_auc": 0.5})
+    second = start(executions, run_id="held-1", quality_gate={"threshold": 0.5})
     assert second.arn == first.arn
     assert [e.name for e in executions.list(status="RUNNING")].count("held-1") == 1
     with pytest.raises(UsageError, match=r"already running .* with a different input"):
-        start(executions, run_id="held-1", quality_gate={"min_auc": 0.6})
+        start(executions, run_id="held-1", quality_gate={"threshold": 0.6})
     sent: list[dict[str, Any]] = []
     client = executions.deployment.aws.client("stepfunctions")
     client.meta.events.register(
@@ -113,10 +113,10 @@ def test_starting_an_ended_run_again_says_what_to_do(executions: Executions) -> 
     executions.follow("twice-ok", poll_seconds=0.05)
     with pytest.raises(UsageError, match=r"already has an execution \(SUCCEEDED.*mlpipe status twice-ok"):
         start(executions, run_id="twice-ok")
-    start(executions, run_id="twice-bad", quality_gate={"min_auc": 0.95})
+    start(executions, run_id="twice-bad", quality_gate={"threshold": 0.95})
     executions.follow("twice-bad", poll_seconds=0.05)
     with pytest.raises(UsageError, match=r"\(FAILED.*mlpipe redrive twice-bad"):
-        start(executions, run_id="twice-bad", quality_gate={"min_auc": 0.95})
+        start(executions, run_id="twice-bad", quality_gate={"threshold": 0.95})
 
 
 def test_list_is_newest_first_and_filters_by_status(executions: Executions) -> None:
@@ -188,7 +188,7 @@ def _keep_params(calls: list[dict[str, Any]]) -> Any:
 
 
 def test_redrive_a_failed_run(executions: Executions, redrive_calls: list[dict[str, Any]]) -> None:
-    start(executions, run_id="redrive-1", quality_gate={"min_auc": 0.95})
+    start(executions, run_id="redrive-1", quality_gate={"threshold": 0.95})
     failed = executions.follow("redrive-1", poll_seconds=0.05)
     redriven = executions.redrive("redrive-1")
     assert (redriven.status, redriven.redrive_count, redriven.error) == ("RUNNING", 1, None)

@@ -37,10 +37,8 @@ def test_schema_errors_name_the_field() -> None:
         UsageError, match=r"input\.candidates\[0\]\.nodes must be smaller than or equal to 16"
     ):
         run_input.validate({"raw_uri": RAW_URI, "candidates": [{"name": "a", "nodes": 17}]})
-    with pytest.raises(
-        UsageError, match=r"input\.quality_gate\.min_auc must be bigger than or equal to 0\.5"
-    ):
-        run_input.validate({"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.2}})
+    with pytest.raises(UsageError, match=r"input\.quality_gate\.threshold must be number"):
+        run_input.validate({"raw_uri": RAW_URI, "quality_gate": {"threshold": "0.2"}})
     run_input.validate({"raw_uri": RAW_URI, "candidates": [{"name": "a", "hyperparameters": {"lr": 0.1}}]})
 
 
@@ -60,7 +58,7 @@ def test_the_schema_is_the_published_file_not_a_copy() -> None:
     [
         ('{"raw_uri": ', r"not valid JSON: Expecting value \(line 1, column 13\)"),
         ('{"raw_uri": "s3://a/events/",}', r"not valid JSON: .*\(line 1, column 30\)"),
-        ('{"quality_gate": {"min_auc": NaN}}', r"NaN is not valid JSON"),
+        ('{"quality_gate": {"threshold": NaN}}', r"NaN is not valid JSON"),
     ],
 )
 def test_malformed_json_names_file_and_position(tmp_path: Path, content: str, message: str) -> None:
@@ -136,8 +134,8 @@ def test_hyperparameters_follow_the_schema_candidate_rules() -> None:
 
 
 def test_canonical_input_is_stable() -> None:
-    a: dict[str, Any] = {"raw_uri": RAW_URI, "quality_gate": {"min_auc": 0.8}}
-    b: dict[str, Any] = {"quality_gate": {"min_auc": 0.8}, "raw_uri": RAW_URI}
+    a: dict[str, Any] = {"raw_uri": RAW_URI, "quality_gate": {"threshold": 0.8}}
+    b: dict[str, Any] = {"quality_gate": {"threshold": 0.8}, "raw_uri": RAW_URI}
     assert (
         run_input.canonical(a)
         == run_input.canonical(b)

@@ -3,7 +3,6 @@ the project's three buckets, a SageMaker model package group, and builders for r
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -17,9 +16,6 @@ if str(LAMBDAS) not in sys.path:
     sys.path.insert(0, str(LAMBDAS))
 
 import boto3  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from mlpipe_common import aws  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
@@ -50,12 +46,13 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "DEFAULT_CANDIDATES": json.dumps(DEFAULT_CANDIDATES),
         "MAX_CANDIDATES": "4",
         "MODEL_PACKAGE_GROUP": GROUP,
-        "QUALITY_GATE_MIN_AUC": "0.7",
+        "METRIC_NAME": "auc",
+        "METRIC_DIRECTION": "maximize",
+        "METRIC_GATE": "0.7",
         "CODE_VERSION": "0123abc",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("SAMPLE_ROWS", raising=False)
     return env
 
 
@@ -129,28 +126,6 @@ def planned(s3: Any, store: Store) -> Callable[..., dict[str, Any]]:
     return plan
 
 
-# A tiny portable model: logit = 2 * x + embedding[c], embedding = [[0.0], [0.0]] so the score is
-# sigmoid(2x) and the ranking follows x. Used by the training (select) and inference tests.
-MODEL_SPEC = {
-    "format": "mlpipe.model.v1",
-    "numeric_features": ["x"],
-    "categorical_features": [{"name": "c", "buckets": 2, "dim": 1}],
-    "layers": [{"weight": "dense0.weight", "bias": "dense0.bias", "activation": "none"}],
-    "output": "sigmoid",
-}
-MODEL_WEIGHTS = {
-    "embedding.c": np.zeros((2, 1), dtype=np.float32),
-    "dense0.weight": np.array([[2.0, 1.0]], dtype=np.float32),
-    "dense0.bias": np.zeros(1, dtype=np.float32),
-}
-
-
-def npz_bytes(arrays: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def put_candidate(store: Store) -> Callable[..., None]:
     """Write what a finished training job leaves: metrics.json (or `raw_metrics` bytes) and model/."""
@@ -167,70 +142,21 @@ def put_candidate(store: Store) -> Callable[..., None]:
         if raw_metrics is not None:
             store.put(prefix + "metrics.json", raw_metrics)
         elif auc is not None:
-            metrics = {
-                "format": "mlpipe.training_metrics.v1",
-                "validation_auc": auc,
-                "validation_log_loss": 0.5,
-                "epochs": 3,
-            }
+            metrics = {"validation": {"auc": auc, "log_loss": 0.5}, "epochs": 3}
             store.put(prefix + "metrics.json", json.dumps(metrics).encode())
         if model:
-            store.put(prefix + "model/model.json", json.dumps(MODEL_SPEC).encode())
-            store.put(prefix + "model/weights.npz", npz_bytes(MODEL_WEIGHTS))
+            store.put(prefix + "model/weights.bin", b"what the candidate's entrypoint saved")
 
     return put
 
 
-# Test split in two shards. Scores follow x: the positives (x = 0.5, 2, 0) outrank 2, 3 and 2 of the
-# three negatives (x = -2, -1, 1): AUC = 7/9 on all six rows; 2/3 on the first shard; 5/6 on five rows.
-TEST_SHARDS = [
-    {"x": [-2.0, -1.0, 0.5, 1.0], "c": [0, 1, 0, 1], "label": [0, 0, 1, 0]},
-    {"x": [2.0, 0.0], "c": [1, 0], "label": [1, 1]},
-]
-
-
-def parquet_bytes(columns: dict[str, list[Any]]) -> bytes:
-    table = pa.table(
-        {
-            "event_id": pa.array([f"e{i}" for i in range(len(columns["label"]))]),
-            "x": pa.array(columns["x"], pa.float32()),
-            "c": pa.array(columns["c"], pa.int32()),
-            "label": pa.array(columns["label"], pa.int8()),
-        }
-    )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
-
-
 @pytest.fixture
-def put_features(store: Store) -> Callable[..., None]:
-    """Write the feature manifest and test shards of a planned run (train/validation shards listed only)."""
+def put_evaluation(store: Store) -> Callable[..., str]:
+    """Write what the EvaluateModel Batch job commits (its metrics.json, or `raw` bytes); returns the URI."""
 
-    def put(plan: dict[str, Any], shards: list[dict[str, list[Any]]] | None = None) -> None:
-        features = plan["uris"]["features"]
-        listed = []
-        for index, columns in enumerate(TEST_SHARDS if shards is None else shards):
-            uri = f"{features}test/part-{index:05d}.parquet"
-            body = parquet_bytes(columns)
-            store.put(uri, body)
-            listed.append({"uri": uri, "rows": len(columns["label"]), "bytes": len(body)})
-        manifest = {
-            "format": "mlpipe.features.v1",
-            "run_id": plan["run_id"],
-            "created_at": "2026-11-21T06:00:00Z",
-            "id_column": "event_id",
-            "label_column": "label",
-            "numeric_features": ["x"],
-            "categorical_features": [{"name": "c", "buckets": 2}],
-            "splits": {
-                "train": {"rows": 0, "shards": []},
-                "validation": {"rows": 0, "shards": []},
-                "test": {"rows": sum(s["rows"] for s in listed), "shards": listed},
-            },
-            "statistics": {},
-            "split_boundaries": {},
-        }
-        store.put(plan["uris"]["manifest"], json.dumps(manifest).encode())
+    def put(plan: dict[str, Any], test: dict[str, Any] | None = None, *, raw: bytes | None = None) -> str:
+        uri = f"{plan['uris']['evaluation_output']}metrics.json"
+        store.put(uri, raw if raw is not None else json.dumps({"test": test or {}, "rows": 6}).encode())
+        return uri
 
     return put

@@ -11,11 +11,11 @@ from preprocessing.handler import handler as preprocessing
 from training.handler import handler as training
 
 
-def test_plan_expand_select_evaluate_register(
+def test_plan_expand_select_gate_register(
     sagemaker: Any,
     store: Any,
-    put_features: Callable[..., None],
     put_candidate: Callable[..., None],
+    put_evaluation: Callable[..., str],
     lambda_env: dict[str, str],
 ) -> None:
     execution_input = {
@@ -24,22 +24,23 @@ def test_plan_expand_select_evaluate_register(
     }
     plan = preprocessing(execution_input, None)  # $.plan
     document = store.get_json(plan["plan_uri"])
-    put_features(document)  # the EMR feature step
 
     training_payload = training({"action": "expand", "plan_uri": plan["plan_uri"]}, None)  # $.training
     for auc, candidate in zip((0.84, 0.82), training_payload["candidates"], strict=True):  # the Batch jobs
         output = candidate["parameters"]["output"]
         assert output == f"{document['uris']['candidates']}{candidate['name']}/"
         put_candidate(document, candidate["name"], auc)
-        assert store.get_json(output + "metrics.json")["validation_auc"] == auc
+        assert candidate["parameters"]["input"] == plan["manifest_uri"]
 
     names = [c["name"] for c in training_payload["candidates"]]
     model = training({"action": "select", "plan_uri": plan["plan_uri"], "candidates": names}, None)  # $.model
     assert model["best_candidate"] == "mlp-a"
 
+    put_evaluation(document, {"auc": 0.83})  # the EvaluateModel Batch job, at plan["evaluation_output_uri"]
+    assert plan["evaluation_output_uri"] == document["uris"]["evaluation_output"]
     evaluation = inference(
         {
-            "action": "evaluate",
+            "action": "gate",
             "plan_uri": plan["plan_uri"],
             "model_manifest_uri": model["model_manifest_uri"],
         },

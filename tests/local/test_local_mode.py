@@ -52,7 +52,7 @@ class BrokenInference:
     inner: Any
 
     def run(self, job: BatchJob) -> Outcome:
-        if "mlpipe_batch.infer" in job.command:
+        if job.job_name.endswith("-inference"):
             command = list(job.command)
             at = command.index("--model") + 1
             command[at] = command[at].rsplit("/candidates/", 1)[0] + "/no-such-model/"
@@ -112,7 +112,8 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["status"] == "SUCCEEDED" and summary["run_id"] == failed["run_id"]
     run_id = summary["run_id"]
-    # the work that had succeeded is not redone: Glue, both EMR steps and both training jobs are replayed
+    # the work that had succeeded is not redone: Glue, both EMR steps, both training jobs and the evaluation
+    # are replayed
     assert sorted(summary["replayed"]) == sorted(
         [
             "Glue job MlpipeDev-Glue-GlueCleanEventsJob5D9DAAFD",
@@ -120,6 +121,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
             "EMR step BuildInferenceFeatures",
             f"Batch job {run_id}-baseline",
             f"Batch job {run_id}-ddp-2-nodes",
+            f"Batch job {run_id}-evaluation",
         ]
     )
     # only the failed state's job ran again, and this time it wrote the predictions

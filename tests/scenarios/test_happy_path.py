@@ -36,14 +36,15 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
         "model_manifest_uri": f"{artifacts}model/manifest.json",
         "best_candidate": "wide",
         "evaluation_uri": f"{artifacts}evaluation.json",
-        "auc": pytest.approx(GOOD_TEST_AUC),
+        "metric": "auc",
+        "test_value": pytest.approx(GOOD_TEST_AUC),
         "predictions_uri": f"{artifacts}predictions/",
         "model_package_arn": out["model_package_arn"],
     }
     # what the pointers point to
     manifest = env.get_json(out["model_manifest_uri"])
-    assert manifest["best_candidate"] == "wide" and manifest["validation_auc"] == 0.86
-    assert {row["name"]: row["validation_auc"] for row in manifest["leaderboard"]} == {
+    assert manifest["best_candidate"] == "wide" and manifest["validation"] == 0.86
+    assert {row["name"]: row["validation"] for row in manifest["leaderboard"]} == {
         "baseline": 0.81,
         "wide": 0.86,
     }
@@ -63,12 +64,20 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
     ]
     assert [step.name for step in env.emr.runs] == ["BuildFeatures", "BuildInferenceFeatures"]
     jobs = {job.job_name: job for job in env.batch.runs}
-    assert sorted(jobs) == sorted([f"{run_id}-baseline", f"{run_id}-wide", f"{run_id}-inference"])
+    assert sorted(jobs) == sorted(
+        [f"{run_id}-baseline", f"{run_id}-wide", f"{run_id}-evaluation", f"{run_id}-inference"]
+    )
     assert all(job.attempt == 1 for job in env.batch.runs)
     assert jobs[f"{run_id}-wide"].num_nodes == 2 and jobs[f"{run_id}-wide"].definition.type == "multinode"
     assert jobs[f"{run_id}-baseline"].definition.type == "container"
     assert jobs[f"{run_id}-wide"].command[-2:] == ("--hyperparameters", '{"hidden":[256,128],"lr":0.002}')
     assert jobs[f"{run_id}-inference"].parameters["model"] == out["model_uri"]
+    evaluation_job = jobs[f"{run_id}-evaluation"]  # the held-out figure comes from the workload's own scoring
+    assert evaluation_job.parameters["model"] == out["model_uri"] and evaluation_job.command[-2:] == (
+        "--split",
+        "test",
+    )
+    assert evaluation["metrics_uri"] == f"{evaluation_job.parameters['output']}metrics.json"
 
     assert list(env.clusters().values()) == ["TERMINATED"]  # the transient cluster is gone
     assert env.notifications() == []
@@ -76,12 +85,12 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
 
 
 def test_the_deployment_default_candidates_run(local: Callable[..., Any]) -> None:
-    """No candidates in the input: the deployment's DEFAULT_CANDIDATES (mlpipe.config) are trained."""
+    """No candidates in the input: the workload's candidates (its workload.toml) are trained."""
     env = local()
     result = env.run(env.input())
 
     assert result.status == "SUCCEEDED", result.cause
     names = sorted(
-        job.job_name.rsplit("-", 1)[-1] for job in env.batch.runs if "inference" not in job.job_name
+        job.job_name.rsplit("-", 1)[-1] for job in env.batch.runs if "mlpipe_batch.train" in job.command
     )
     assert names == ["baseline", "wide"]

@@ -17,19 +17,19 @@ def test_quality_gate_not_met_publishes_and_registers_nothing(local: Callable[..
 
     assert result.status == "FAILED"
     assert result.error == "QualityGateFailed"
-    assert "below the quality gate 0.7000 (from QUALITY_GATE_MIN_AUC); the model is not registered" in (
+    assert "misses the quality gate auc >= 0.7 (from METRIC_GATE); the model is not registered" in (
         result.cause or ""
     )
     [message] = env.notifications()
-    assert message["state"] == "EvaluateModel" and message["error"] == "QualityGateFailed"
+    assert message["state"] == "QualityGate" and message["error"] == "QualityGateFailed"
 
     entered = result.entered()
-    assert "EvaluateModel failed" in entered and entered[-1] == "PipelineFailed"
+    assert "EvaluateModel" in entered and "QualityGate failed" in entered and entered[-1] == "PipelineFailed"
     assert not {"PlanPredictions", "Publish", "RegisterModel", "BatchInference", "Summarize"} & set(entered)
     assert env.model_packages() == []
-    assert not any("inference" in job.job_name for job in env.batch.runs)
+    assert not any(job.job_name.endswith("-inference") for job in env.batch.runs)
     run_id = env.batch.runs[0].job_name.rsplit("-", 1)[0]
     assert env.keys("artifacts", f"runs/{run_id}/predictions/") == []
     evaluation = env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/{run_id}/evaluation.json")
-    assert evaluation["passed"] is False and evaluation["auc"] < 0.7
+    assert evaluation["passed"] is False and evaluation["value"] == pytest.approx(2 / 9)
     assert set(env.clusters().values()) == {"TERMINATED"}

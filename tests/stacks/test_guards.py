@@ -48,7 +48,7 @@ def _largest_execution_input(candidates: int) -> dict[str, Any]:
             {"name": f"c{i:02d}".ljust(32, "n"), "hyperparameters": hyperparameters, "nodes": 16, "gpus": 8}
             for i in range(candidates)
         ],
-        "quality_gate": {"min_auc": 0.999},
+        "quality_gate": {"threshold": 0.999},
         "features": {"target_shard_mb": 1024},
         "inference_input_uri": uri,
     }

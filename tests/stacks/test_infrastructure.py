@@ -180,7 +180,7 @@ def test_the_two_environment_queue_tries_spot_first_then_on_demand(dev: Any) -> 
 
 def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
     defs = _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition")
-    assert len(defs) == 3
+    assert len(defs) == 4  # training, multi-node training, evaluation, inference
     for d in defs:
         p = d["Properties"]
         assert p["RetryStrategy"]["EvaluateOnExit"] == [
@@ -203,7 +203,8 @@ def test_a_native_crash_in_a_job_leaves_python_tracebacks_in_its_log(dev: Any) -
 
 
 def test_training_and_inference_jobs_have_their_own_roles(dev: Any) -> None:
-    """Both read features and write run outputs; only training may touch checkpoints."""
+    """Both read features and write run outputs; only training may touch checkpoints. (Evaluation runs as
+    inference does.)"""
     t = dev.template("Batch")
     role_of: dict[str, str] = {}
     for d in t.find_resources("AWS::Batch::JobDefinition").values():

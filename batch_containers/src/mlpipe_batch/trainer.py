@@ -24,7 +24,7 @@ from mlpipe_batch.model import TabularModel, write_portable
 if TYPE_CHECKING:
     from mlpipe_batch.train import Job
 
-METRICS_FORMAT = "mlpipe.training_metrics.v1"
+METRICS_FORMAT = "mlpipe.training_metrics.v2"
 STOP_CHECK_STEPS = 8
 """Ranks agree on a stop every this many steps (and at each epoch's last step): one tiny gloo all-reduce."""
 
@@ -301,15 +301,15 @@ class Trainer:
     def metrics(self) -> dict[str, Any]:
         job = self.job
         last = self.history[-1] if self.history else {}
+        # Selection reads validation.<metric> (docs/workloads.md); the test split is the evaluation job's alone.
         out: dict[str, Any] = {
             "format": METRICS_FORMAT,
-            "validation_auc": last.get("validation_auc"),
-            "validation_log_loss": last.get("validation_log_loss"),
-            "validation_rows": job.manifest.split("validation").rows,
+            "validation": {
+                "auc": last.get("validation_auc"),
+                "log_loss": last.get("validation_log_loss"),
+                "rows": job.manifest.split("validation").rows,
+            },
         }
-        if "test" in job.manifest.splits and job.manifest.split("test").rows:
-            test = self.evaluate("test")
-            out.update(test_auc=test["auc"], test_log_loss=test["log_loss"], test_rows=test["rows"])
         out.update(
             {
                 "train_rows": job.manifest.split("train").rows,
@@ -337,7 +337,7 @@ class Trainer:
         return out
 
     def finish(self) -> dict[str, Any]:
-        """Evaluate on test, then rank 0 commits: model/ first, metrics.json last."""
+        """Rank 0 commits: model/ first, metrics.json last."""
         metrics = self.metrics()
         if self.dist.is_main:
             metrics_uri = storage.join(self.job.output, "metrics.json")
@@ -346,7 +346,7 @@ class Trainer:
             storage.write_bytes(metrics_uri, (json.dumps(metrics, indent=2) + "\n").encode())
             log.info(
                 "done: validation AUC %s, %.0f samples/s; wrote %s",
-                _fmt(metrics["validation_auc"]),
+                _fmt(metrics["validation"]["auc"]),
                 metrics["throughput_samples_per_s"] or 0.0,
                 metrics_uri,
             )

@@ -1,161 +1,166 @@
-"""EvaluateModel: numpy scoring of the held-out sample, evaluation.json and the quality gate.
-
-The fixtures' model scores sigmoid(2x); the test shards put positives at x = 0.5, 2, 0 and negatives at
-x = -2, -1, 1, so the AUC is 7/9 on all six rows, 2/3 on the first shard's four, 5/6 on the first five."""
+"""QualityGate: the evaluation job's figure against the workload's threshold, in the metric's direction."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from inference.handler import handler
-from mlpipe_common.errors import EvaluationError, InvalidInput, ModelArtifactError, QualityGateFailed
+from mlpipe_common.errors import ConfigurationError, EvaluationError, InvalidInput, QualityGateFailed
 
 Plan = Callable[..., dict[str, Any]]
-ALL_ROWS = [(-2.0, 0), (-1.0, 0), (0.5, 1), (1.0, 0), (2.0, 1), (0.0, 1)]
-
-
-def expected_log_loss(rows: list[tuple[float, int]]) -> float:
-    total = 0.0
-    for x, label in rows:
-        p = 1 / (1 + math.exp(-2 * x))
-        total -= math.log(p) if label else math.log(1 - p)
-    return total / len(rows)
 
 
 @pytest.fixture
-def selected(
-    planned: Plan, put_candidate: Callable[..., None], put_features: Callable[..., None]
-) -> Callable[..., dict[str, Any]]:
-    """A run planned, with features and one trained candidate selected; returns the EvaluateModel event."""
+def selected(planned: Plan, put_candidate: Callable[..., None]) -> Callable[..., tuple[dict[str, Any], dict]]:
+    """A run planned with one trained candidate selected; returns (the QualityGate event, the plan)."""
     from training.handler import handler as training
 
-    def make(**execution_input: Any) -> dict[str, Any]:
+    def make(**execution_input: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         plan = planned(candidates=[{"name": "only"}], **execution_input)
-        put_features(plan)
         put_candidate(plan, "only", 0.9)
         model = training({"action": "select", "plan_uri": plan["uris"]["plan"], "candidates": ["only"]}, None)
-        return {
-            "action": "evaluate",
+        event = {
+            "action": "gate",
             "plan_uri": plan["uris"]["plan"],
             "model_manifest_uri": model["model_manifest_uri"],
         }
+        return event, plan
 
     return make
 
 
-def test_evaluate_scores_the_test_split_and_passes_the_gate(
-    selected: Callable[..., dict[str, Any]], store: Any
+def test_a_figure_at_the_gate_passes_and_is_recorded(
+    selected: Callable[..., Any], put_evaluation: Callable[..., str], store: Any
 ) -> None:
-    event = selected()
+    event, plan = selected()
+    metrics_uri = put_evaluation(plan, {"auc": 0.7, "log_loss": 0.4})
     payload = handler(event, None)
-    assert set(payload) == {"evaluation_uri", "auc", "passed"}
-    assert payload["auc"] == pytest.approx(7 / 9) and payload["passed"] is True
+    assert payload == {
+        "evaluation_uri": plan["uris"]["evaluation"],
+        "metric": "auc",
+        "value": 0.7,
+        "passed": True,
+    }
     evaluation = store.get_json(payload["evaluation_uri"])
-    assert payload["evaluation_uri"].endswith("/runs/" + evaluation["run_id"] + "/evaluation.json")
-    assert evaluation["rows"] == 6 and evaluation["positives"] == 3
-    assert evaluation["auc"] == pytest.approx(7 / 9)
-    assert evaluation["log_loss"] == pytest.approx(expected_log_loss(ALL_ROWS))
-    assert (evaluation["threshold"], evaluation["threshold_source"], evaluation["passed"]) == (
+    assert evaluation["metrics_uri"] == metrics_uri and evaluation["rows"] == 6
+    assert evaluation["model_uri"] == f"{plan['uris']['candidates']}only/model/"
+    assert (evaluation["metric"], evaluation["direction"], evaluation["threshold"]) == (
+        "auc",
+        "maximize",
         0.7,
-        "QUALITY_GATE_MIN_AUC",
-        True,
     )
-    assert evaluation["model_uri"].endswith("/candidates/only/model/") and len(evaluation["shards"]) == 2
+    assert evaluation["threshold_source"] == "METRIC_GATE" and evaluation["passed"] is True
 
 
-@pytest.mark.parametrize(
-    ("sample_rows", "auc", "shards"), [("4", 2 / 3, 1), ("5", 5 / 6, 2), ("6", 7 / 9, 2), ("100", 7 / 9, 2)]
-)
-def test_sample_is_bounded_by_sample_rows(
-    sample_rows: str,
-    auc: float,
-    shards: int,
-    selected: Callable[..., dict[str, Any]],
-    store: Any,
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_figure_below_a_maximized_gate_fails_after_recording_why(
+    selected: Callable[..., Any], put_evaluation: Callable[..., str], store: Any
 ) -> None:
-    monkeypatch.setenv("SAMPLE_ROWS", sample_rows)
-    monkeypatch.setenv("QUALITY_GATE_MIN_AUC", "0.6")
-    payload = handler(selected(), None)
-    evaluation = store.get_json(payload["evaluation_uri"])
-    assert evaluation["rows"] == min(int(sample_rows), 6)
-    assert evaluation["auc"] == pytest.approx(auc) and len(evaluation["shards"]) == shards
-
-
-def test_below_the_gate_raises_quality_gate_failed_and_publishes_nothing(
-    selected: Callable[..., dict[str, Any]], store: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QUALITY_GATE_MIN_AUC", "0.8")
-    event = selected()
-    with pytest.raises(QualityGateFailed) as raised:
+    event, plan = selected()
+    put_evaluation(plan, {"auc": 0.69})
+    with pytest.raises(
+        QualityGateFailed, match=r"test auc 0.69 .* misses the quality gate auc >= 0.7 \(from METRIC_GATE\)"
+    ):
         handler(event, None)
-    message = str(raised.value)
-    assert "test AUC 0.7778" in message and "quality gate 0.8000" in message and "not registered" in message
-    evaluation_uri = event["plan_uri"].replace("plan.json", "evaluation.json")
-    evaluation = store.get_json(evaluation_uri)
-    assert evaluation["passed"] is False and evaluation["threshold"] == 0.8
-    # RegisterModel refuses this evaluation, so no state of the run marks the model as published
-    from mlpipe_common.errors import RegistrationRefused
-    from training.handler import handler as training
-
-    with pytest.raises(RegistrationRefused, match=r"failed quality gate"):
-        training({**event, "action": "register", "evaluation_uri": evaluation_uri}, None)
+    assert store.get_json(plan["uris"]["evaluation"])["passed"] is False
 
 
-def test_the_runs_gate_override_applies(
-    selected: Callable[..., dict[str, Any]], store: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with pytest.raises(QualityGateFailed, match=r"quality gate 0\.9000 \(from execution_input\)"):
-        handler(selected(quality_gate={"min_auc": 0.9}), None)
-    monkeypatch.setenv("QUALITY_GATE_MIN_AUC", "0.95")
-    payload = handler(selected(quality_gate={"min_auc": 0.75}), None)
-    assert store.get_json(payload["evaluation_uri"])["threshold_source"] == "execution_input"
-
-
-@pytest.mark.parametrize(
-    ("shards", "error", "message"),
-    [
-        ([{"x": [1.0, 2.0], "c": [0, 1], "label": [1, 1]}], EvaluationError, "AUC needs both classes"),
-        ([{"x": [1.0], "c": [2], "label": [1]}], EvaluationError, r"bucket indices outside \[0, 2\)"),
-        ([], EvaluationError, "the test split has no rows"),
-    ],
-)
-def test_unusable_samples_are_evaluation_errors(
-    shards: list[dict[str, list[Any]]],
-    error: type[Exception],
-    message: str,
+@pytest.mark.parametrize(("value", "passed"), [(0.49, True), (0.5, True), (0.51, False)])
+def test_a_minimized_metric_passes_at_or_below_the_gate(
+    value: float,
+    passed: bool,
     planned: Plan,
     put_candidate: Callable[..., None],
-    put_features: Callable[..., None],
+    put_evaluation: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    store: Any,
+) -> None:
+    from training.handler import handler as training
+
+    for variable, setting in (
+        ("METRIC_NAME", "rmse"),
+        ("METRIC_DIRECTION", "minimize"),
+        ("METRIC_GATE", "0.5"),
+    ):
+        monkeypatch.setenv(variable, setting)
+    plan = planned(candidates=[{"name": "only"}])
+    put_candidate(plan, "only", None, raw_metrics=b'{"validation": {"rmse": 0.45}}')
+    model = training({"action": "select", "plan_uri": plan["uris"]["plan"], "candidates": ["only"]}, None)
+    put_evaluation(plan, {"rmse": value})
+    event = {
+        "action": "gate",
+        "plan_uri": plan["uris"]["plan"],
+        "model_manifest_uri": model["model_manifest_uri"],
+    }
+    if passed:
+        assert handler(event, None)["value"] == value
+    else:
+        with pytest.raises(QualityGateFailed, match=r"test rmse 0.51 .* misses the quality gate rmse <= 0.5"):
+            handler(event, None)
+    assert store.get_json(plan["uris"]["evaluation"])["passed"] is passed
+
+
+def test_the_run_can_override_the_threshold(
+    selected: Callable[..., Any], put_evaluation: Callable[..., str], store: Any
+) -> None:
+    event, plan = selected(quality_gate={"threshold": 0.95})
+    put_evaluation(plan, {"auc": 0.9})
+    with pytest.raises(QualityGateFailed, match=r"auc >= 0.95 \(from execution_input\)"):
+        handler(event, None)
+    assert store.get_json(plan["uris"]["evaluation"])["threshold_source"] == "execution_input"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, r"the evaluation job's metrics s3://.*/evaluation/metrics.json does not exist"),
+        (b"{cut", r"is not valid JSON"),
+        (b'{"validation": {"auc": 0.9}}', r"has no finite number at test.auc"),
+        (b'{"test": {"auc": "0.9"}}', r"has no finite number at test.auc"),
+        (b'{"test": {"auc": NaN}}', r"has no finite number at test.auc"),
+        (b'{"test": {"auc": true}}', r"has no finite number at test.auc"),
+    ],
+)
+def test_a_missing_or_unreadable_figure_is_an_evaluation_error(
+    raw: bytes | None,
+    message: str,
+    selected: Callable[..., Any],
+    put_evaluation: Callable[..., str],
     store: Any,
     lambda_env: dict[str, str],
 ) -> None:
-    from training.select_model import select_model
-
-    plan = planned(candidates=[{"name": "only"}])
-    put_features(plan, shards)
-    put_candidate(plan, "only", 0.9)
-    model = select_model(store.client, plan, ["only"], code_version="x")
-    with pytest.raises(error, match=message):
-        handler({"action": "evaluate", "plan_uri": plan["uris"]["plan"], **model}, None)
+    event, plan = selected()
+    if raw is not None:
+        put_evaluation(plan, raw=raw)
+    with pytest.raises(EvaluationError, match=message):
+        handler(event, None)
     assert store.keys(lambda_env["ARTIFACTS_BUCKET"], f"runs/{plan['run_id']}/evaluation.json") == []
 
 
-def test_missing_feature_manifest_or_model_is_named(
-    selected: Callable[..., dict[str, Any]], store: Any
+def test_a_manifest_of_another_run_is_refused(
+    selected: Callable[..., Any], put_evaluation: Callable[..., str]
 ) -> None:
-    event = selected()
-    plan = store.get_json(event["plan_uri"])
-    bucket, key = plan["uris"]["manifest"].removeprefix("s3://").split("/", 1)
-    store.client.delete_object(Bucket=bucket, Key=key)
-    with pytest.raises(ModelArtifactError, match=r"feature manifest .*manifest.json does not exist"):
-        handler(event, None)
-    with pytest.raises(InvalidInput, match=r"event.action must be 'evaluate'"):
-        handler({**event, "action": "score"}, None)
-    with pytest.raises(InvalidInput, match=r"event.model_manifest_uri: .* does not exist"):
+    event, _ = selected(run_id="gate-a")
+    other, plan = selected(run_id="gate-b")
+    put_evaluation(plan, {"auc": 0.9})
+    with pytest.raises(InvalidInput, match=r"is not a model manifest of run 'gate-b'"):
+        handler({**other, "model_manifest_uri": event["model_manifest_uri"]}, None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("METRIC_DIRECTION", "up", r"METRIC_DIRECTION='up' is not one of"),
+        ("METRIC_GATE", "", r"METRIC_GATE is not set"),
+        ("METRIC_GATE", "nan", r"METRIC_GATE=nan is outside"),
+    ],
+)
+def test_a_bad_deployment_setting_is_a_configuration_error(
+    variable: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch, lambda_env: dict[str, str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=message):
         handler(
-            {**event, "model_manifest_uri": event["model_manifest_uri"].replace("model/", "other/")}, None
+            {"action": "gate", "plan_uri": "s3://x/plan.json", "model_manifest_uri": "s3://x/m.json"}, None
         )

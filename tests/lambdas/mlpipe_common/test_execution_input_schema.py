@@ -47,7 +47,7 @@ def test_minimal_and_full_inputs_validate() -> None:
             "raw_uri": "s3://raw/events/2026/11/",
             "run_id": "nightly-2026-11-21",
             "candidates": [{"name": "mlp-1", "hyperparameters": {"lr": 0.01, "opt": "adam", "bn": True}}],
-            "quality_gate": {"min_auc": 0.75},
+            "quality_gate": {"threshold": 0.75},
             "features": {"target_shard_mb": 64},
             "inference_input_uri": "s3://curated/events/dt=2026-11-20/",
         }
@@ -67,8 +67,8 @@ def test_minimal_and_full_inputs_validate() -> None:
         ({"raw_uri": "s3://raw/events/", "run_id": "Run_1"}, "input.run_id: 'Run_1' is not valid"),
         ({"raw_uri": "s3://raw/events/", "candidates": []}, "input.candidates must contain at least 1 items"),
         (
-            {"raw_uri": "s3://raw/events/", "quality_gate": {"min_auc": 1.5}},
-            "input.quality_gate.min_auc must be",
+            {"raw_uri": "s3://raw/events/", "quality_gate": {"threshold": "high"}},
+            "input.quality_gate.threshold must be number",
         ),
         ({"raw_uri": "s3://raw/events/", "quality_gate": {}}, "input.quality_gate: missing required key(s)"),
         (

@@ -20,6 +20,7 @@ PAYLOAD_KEYS = {
     "emr_inference_args",
     "manifest_uri",
     "inference_manifest_uri",
+    "evaluation_output_uri",
 }
 
 
@@ -92,7 +93,7 @@ def test_given_candidates_and_gate_override_are_planned(
     candidates = [{"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 2}, {"name": "b"}]
     payload = plan_run(
         s3,
-        raw_input(lambda_env, candidates=candidates, quality_gate={"min_auc": 0.8}),
+        raw_input(lambda_env, candidates=candidates, quality_gate={"threshold": 0.8}),
         PlanSettings.from_env(),
     )
     plan = store.get_json(payload["plan_uri"])
@@ -101,7 +102,7 @@ def test_given_candidates_and_gate_override_are_planned(
         {"name": "a", "hyperparameters": {"lr": 0.1}, "nodes": 2, "gpus": 4},
         {"name": "b", "hyperparameters": {}, "nodes": 1, "gpus": 1},
     ]
-    assert plan["quality_gate"] == {"min_auc": 0.8}
+    assert plan["quality_gate"] == {"threshold": 0.8}
     assert "--target-shard-mb" not in payload["emr_features_args"]
 
 
@@ -188,7 +189,7 @@ def test_given_run_id_with_a_different_input_is_refused(
     plan_run(s3, raw_input(lambda_env, run_id="weekly"), settings)
     before = store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/weekly/plan.json")
     with pytest.raises(InvalidInput, match=r"run 'weekly' already has a plan .* made from a different input"):
-        plan_run(s3, raw_input(lambda_env, run_id="weekly", quality_gate={"min_auc": 0.9}), settings)
+        plan_run(s3, raw_input(lambda_env, run_id="weekly", quality_gate={"threshold": 0.9}), settings)
     assert store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/weekly/plan.json") == before
 
 
@@ -278,8 +279,8 @@ BAD_INPUTS = [
     ),
     (
         "gate below a coin toss",
-        {"raw_uri": RAW_EVENTS, "quality_gate": {"min_auc": 0.3}},
-        "input.quality_gate.min_auc must be bigger than or equal to 0.5",
+        {"raw_uri": RAW_EVENTS, "quality_gate": {"threshold": "0.3"}},
+        "input.quality_gate.threshold must be number",
     ),
     ("raw uri not a string", {"raw_uri": 42}, "input.raw_uri must be string"),
     ("not an object", RAW_EVENTS, "input must be object"),

@@ -29,7 +29,7 @@ def test_expand_returns_one_submit_job_parameter_map_per_candidate(
         "num_nodes": 1,
         "gpus": 1,
         "parameters": {
-            "manifest": f"s3://{curated}/features/run-7/manifest.json",
+            "input": f"s3://{curated}/features/run-7/manifest.json",
             "output": f"s3://{artifacts}/runs/run-7/candidates/small/",
             "checkpoint": f"s3://{artifacts}/checkpoints/run-7/small/",
             "hyperparameters": '{"hidden":32,"lr":0.01}',

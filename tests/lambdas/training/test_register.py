@@ -27,11 +27,13 @@ def evaluated(
             {"action": "select", "plan_uri": plan["uris"]["plan"], "candidates": ["small", "large"]}, None
         )
         document = {
-            "format": "mlpipe.evaluation.v1",
+            "format": "mlpipe.evaluation.v2",
             "run_id": run_id,
             "model_uri": selected["model_uri"],
-            "auc": 0.86,
-            "log_loss": 0.41,
+            "metrics_uri": f"{plan['uris']['evaluation_output']}metrics.json",
+            "metric": "auc",
+            "direction": "maximize",
+            "value": 0.86,
             "rows": 1000,
             "threshold": 0.7,
             "passed": passed,
@@ -72,8 +74,10 @@ def test_register_creates_one_package_with_metrics_and_lineage(
     assert metadata["mlpipe:run_id"] == "reg-1"
     assert metadata["mlpipe:best_candidate"] == "large"
     assert metadata["mlpipe:model_uri"] == f"s3://{artifacts}/runs/reg-1/candidates/large/model/"
-    assert metadata["mlpipe:validation_auc"] == "0.880000"
-    assert metadata["mlpipe:test_auc"] == "0.860000"
+    assert metadata["mlpipe:metric"] == "auc (maximize)"
+    assert metadata["mlpipe:validation_auc"] == "0.88" and metadata["mlpipe:test_auc"] == "0.86"
+    assert metadata["mlpipe:test_rows"] == "1000" and metadata["mlpipe:quality_gate"] == "0.7"
+    assert metadata["mlpipe:evaluation_metrics_uri"].endswith("/runs/reg-1/evaluation/metrics.json")
     assert metadata["mlpipe:code_version"] == "0123abc"
     assert metadata["mlpipe:raw_uri"] == f"s3://{lambda_env['RAW_BUCKET']}/events/"
     assert metadata["mlpipe:features_manifest_uri"].endswith("/features/reg-1/manifest.json")
@@ -110,6 +114,7 @@ def test_client_token_is_deterministic_and_valid() -> None:
         ({"passed": False}, "records a failed quality gate"),
         ({"model_uri": "s3://x/other/model/"}, "not the chosen model"),
         ({"run_id": "another-run"}, "must both belong to run 'reg-2'"),
+        ({"metric": "rmse"}, "must both report the workload's metric 'auc'"),
     ],
 )
 def test_register_refuses_unpassed_or_mismatched_evaluations(

@@ -1,4 +1,4 @@
-"""SelectModel: the best candidate by validation AUC and the model manifest."""
+"""SelectModel: the best candidate by the workload's validation metric, and the model manifest."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ from typing import Any
 
 import pytest
 from mlpipe_common.errors import CandidateMetricsError, InvalidInput, ModelArtifactError
+from mlpipe_common.metric import Metric
 from training.handler import handler
 from training.select_model import select_model
 
 Plan = Callable[..., dict[str, Any]]
 CANDIDATES = [{"name": n} for n in ("alpha", "beta", "gamma")]
+AUC = Metric("auc", "maximize")
 
 
 def select(plan: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return handler({"action": "select", "plan_uri": plan["uris"]["plan"], "candidates": names}, None)
 
 
-def test_select_picks_the_highest_validation_auc_and_writes_the_manifest(
+def test_select_picks_the_best_validation_figure_and_writes_the_manifest(
     planned: Plan, put_candidate: Callable[..., None], store: Any, lambda_env: dict[str, str]
 ) -> None:
     plan = planned(
@@ -32,11 +34,12 @@ def test_select_picks_the_highest_validation_auc_and_writes_the_manifest(
         "model_manifest_uri": f"s3://{artifacts}/runs/sel-1/model/manifest.json",
         "model_uri": f"s3://{artifacts}/runs/sel-1/candidates/beta/model/",
         "best_candidate": "beta",
-        "validation_auc": 0.86,
+        "validation": 0.86,
     }
     manifest = store.get_json(payload["model_manifest_uri"])
     assert manifest["best_candidate"] == "beta" and manifest["model_uri"] == payload["model_uri"]
-    assert manifest["metrics"]["validation_auc"] == 0.86 and manifest["metrics"]["validation_log_loss"] == 0.5
+    assert manifest["metrics"]["validation"] == {"auc": 0.86, "log_loss": 0.5}
+    assert manifest["metric"] == {"name": "auc", "direction": "maximize"}
     assert [row["name"] for row in manifest["leaderboard"]] == ["beta", "alpha", "gamma"]
     assert manifest["lineage"] == {
         "run_id": "sel-1",
@@ -61,11 +64,21 @@ def test_ties_go_to_the_smallest_name_whatever_the_order(
     assert select(plan, order)["best_candidate"] == "beta"
 
 
-def test_nested_validation_auc_is_accepted(planned: Plan, put_candidate: Callable[..., None]) -> None:
+@pytest.mark.parametrize(("direction", "best"), [("minimize", "alpha"), ("maximize", "beta")])
+def test_the_direction_decides_which_figure_wins(
+    direction: str,
+    best: str,
+    planned: Plan,
+    put_candidate: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METRIC_NAME", "rmse")
+    monkeypatch.setenv("METRIC_DIRECTION", direction)
     plan = planned(candidates=CANDIDATES[:2])
-    put_candidate(plan, "alpha", None, raw_metrics=b'{"validation": {"auc": 0.9}}')
-    put_candidate(plan, "beta", 0.7)
-    assert select(plan, ["alpha", "beta"])["best_candidate"] == "alpha"
+    put_candidate(plan, "alpha", None, raw_metrics=b'{"validation": {"rmse": 0.9, "auc": 0.1}}')
+    put_candidate(plan, "beta", None, raw_metrics=b'{"validation": {"rmse": 1.4, "auc": 0.9}}')
+    payload = select(plan, ["alpha", "beta"])
+    assert payload["best_candidate"] == best and payload["validation"] == {"alpha": 0.9, "beta": 1.4}[best]
 
 
 @pytest.mark.parametrize(
@@ -73,11 +86,18 @@ def test_nested_validation_auc_is_accepted(planned: Plan, put_candidate: Callabl
     [
         (None, r"candidate 'beta': s3://.*/runs/.*/candidates/beta/metrics.json does not exist"),
         (b"{truncated", r"candidate 'beta': s3://.*/candidates/beta/metrics.json is not valid JSON"),
-        (b'{"validation_log_loss": 0.3}', r"candidate 'beta': .* has no validation AUC"),
-        (b'{"validation_auc": null}', r"candidate 'beta': .* has no validation AUC"),
-        (b'{"validation_auc": "0.9"}', r"candidate 'beta': .* has no validation AUC"),
-        (b'{"validation": {"auc": 1.7}}', r"candidate 'beta': .* has no validation AUC"),
-        (b"[0.9]", r"candidate 'beta': .* has no validation AUC"),
+        (
+            b'{"validation": {"log_loss": 0.3}}',
+            r"candidate 'beta': .* has no finite number at validation.auc",
+        ),
+        (b'{"validation_auc": 0.9}', r"candidate 'beta': .* has no finite number at validation.auc"),
+        (b'{"validation": {"auc": null}}', r"candidate 'beta': .* has no finite number at validation.auc"),
+        (b'{"validation": {"auc": "0.9"}}', r"candidate 'beta': .* has no finite number at validation.auc"),
+        (
+            b'{"validation": {"auc": Infinity}}',
+            r"candidate 'beta': .* has no finite number at validation.auc",
+        ),
+        (b"[0.9]", r"candidate 'beta': .* has no finite number at validation.auc"),
     ],
 )
 def test_missing_or_corrupt_metrics_name_the_candidate(
@@ -97,14 +117,15 @@ def test_missing_or_corrupt_metrics_name_the_candidate(
     assert store.keys(lambda_env["ARTIFACTS_BUCKET"], f"runs/{plan['run_id']}/model/") == []
 
 
-def test_best_candidate_without_model_files_is_an_error(
+def test_best_candidate_without_a_saved_model_is_an_error(
     planned: Plan, put_candidate: Callable[..., None]
 ) -> None:
     plan = planned(candidates=CANDIDATES[:2])
     put_candidate(plan, "alpha", 0.9, model=False)
     put_candidate(plan, "beta", 0.8)
     with pytest.raises(
-        ModelArtifactError, match=r"candidate .alpha. .*candidates/alpha/model/model.json does not exist"
+        ModelArtifactError,
+        match=r"candidate .alpha. has the best validation auc but saved nothing under .*/alpha/model/",
     ):
         select(plan, ["alpha", "beta"])
 
@@ -112,15 +133,8 @@ def test_best_candidate_without_model_files_is_an_error(
 def test_unknown_or_duplicate_names_are_invalid(s3: Any, planned: Plan) -> None:
     plan = planned(candidates=CANDIDATES)
     with pytest.raises(InvalidInput, match=r"\['delta'\] are not candidates of run"):
-        select_model(s3, plan, ["alpha", "delta"], code_version="x")
+        select_model(s3, plan, ["alpha", "delta"], metric=AUC, code_version="x")
     with pytest.raises(InvalidInput, match=r"duplicate names"):
-        select_model(s3, plan, ["alpha", "alpha"], code_version="x")
+        select_model(s3, plan, ["alpha", "alpha"], metric=AUC, code_version="x")
     with pytest.raises(InvalidInput, match=r"event.candidates must be a non-empty list"):
         select(plan, [])
-
-
-def test_model_files_match_the_portable_model() -> None:
-    from mlpipe_common import portable_model
-    from training.select_model import MODEL_FILES
-
-    assert (portable_model.MODEL_JSON, portable_model.WEIGHTS_NPZ) == MODEL_FILES
