@@ -228,10 +228,6 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
     return workload
 
 
-DEPLOYED_RAW_PREFIX = "events/"
-"""The raw prefix that the execution input's schema admits in this version."""
-
-
 def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     """What this version's pipeline runs: refuse, naming the key, a valid manifest that asks for more.
 
@@ -239,12 +235,6 @@ def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     the workload's entrypoints (or mlpipe.tabular) on Batch.
     """
     not_yet = "is not deployed by this version of mlpipe's pipeline"
-    _require(
-        w.raw.prefix == DEPLOYED_RAW_PREFIX,
-        source,
-        "raw.prefix",
-        f"must be {DEPLOYED_RAW_PREFIX!r}: another {not_yet}",
-    )
     _require(w.clean is not None, source, "clean", f"a workload without a clean stage {not_yet}")
     _require(w.features is not None, source, "features", f"a workload without a feature stage {not_yet}")
     assert w.clean is not None and w.features is not None

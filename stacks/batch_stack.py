@@ -75,3 +75,4 @@ class BatchStack(MlpipeStack):
             "InferenceJobDefinition", j.inference_job_definition.job_definition_arn, "Batch inference"
         )
         self.output("JobLogGroup", self.log_group.log_group_name, "Logs of every Batch job")
+        self.output("Workload", workload.name, "The workload whose job definitions these are")

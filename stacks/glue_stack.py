@@ -38,6 +38,5 @@ class GlueStack(MlpipeStack):
             raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,
             artifacts_bucket=lake.artifacts_bucket,
-            database=storage.database,
         )
-        self.output("CleanJobName", self.glue.job_name, "Glue job that cleans raw events")
+        self.output("CleanJobName", self.glue.job_name, "Glue job that cleans the workload's raw records")

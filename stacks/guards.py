@@ -37,6 +37,7 @@ JSON_SAFE_STRING_PATTERN = "^[ !#-\\[\\]-~]*$"
 _NUMBER_CHARS = 24  # the longest JSON number a float prints as, e.g. -1.2345678901234567e-308
 _RUN_ID = 48
 _NAME = 32
+_WORKLOAD = "w" * 32  # a workload name at its longest
 
 
 class GuardError(ConfigError):
@@ -123,11 +124,12 @@ def training_parameter_bounds(bucket_name_length: int) -> dict[str, int]:
     """Longest value of each training job parameter (URIs are built by the Lambdas, see contracts.md)."""
     prefix = len("s3://") + bucket_name_length
     return {
-        "input": prefix + len(f"/features/{'r' * _RUN_ID}/inference_manifest.json"),  # the longest input
-        "output": prefix + len(f"/runs/{'r' * _RUN_ID}/candidates/{'n' * _NAME}/"),
-        "checkpoint": prefix + len(f"/checkpoints/{'r' * _RUN_ID}/{'n' * _NAME}/"),
+        "input": prefix
+        + len(f"/features/{_WORKLOAD}/{'r' * _RUN_ID}/inference_manifest.json"),  # the longest
+        "output": prefix + len(f"/runs/{_WORKLOAD}/{'r' * _RUN_ID}/candidates/{'n' * _NAME}/"),
+        "checkpoint": prefix + len(f"/checkpoints/{_WORKLOAD}/{'r' * _RUN_ID}/{'n' * _NAME}/"),
         "hyperparameters": longest_hyperparameters_json(),
-        "model": prefix + len(f"/runs/{'r' * _RUN_ID}/candidates/{'n' * _NAME}/model/"),
+        "model": prefix + len(f"/runs/{_WORKLOAD}/{'r' * _RUN_ID}/candidates/{'n' * _NAME}/model/"),
     }
 
 

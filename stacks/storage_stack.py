@@ -15,7 +15,7 @@ class StorageStack(MlpipeStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: MlpipeConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.storage = Storage(self, "Storage", config=config)
-        self.output("RawBucket", self.storage.raw_bucket.bucket_name, "Raw event logs (upload under events/)")
+        self.output("RawBucket", self.storage.raw_bucket.bucket_name, "Raw data (each workload's raw prefix)")
         self.output("CuratedBucket", self.storage.curated_bucket.bucket_name, "Curated lake and features")
         self.output(
             "ArtifactsBucket", self.storage.artifacts_bucket.bucket_name, "Models, metrics, checkpoints"

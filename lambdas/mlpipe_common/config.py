@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +51,18 @@ def json_env(name: str) -> Any:
         raise ConfigurationError(f"environment variable {name} is not valid JSON: {exc}") from None
 
 
+WORKLOAD_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+
+
 @dataclass(frozen=True)
 class Buckets:
-    """The project's three buckets (Storage stack)."""
+    """The project's three buckets (Storage stack), and the workload whose pipeline this is: its objects lie
+    under `<kind>/<workload>/` (`features/<workload>/<run_id>/`, `runs/<workload>/<run_id>/`, ...)."""
 
     raw: str
     curated: str
     artifacts: str
+    workload: str
 
     @classmethod
     def from_env(cls) -> Buckets:
@@ -64,4 +70,12 @@ class Buckets:
             raw=require_env("RAW_BUCKET"),
             curated=require_env("CURATED_BUCKET"),
             artifacts=require_env("ARTIFACTS_BUCKET"),
+            workload=workload_name(),
         )
+
+
+def workload_name() -> str:
+    name = require_env("WORKLOAD_NAME")
+    if not WORKLOAD_NAME.match(name):
+        raise ConfigurationError(f"environment variable WORKLOAD_NAME={name!r} is not a workload name")
+    return name

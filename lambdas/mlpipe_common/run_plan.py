@@ -9,7 +9,7 @@ from mlpipe_common.config import Buckets
 from mlpipe_common.errors import InvalidInput
 from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, parse_in_buckets, read_json
 
-PLAN_KEY = re.compile(r"^runs/([a-z0-9][a-z0-9-]*[a-z0-9])/plan\.json$")
+PLAN_KEY = re.compile(r"^runs/([a-z][a-z0-9-]*[a-z0-9])/([a-z0-9][a-z0-9-]*[a-z0-9])/plan\.json$")
 
 
 def require_str(event: Any, key: str) -> str:
@@ -34,15 +34,19 @@ def artifacts_uri(event: Any, key: str, buckets: Buckets) -> S3Uri:
 
 
 def load_plan(s3: Any, event: Any, buckets: Buckets) -> dict[str, Any]:
-    """The plan at `event.plan_uri` (s3://<artifacts>/runs/<run_id>/plan.json)."""
+    """The plan at `event.plan_uri` (s3://<artifacts>/runs/<workload>/<run_id>/plan.json) of this pipeline's
+    workload."""
     uri = artifacts_uri(event, "plan_uri", buckets)
     match = PLAN_KEY.match(uri.key)
-    if not match:
-        raise InvalidInput(f"event.plan_uri: {uri} is not a run plan (runs/<run_id>/plan.json)")
+    if not match or match.group(1) != buckets.workload:
+        raise InvalidInput(
+            f"event.plan_uri: {uri} is not a run plan of workload {buckets.workload!r} "
+            f"(runs/{buckets.workload}/<run_id>/plan.json)"
+        )
     try:
         plan = read_json(s3, uri)
     except S3ObjectNotFound as exc:
         raise InvalidInput(f"event.plan_uri: {exc}") from None
-    if not isinstance(plan, dict) or plan.get("run_id") != match.group(1):
-        raise InvalidInput(f"event.plan_uri: {uri} is not a plan of run {match.group(1)!r}")
+    if not isinstance(plan, dict) or plan.get("run_id") != match.group(2):
+        raise InvalidInput(f"event.plan_uri: {uri} is not a plan of run {match.group(2)!r}")
     return plan

@@ -142,8 +142,9 @@ def dumps(document: Any) -> bytes:
 
 
 def put_json_atomic(s3: Any, uri: S3Uri, document: Any) -> None:
-    """Write `document` to `uri` atomically: put under `tmp/`, copy into place, delete the temporary."""
-    tmp = S3Uri(uri.bucket, f"{TMP_PREFIX}{uuid.uuid4().hex}/{uri.name}")
+    """Write `document` to `uri` atomically: put under `tmp/<the key>`, copy into place, delete the temporary.
+    (The temporary's key starts with the destination's, so a role scoped to a workload's prefixes can write it.)"""
+    tmp = S3Uri(uri.bucket, f"{TMP_PREFIX}{uri.key}.{uuid.uuid4().hex}")
     s3.put_object(Bucket=tmp.bucket, Key=tmp.key, Body=dumps(document), ContentType="application/json")
     try:
         s3.copy_object(

@@ -73,6 +73,15 @@ class JobShapes:
             candidate["gpus"] = gpus
 
 
+def raw_prefix_env() -> str:
+    prefix = require_env("RAW_PREFIX")
+    if not prefix.endswith("/") or prefix.startswith("/"):
+        raise ConfigurationError(
+            f"environment variable RAW_PREFIX={prefix!r} must be a key prefix ending in '/'"
+        )
+    return prefix
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """The deployment's settings for planning (the preprocessing function's environment)."""
@@ -84,6 +93,8 @@ class PlanSettings:
     default_candidates: list[dict[str, Any]]
     max_candidates: int
     job_shapes: JobShapes = field(default_factory=JobShapes)
+    raw_prefix: str = ""
+    """The workload's raw prefix: a run's raw_uri must lie under it."""
     workload_code_uri: str = ""
     """The workload's code package: on --py-files beside the driver's library."""
     features_arguments: tuple[str, ...] = ()
@@ -124,6 +135,7 @@ class PlanSettings:
             raise ConfigurationError(f"environment variable {exc}") from None
         return cls(
             buckets=Buckets.from_env(),
+            raw_prefix=raw_prefix_env(),
             features_script_uri=uris["FEATURES_SCRIPT_URI"],
             inference_features_script_uri=uris["INFERENCE_FEATURES_SCRIPT_URI"],
             emr_py_files_uri=uris["EMR_PY_FILES_URI"],
@@ -141,8 +153,17 @@ def resolve_input(document: Any, settings: PlanSettings) -> tuple[str | None, di
     execution_input.validate(document)
     buckets = settings.buckets
     raw = parse_in_buckets(document["raw_uri"], [buckets.raw], field="input.raw_uri")
-    inference_input = document.get("inference_input_uri", prefix_uri(buckets.curated, "events"))
+    if not raw.key.startswith(settings.raw_prefix):
+        raise InvalidInput(
+            f"input.raw_uri: {raw} is not under the workload's raw prefix s3://{buckets.raw}/{settings.raw_prefix}"
+        )
+    curated = curated_uri(buckets)
+    inference_input = document.get("inference_input_uri", curated)
     parse_in_buckets(inference_input, [buckets.curated], field="input.inference_input_uri")
+    if not inference_input.startswith(curated):
+        raise InvalidInput(
+            f"input.inference_input_uri: {inference_input} is not under the workload's curated data {curated}"
+        )
     if "candidates" in document:
         candidates = execution_input.normalize_candidates(
             document["candidates"], max_candidates=settings.max_candidates, where="input.candidates"
@@ -169,8 +190,13 @@ def derive_run_id(resolved: dict[str, Any]) -> str:
     return "r-" + input_digest(resolved)[:16]
 
 
+def curated_uri(buckets: Buckets) -> str:
+    """Where the clean stage writes the workload's curated data."""
+    return prefix_uri(buckets.curated, "curated", buckets.workload)
+
+
 def plan_uri(buckets: Buckets, run_id: str) -> S3Uri:
-    return S3Uri.parse(object_uri(buckets.artifacts, "runs", run_id, "plan.json"))
+    return S3Uri.parse(object_uri(buckets.artifacts, "runs", buckets.workload, run_id, "plan.json"))
 
 
 def build_plan(
@@ -178,35 +204,36 @@ def build_plan(
 ) -> dict[str, Any]:
     """The plan document (pure: no AWS calls)."""
     b = settings.buckets
-    curated_events = prefix_uri(b.curated, "events")
-    features = prefix_uri(b.curated, "features", run_id)
-    manifest = object_uri(b.curated, "features", run_id, "manifest.json")
-    inference_manifest = object_uri(b.curated, "features", run_id, "inference_manifest.json")
+    w = b.workload  # every object of the run lies under <kind>/<workload>/: per-workload IAM scopes to it
+    curated = curated_uri(b)
+    features = prefix_uri(b.curated, "features", w, run_id)
+    manifest = object_uri(b.curated, "features", w, run_id, "manifest.json")
+    inference_manifest = object_uri(b.curated, "features", w, run_id, "inference_manifest.json")
     uris = {
         "raw": resolved["raw_uri"],
-        "curated_events": curated_events,
-        "quarantine": prefix_uri(b.curated, "quarantine", run_id),
-        "clean_report": object_uri(b.curated, "reports", run_id, "clean_report.json"),
+        "curated": curated,
+        "quarantine": prefix_uri(b.curated, "quarantine", w, run_id),
+        "clean_report": object_uri(b.curated, "reports", w, run_id, "clean_report.json"),
         "features": features,
         "manifest": manifest,
         "inference_input": resolved["inference_input_uri"],
-        "inference_features": prefix_uri(b.curated, "features", run_id, "inference"),
+        "inference_features": prefix_uri(b.curated, "features", w, run_id, "inference"),
         "inference_manifest": inference_manifest,
-        "run": prefix_uri(b.artifacts, "runs", run_id),
+        "run": prefix_uri(b.artifacts, "runs", w, run_id),
         "plan": str(plan_uri(b, run_id)),
-        "candidates": prefix_uri(b.artifacts, "runs", run_id, "candidates"),
-        "checkpoints": prefix_uri(b.artifacts, "checkpoints", run_id),
-        "model_manifest": object_uri(b.artifacts, "runs", run_id, "model", "manifest.json"),
-        "evaluation_output": prefix_uri(b.artifacts, "runs", run_id, "evaluation"),
-        "evaluation": object_uri(b.artifacts, "runs", run_id, "evaluation.json"),
-        "predictions": prefix_uri(b.artifacts, "runs", run_id, "predictions"),
+        "candidates": prefix_uri(b.artifacts, "runs", w, run_id, "candidates"),
+        "checkpoints": prefix_uri(b.artifacts, "checkpoints", w, run_id),
+        "model_manifest": object_uri(b.artifacts, "runs", w, run_id, "model", "manifest.json"),
+        "evaluation_output": prefix_uri(b.artifacts, "runs", w, run_id, "evaluation"),
+        "evaluation": object_uri(b.artifacts, "runs", w, run_id, "evaluation.json"),
+        "predictions": prefix_uri(b.artifacts, "runs", w, run_id, "predictions"),
     }
     py_files = ",".join(filter(None, (settings.emr_py_files_uri, settings.workload_code_uri)))
     spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     features_args = [
         *spark_submit,
         settings.features_script_uri,
-        *("--input", curated_events, "--output", features, "--manifest", manifest, "--run-id", run_id),
+        *("--input", curated, "--output", features, "--manifest", manifest, "--run-id", run_id),
         *settings.features_arguments,
     ]
     shard_mb = resolved["features"].get("target_shard_mb")
@@ -229,7 +256,7 @@ def build_plan(
         "uris": uris,
         "glue_arguments": {
             "--input": resolved["raw_uri"],
-            "--output": curated_events,
+            "--output": curated,
             "--quarantine": uris["quarantine"],
             "--report": uris["clean_report"],
         },

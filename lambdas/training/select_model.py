@@ -99,7 +99,7 @@ def select_model(
             "run_id": plan["run_id"],
             "plan_uri": plan["uris"]["plan"],
             "raw_uri": plan["raw_uri"],
-            "curated_events_uri": plan["uris"]["curated_events"],
+            "curated_uri": plan["uris"]["curated"],
             "features_manifest_uri": plan["uris"]["manifest"],
             "code_version": code_version,
         },

@@ -47,7 +47,7 @@ class TrainingRequest:
     output: str
     """The output prefix: model/ and metrics.json go under it."""
     checkpoint: str | None = None
-    """The checkpoint prefix; default `s3://<artifacts bucket>/checkpoints/<job name>/`."""
+    """The checkpoint prefix; default `s3://<artifacts bucket>/checkpoints/<workload>/<job name>/`."""
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     nodes: int = 1
     """More than 1: a multi-node parallel (DDP) job on the multi-node job definition."""
@@ -181,7 +181,8 @@ class TrainingJobs:
         queue = self.job_queue(request.queue or ("on-demand" if multi_node else "spot-first"))
         environments = self.compute_environments(queue)
         checkpoint = request.checkpoint or (
-            f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/{name}/"
+            f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/"
+            f"{self.deployment.output('Workload')}/{name}/"
         )
         if not S3_PREFIX.match(checkpoint):
             raise UsageError(f"--checkpoint {checkpoint!r} must be an s3:// prefix ending in '/'")

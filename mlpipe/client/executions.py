@@ -2,7 +2,7 @@
 
 from mlpipe.client import Aws, Deployment, Executions
 executions = Executions(Deployment(Aws(region="eu-west-1")))
-started = executions.start({"raw_uri": "s3://<raw bucket>/events/"})
+started = executions.start({"raw_uri": "s3://<raw bucket>/<raw prefix>"})
 final = executions.follow(started.execution_arn)     # polls until the execution ends
 assert final.status == "SUCCEEDED", final.failure
 """

@@ -19,7 +19,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "input", nargs="?", metavar="INPUT.json", help="the execution input ('-': standard input)"
     )
     parser.add_argument(
-        "--raw-uri", help="s3://<raw bucket>/events/...: sets the input's raw_uri (or is the input)"
+        "--raw-uri",
+        help="s3://<raw bucket>/<the workload's raw prefix>...: sets the input's raw_uri (or is the input)",
     )
     parser.add_argument("--run-id", help="sets the input's run_id (3 to 48 of a-z, 0-9, '-')")
     add_wait_options(parser, "the execution")

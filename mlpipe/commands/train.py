@@ -54,7 +54,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     submit.add_argument("--output-prefix", required=True, help="s3:// prefix for model/ and metrics.json")
     submit.add_argument(
-        "--checkpoint", help="s3:// checkpoint prefix (default: s3://<artifacts>/checkpoints/<name>/)"
+        "--checkpoint",
+        help="s3:// checkpoint prefix (default: s3://<artifacts>/checkpoints/<workload>/<name>/)",
     )
     submit.add_argument(
         "--hyperparameters",

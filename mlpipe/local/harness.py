@@ -3,7 +3,7 @@ this process, and pluggable executors for the Batch, Glue and EMR work.
 
     assembly = CloudAssembly.load("cdk.out")
     with LocalPipeline(assembly, executors) as pipeline:
-        result = pipeline.run({"raw_uri": f"s3://{pipeline.bucket('raw')}/events/"})
+        result = pipeline.run({"raw_uri": f"s3://{pipeline.bucket('raw')}/<the workload's raw prefix>"})
         result.status, result.output, result.entered()
 
 A `LocalPipeline` is one fresh, local "deployment": it starts its own moto mock (every AWS call in the
@@ -70,6 +70,15 @@ def bucket_for(assembly: CloudAssembly, purpose: str) -> str:
     if len(matches) != 1:
         raise KeyError(f"no single bucket for {purpose!r} among {names}")
     return matches[0]
+
+
+def plan_setting(assembly: CloudAssembly, name: str) -> str:
+    """A setting of the assembly's Plan function (its environment variable `name`), resolved."""
+    for stack, _, function in assembly.find("AWS::Lambda::Function"):
+        properties = function.get("Properties", {})
+        if properties.get("Handler") == "preprocessing.handler.handler":
+            return str(assembly.resolve(properties["Environment"]["Variables"][name], stack))
+    raise KeyError("the assembly has no Plan function (preprocessing.handler.handler)")
 
 
 class LocalPipeline:

@@ -43,7 +43,7 @@ from mlpipe.data.storage import write_bytes
 from mlpipe.local import spark_cds
 from mlpipe.local.assembly import CloudAssembly
 from mlpipe.local.executors import Executors
-from mlpipe.local.harness import ExecutionResult, LocalPipeline, bucket_for
+from mlpipe.local.harness import ExecutionResult, LocalPipeline, bucket_for, plan_setting
 from mlpipe.local.jobs import (
     REPO_ROOT,
     Children,
@@ -59,7 +59,7 @@ from mlpipe.local.mirror import Mirror
 from mlpipe.local.options import LOCAL_CANDIDATES, RUN_FILE, Options, check_redrivable
 
 SUMMARY_FILE = "summary.json"
-RAW_PREFIX = "events/local/"
+RAW_FOLDER = "local/"  # under the workload's raw prefix
 
 # What `cdk synth` reads: a change to any of these makes cdk.out stale.
 SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_steps", "batch_containers",
@@ -246,7 +246,7 @@ class LocalRun:
         write_json_atomic(self.workdir / RUN_FILE, record)
         mirror = Mirror(self.workdir / "s3")
         raw_bucket = bucket_for(assembly, "raw")
-        raw_uri = f"s3://{raw_bucket}/{RAW_PREFIX}"
+        raw_uri = f"s3://{raw_bucket}/{plan_setting(assembly, 'RAW_PREFIX')}{RAW_FOLDER}"
         truth = self.workdir / "data" / "truth.parquet"
         with self.stages.timed("generate"):
             from mlpipe.data.generator import GeneratorConfig, generate
@@ -439,7 +439,11 @@ class LocalRun:
             "workdir": str(self.workdir),
         }
         plan = (
-            _read_json(mirror, f"s3://{bucket_for(assembly, 'artifacts')}/runs/{run_id}/plan.json")
+            _read_json(
+                mirror,
+                f"s3://{bucket_for(assembly, 'artifacts')}/runs/{plan_setting(assembly, 'WORKLOAD_NAME')}/"
+                f"{run_id}/plan.json",
+            )
             if run_id
             else None
         )

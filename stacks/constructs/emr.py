@@ -215,9 +215,11 @@ class Emr(Construct):
             ]
             + [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)],
         )
-        allow_objects(self.instance_role, curated_bucket, ["events/"], S3_READ)
-        # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefixes.
-        allow_objects(self.instance_role, curated_bucket, ["features/", "tmp/"], S3_READ_WRITE_DELETE)
+        allow_objects(self.instance_role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
+        # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefix.
+        allow_objects(
+            self.instance_role, curated_bucket, [f"features/{workload.name}/"], S3_READ_WRITE_DELETE
+        )
         allow(
             self.instance_role,
             ["s3:PutObject"],

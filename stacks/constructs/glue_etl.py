@@ -1,4 +1,4 @@
-"""Glue ETL: the clean job that turns raw event logs into the curated lake, and its catalog table."""
+"""Glue ETL: the clean job that turns a workload's raw records into its curated data."""
 
 from __future__ import annotations
 
@@ -15,35 +15,6 @@ from mlpipe.workload import Workload
 from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, allow, allow_key, allow_objects
 from stacks.constructs.workload_code import StagedPackage, WorkloadCode, module_name
 from stacks.defaults import GLUE_JOBS_DIR
-
-# The curated table: the columns that examples/clickstream/clean.py writes; not yet derived from the workload.
-CURATED_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_id", "string"),
-    ("ts", "timestamp"),
-    ("user_id", "string"),
-    ("item_id", "string"),
-    ("device", "string"),
-    ("country", "string"),
-    ("category", "string"),
-    ("price", "double"),
-    ("position", "int"),
-    ("discount", "double"),
-    ("label", "int"),
-)
-CURATED_PARTITION_COLUMNS: tuple[tuple[str, str], ...] = (("dt", "string"),)
-
-
-_TYPES = {  # read from the kernel once, not per column
-    "string": glue.Schema.STRING,
-    "timestamp": glue.Schema.TIMESTAMP,
-    "double": glue.Schema.DOUBLE,
-    "int": glue.Schema.INTEGER,
-    "bigint": glue.Schema.BIG_INT,
-}
-
-
-def _column(name: str, type_name: str) -> glue.Column:
-    return glue.Column(name=name, type=_TYPES[type_name])
 
 
 def _workload_arguments(workload: Workload) -> dict[str, str]:
@@ -70,7 +41,8 @@ class GlueEtl(Construct):
 
     The job runs mlpipe's clean driver (glue_jobs/mlpipe_clean.py) with the workload's clean module from its
     code package (or the workload's own Glue script): it reads the workload's raw prefix, writes
-    curated/events/, quarantines rejected rows and writes an accounting report; its role can do exactly that.
+    curated/<workload>/, quarantines rejected rows under quarantine/<workload>/ and writes an accounting report
+    under reports/<workload>/; its role can do exactly that.
     """
 
     def __init__(
@@ -85,7 +57,6 @@ class GlueEtl(Construct):
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
-        database: glue.IDatabase,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -114,11 +85,11 @@ class GlueEtl(Construct):
         allow(self.role, S3_READ, [self.script.bucket.arn_for_objects(self.script.s3_object_key)])
         self.code.grant_read(self.role)
         allow_objects(self.role, raw_bucket, [workload.raw_prefix], S3_READ)
-        # Partition overwrite replaces curated files; the committer stages under tmp/ and cleans up.
-        allow_objects(
-            self.role, curated_bucket, ["events/", "quarantine/", "reports/", "tmp/"], S3_READ_WRITE_DELETE
-        )
-        allow_objects(self.role, artifacts_bucket, ["tmp/glue/"], S3_READ_WRITE_DELETE)
+        # Partition overwrite replaces curated files, staged under the output prefix (.spark-staging-*).
+        prefixes = [f"{kind}/{workload.name}/" for kind in ("curated", "quarantine", "reports")]
+        allow_objects(self.role, curated_bucket, prefixes, S3_READ_WRITE_DELETE)
+        temp_dir = f"tmp/glue/{workload.name}/"
+        allow_objects(self.role, artifacts_bucket, [temp_dir], S3_READ_WRITE_DELETE)
         allow_key(self.role, key)
         glue_logs = stack.format_arn(
             service="logs",
@@ -161,7 +132,7 @@ class GlueEtl(Construct):
                 "--extra-py-files": self.code.asset.s3_object_url,
                 "--job-language": "python",
                 "--job-bookmark-option": "job-bookmark-enable",
-                "--TempDir": artifacts_bucket.s3_url_for_object("tmp/glue/"),
+                "--TempDir": artifacts_bucket.s3_url_for_object(temp_dir),
                 "--enable-metrics": "true",
                 "--enable-continuous-cloudwatch-log": "true",
                 "--enable-job-insights": "true",
@@ -169,26 +140,3 @@ class GlueEtl(Construct):
             description=f"mlpipe: clean {workload.name}'s raw records, quarantine bad rows, write curated Parquet",
         )
         self.job_name = self.job.ref
-
-        self.curated_events_table = glue.S3Table(
-            self,
-            "CuratedEventsTable",
-            database=database,
-            table_name="curated_events",
-            storage=glue.S3TableStorage.from_bucket(curated_bucket),
-            s3_prefix="events/",
-            columns=[_column(n, t) for n, t in CURATED_EVENT_COLUMNS],
-            partition_keys=[_column(n, t) for n, t in CURATED_PARTITION_COLUMNS],
-            data_format=glue.DataFormat.PARQUET,
-            description="Curated events written by the Glue clean job (Parquet, partitioned by event date)",
-            # Partition projection is Athena's alone: Athena computes each day's partition from these
-            # properties. No partition is registered in the catalog; the EMR steps read the curated prefix by path.
-            partition_projection={
-                "dt": glue.PartitionProjectionConfiguration.date(
-                    format="yyyy-MM-dd",
-                    min="2000-01-01",
-                    max="NOW",
-                    step=glue.DateProjectionStep(interval=1, interval_unit=glue.DateIntervalUnit.DAYS),
-                )
-            },
-        )

@@ -243,6 +243,7 @@ class Pipeline(Construct):
         super().__init__(scope, construct_id)
         self._config = config
         self._lake = lake
+        self._workload = workload.name
         key = lake.key
 
         self.topic = sns.Topic(
@@ -289,6 +290,7 @@ class Pipeline(Construct):
         )
         self._removal = removal
         common_env = {
+            "WORKLOAD_NAME": workload.name,
             "METRIC_NAME": workload.metric.name,
             "METRIC_DIRECTION": workload.metric.direction,
             "RAW_BUCKET": lake.raw_bucket.bucket_name,
@@ -303,6 +305,7 @@ class Pipeline(Construct):
             {
                 **common_env,
                 **emr_.step_script_uris(),
+                "RAW_PREFIX": workload.raw_prefix,
                 "DEFAULT_CANDIDATES": json.dumps(default_candidates(workload), separators=(",", ":")),
                 "MAX_CANDIDATES": str(config.pipeline.max_candidates),
                 # The shapes the Batch job definitions run: a candidate must fit one of them.
@@ -312,9 +315,11 @@ class Pipeline(Construct):
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-preprocessing",
             },
         )
-        # Every Lambda commits its JSON atomically: write under tmp/, copy into runs/, delete the temporary.
-        allow_objects(self.preprocessing.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
-        allow_objects(self.preprocessing.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
+        # Each Lambda reaches its workload's runs only, and commits its JSON atomically: write under
+        # tmp/runs/<workload>/, copy into runs/<workload>/, delete the temporary.
+        runs, tmp_runs = f"runs/{workload.name}/", f"tmp/runs/{workload.name}/"
+        allow_objects(self.preprocessing.role, lake.artifacts_bucket, [runs], S3_READ_WRITE)
+        allow_objects(self.preprocessing.role, lake.artifacts_bucket, [tmp_runs], S3_READ_WRITE_DELETE)
 
         self.training = self._function(
             "Training",
@@ -325,8 +330,8 @@ class Pipeline(Construct):
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-training",
             },
         )
-        allow_objects(self.training.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
-        allow_objects(self.training.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
+        allow_objects(self.training.role, lake.artifacts_bucket, [runs], S3_READ_WRITE)
+        allow_objects(self.training.role, lake.artifacts_bucket, [tmp_runs], S3_READ_WRITE_DELETE)
         allow(
             self.training.role,
             ["sagemaker:ListModelPackages"],
@@ -351,8 +356,8 @@ class Pipeline(Construct):
                 "POWERTOOLS_SERVICE_NAME": "mlpipe-inference",
             },
         )
-        allow_objects(self.inference.role, lake.artifacts_bucket, ["runs/"], S3_READ_WRITE)
-        allow_objects(self.inference.role, lake.artifacts_bucket, ["tmp/"], S3_READ_WRITE_DELETE)
+        allow_objects(self.inference.role, lake.artifacts_bucket, [runs], S3_READ_WRITE)
+        allow_objects(self.inference.role, lake.artifacts_bucket, [tmp_runs], S3_READ_WRITE_DELETE)
 
         # ---- State machine ----------------------------------------------------------------------------
         self.log_group = encrypted_log_group(
@@ -879,8 +884,8 @@ class Pipeline(Construct):
             self,
             "PlanPredictions",
             parameters={
-                "uri.$": f"States.Format('s3://{self._lake.artifacts_bucket.bucket_name}/runs/{{}}/predictions/', "
-                "$.plan.run_id)",
+                "uri.$": f"States.Format('s3://{self._lake.artifacts_bucket.bucket_name}/runs/{self._workload}/{{}}/"
+                "predictions/', $.plan.run_id)",
             },
             result_path="$.predictions",
         )

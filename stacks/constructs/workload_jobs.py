@@ -84,7 +84,7 @@ class WorkloadJobs(Construct):
                 assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                 description=description,
             )
-            allow_objects(role, curated_bucket, ["features/"], S3_READ)
+            allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ)
             allow_objects(role, artifacts_bucket, artifact_prefixes, S3_READ_WRITE_DELETE)
             allow_key(role, key)
             if uses_code:
@@ -92,10 +92,14 @@ class WorkloadJobs(Construct):
             return role
 
         self.training_role = job_role(
-            "TrainingJobRole", f"mlpipe {workload.name} Batch training", ["runs/", "checkpoints/"]
+            "TrainingJobRole",
+            f"mlpipe {workload.name} Batch training",
+            [f"runs/{workload.name}/", f"checkpoints/{workload.name}/"],
         )
         self.inference_role = job_role(
-            "InferenceJobRole", f"mlpipe {workload.name} Batch evaluation and inference", ["runs/"]
+            "InferenceJobRole",
+            f"mlpipe {workload.name} Batch evaluation and inference",
+            [f"runs/{workload.name}/"],
         )
         logging = ecs.LogDriver.aws_logs(stream_prefix="mlpipe", log_group=log_group)
         # Spot reclaims (status reason "Host EC2 (instance i-…) terminated.") are retried;

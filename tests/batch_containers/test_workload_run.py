@@ -185,14 +185,14 @@ def test_two_nodes_of_two_ranks_stop_on_sigterm_then_attempt_2_resumes(
     )
     assert metrics["world_size"] == 4 and metrics["resumed_from_epoch"] >= 1
     assert metrics["validation"]["rmse"] < 0.3  # the noise is 0.1: the model learned y = 2*f0 - f1
-    model = s3.get_object(Bucket="artifacts", Key="runs/r1/candidates/ddp/model.pt")["Body"].read()
+    model = s3.get_object(Bucket="artifacts", Key="runs/r1/candidates/ddp/model/model.pt")["Body"].read()
     import torch
 
     assert set(torch.load(io.BytesIO(model), weights_only=True)) == {
-        "0.weight",
-        "0.bias",
-        "2.weight",
-        "2.bias",
+        "mlp.0.weight",
+        "mlp.0.bias",
+        "mlp.2.weight",
+        "mlp.2.bias",
     }
 
 

@@ -22,6 +22,7 @@ import pytest
 REGION = "us-east-1"
 RAW, CURATED, ARTIFACTS = "mlpipe-raw-test", "mlpipe-curated-test", "mlpipe-artifacts-test"
 LOG_GROUP = "mlpipe-dev-batch-jobs"
+WORKLOAD = "clicks"
 DEFAULT_CANDIDATES = [
     {"name": "baseline", "hyperparameters": {"lr": 0.003, "epochs": 4}},
     {"name": "wide", "hyperparameters": {"lr": 0.002, "epochs": 4, "hidden": [256, 128]}},
@@ -235,6 +236,8 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
         "RAW_BUCKET": RAW,
         "CURATED_BUCKET": CURATED,
         "ARTIFACTS_BUCKET": ARTIFACTS,
+        "WORKLOAD_NAME": WORKLOAD,
+        "RAW_PREFIX": "events/",
         "FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/build_features.py",
         "INFERENCE_FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/inference_features.py",
         "EMR_PY_FILES_URI": f"s3://{ARTIFACTS}/code/emr/emr_steps.zip",
@@ -283,6 +286,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
                 "MultiNodeJobDefinition": multi_node,
                 "InferenceJobDefinition": inference,
                 "JobLogGroup": {"Ref": "JobLogs"},
+                "Workload": WORKLOAD,
             },
         ),
     )

@@ -37,7 +37,7 @@ def test_single_node_request_from_the_deployment(jobs: TrainingJobs, deployed: D
         "parameters": {
             "input": MANIFEST,
             "output": OUTPUT,
-            "checkpoint": f"s3://{ARTIFACTS}/checkpoints/mlpipe-train-20261121-060000/",
+            "checkpoint": f"s3://{ARTIFACTS}/checkpoints/clicks/mlpipe-train-20261121-060000/",
             "hyperparameters": '{"hidden":[64,32],"lr":0.003}',
         },
         "tags": {"mlpipe:submitted-by": "mlpipe-cli", "team": "ml"},

@@ -16,6 +16,8 @@ PLAN_ENV = {
     "RAW_BUCKET": RAW,
     "CURATED_BUCKET": CURATED,
     "ARTIFACTS_BUCKET": "mlpipe-artifacts-test",
+    "WORKLOAD_NAME": "clicks",
+    "RAW_PREFIX": "events/",
     "FEATURES_SCRIPT_URI": "s3://mlpipe-artifacts-test/code/a.py",
     "INFERENCE_FEATURES_SCRIPT_URI": "s3://mlpipe-artifacts-test/code/b.py",
     "EMR_PY_FILES_URI": "s3://mlpipe-artifacts-test/code/c.zip",
@@ -80,7 +82,7 @@ def test_run_id_does_not_depend_on_key_order_or_spelled_out_defaults() -> None:
     bare = run_input.resolve({"raw_uri": RAW_URI}, PLAN_ENV)
     spelled = run_input.resolve(
         {
-            "inference_input_uri": f"s3://{CURATED}/events/",
+            "inference_input_uri": f"s3://{CURATED}/curated/clicks/",
             "candidates": [{**c, "nodes": 1, "gpus": 1} for c in DEFAULT_CANDIDATES],
             "features": {},
             "raw_uri": RAW_URI,

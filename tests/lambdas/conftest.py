@@ -23,6 +23,7 @@ RAW = "mlpipe-raw-test"
 CURATED = "mlpipe-curated-test"
 ARTIFACTS = "mlpipe-artifacts-test"
 GROUP = "mlpipe-models-test"
+WORKLOAD = "clicks"
 DEFAULT_CANDIDATES = [
     {"name": "small", "hyperparameters": {"hidden": 32, "lr": 0.01}},
     {"name": "large", "hyperparameters": {"hidden": 128, "lr": 0.001}, "nodes": 2, "gpus": 4},
@@ -35,6 +36,8 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "RAW_BUCKET": RAW,
         "CURATED_BUCKET": CURATED,
         "ARTIFACTS_BUCKET": ARTIFACTS,
+        "WORKLOAD_NAME": WORKLOAD,
+        "RAW_PREFIX": "events/",
         "POWERTOOLS_SERVICE_NAME": "mlpipe-test",
         "LOG_LEVEL": "INFO",
         "FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/build_features.py",

@@ -224,7 +224,6 @@ def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_pat
     check_deployable(load(clickstream))  # the reference workload deploys
     text = (clickstream / "workload.toml").read_text()
     for before, after, key in [
-        ('prefix = "events/"', 'prefix = "team/raw/"', "raw.prefix"),
         (
             '[train]\ntrainer = "mlpipe.tabular"',
             '[train]\ntrainer = "mlpipe.tabular"\ndockerfile = "clean.py"',

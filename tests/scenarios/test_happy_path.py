@@ -29,7 +29,7 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
 
     out = result.output
     run_id = out["run_id"]
-    artifacts = f"s3://{env.pipeline.bucket('artifacts')}/runs/{run_id}/"
+    artifacts = f"s3://{env.pipeline.bucket('artifacts')}/runs/clickstream/{run_id}/"
     assert out == {
         "run_id": run_id,
         "model_uri": f"{artifacts}candidates/wide/model/",
@@ -50,9 +50,9 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
     }
     evaluation = env.get_json(out["evaluation_uri"])
     assert evaluation["passed"] is True and evaluation["rows"] == 6
-    assert env.keys("artifacts", f"runs/{run_id}/predictions/") == [
-        f"runs/{run_id}/predictions/metrics.json",
-        f"runs/{run_id}/predictions/part-00000.parquet",
+    assert env.keys("artifacts", f"runs/clickstream/{run_id}/predictions/") == [
+        f"runs/clickstream/{run_id}/predictions/metrics.json",
+        f"runs/clickstream/{run_id}/predictions/part-00000.parquet",
     ]
     [package] = env.model_packages()
     assert package["ModelPackageArn"] == out["model_package_arn"]
@@ -60,7 +60,7 @@ def test_every_state_runs_and_the_output_points_to_model_metrics_and_predictions
 
     # the work: Glue once, both EMR steps, one Batch job per candidate and one for inference, all first time
     assert [run.arguments["--output"] for run in env.glue.runs] == [
-        f"s3://{env.pipeline.bucket('curated')}/events/"
+        f"s3://{env.pipeline.bucket('curated')}/curated/clickstream/"
     ]
     assert [step.name for step in env.emr.runs] == ["BuildFeatures", "BuildInferenceFeatures"]
     jobs = {job.job_name: job for job in env.batch.runs}

@@ -17,14 +17,20 @@ def test_same_run_id_twice_leaves_one_set_of_outputs(local: Callable[..., Any]) 
 
     first = env.run(document, name="nightly-42-a")
     artifacts, curated = env.keys("artifacts"), env.keys("curated")
-    plan = env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/nightly-42/plan.json")
+    plan = env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/clickstream/nightly-42/plan.json")
     second = env.run(document, name="nightly-42-b")
 
     assert first.status == second.status == "SUCCEEDED", (first.cause, second.cause)
     assert first.output == second.output  # same model, evaluation, predictions and package
     assert env.keys("artifacts") == artifacts and env.keys("curated") == curated  # no second set
-    assert all(key.startswith(("runs/nightly-42/", "tmp/")) is True for key in artifacts if "nightly" in key)
-    assert env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/nightly-42/plan.json") == plan
+    assert all(
+        key.startswith(("runs/clickstream/nightly-42/", "tmp/")) is True
+        for key in artifacts
+        if "nightly" in key
+    )
+    assert (
+        env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/clickstream/nightly-42/plan.json") == plan
+    )
     [package] = env.model_packages()
     assert package["ModelPackageArn"] == first.output["model_package_arn"]
     assert not [key for key in env.keys("artifacts") if key.startswith("tmp/")]  # no leftovers of the commits

@@ -29,7 +29,9 @@ def test_quality_gate_not_met_publishes_and_registers_nothing(local: Callable[..
     assert env.model_packages() == []
     assert not any(job.job_name.endswith("-inference") for job in env.batch.runs)
     run_id = env.batch.runs[0].job_name.rsplit("-", 1)[0]
-    assert env.keys("artifacts", f"runs/{run_id}/predictions/") == []
-    evaluation = env.get_json(f"s3://{env.pipeline.bucket('artifacts')}/runs/{run_id}/evaluation.json")
+    assert env.keys("artifacts", f"runs/clickstream/{run_id}/predictions/") == []
+    evaluation = env.get_json(
+        f"s3://{env.pipeline.bucket('artifacts')}/runs/clickstream/{run_id}/evaluation.json"
+    )
     assert evaluation["passed"] is False and evaluation["value"] == pytest.approx(2 / 9)
     assert set(env.clusters().values()) == {"TERMINATED"}

@@ -225,10 +225,16 @@ def test_training_and_inference_jobs_have_their_own_roles(dev: Any) -> None:
                 statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             )
         ]
-        return {json.dumps(r).rsplit("/", 2)[-2] for r in resources}  # "...-<region>/features/*" -> features
+        # ".../features/clickstream/*" -> features/clickstream
+        return {"/".join(json.dumps(r).rsplit("/", 3)[-3:-1]) for r in resources}
 
-    assert object_prefixes(role_of["training"]) == {"features", "runs", "checkpoints"}
-    assert object_prefixes(role_of["inference"]) == {"features", "runs"}
+    # each kind of data of the workload's own, nothing of another workload
+    assert object_prefixes(role_of["training"]) == {
+        "features/clickstream",
+        "runs/clickstream",
+        "checkpoints/clickstream",
+    }
+    assert object_prefixes(role_of["inference"]) == {"features/clickstream", "runs/clickstream"}
 
 
 def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
@@ -266,25 +272,6 @@ def test_glue_job_is_51_with_bookmarks_and_encryption(dev: Any) -> None:
                 "JobBookmarksEncryption": Match.object_like({"JobBookmarksEncryptionMode": "CSE-KMS"}),
                 "S3Encryptions": [Match.object_like({"S3EncryptionMode": "SSE-KMS"})],
             }
-        },
-    )
-    t.has_resource_properties(
-        "AWS::Glue::Table",
-        {
-            "TableInput": Match.object_like(
-                {
-                    "PartitionKeys": [{"Name": "dt", "Type": "string"}],
-                    "StorageDescriptor": Match.object_like(
-                        {
-                            "SerdeInfo": Match.object_like(
-                                {
-                                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                                }
-                            )
-                        }
-                    ),
-                }
-            )
         },
     )
 
@@ -442,12 +429,6 @@ def test_flow_logs_may_be_delivered_to_the_logs_bucket(dev: Any) -> None:
     ]
     assert {s["Sid"] for s in statements} == {"FlowLogDeliveryWrite", "FlowLogDeliveryAclCheck"}
     assert all("aws:SourceAccount" in s["Condition"]["StringEquals"] for s in statements)
-
-
-def test_curated_partitions_are_projected(dev: Any) -> None:
-    (table,) = _of_type(dev.json("Glue"), "AWS::Glue::Table")
-    params = table["Properties"]["TableInput"]["Parameters"]
-    assert params["projection.enabled"] == "true" and params["projection.dt.type"] == "date"
 
 
 def _image_of(properties: dict[str, Any]) -> Any:

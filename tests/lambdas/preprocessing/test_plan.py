@@ -40,24 +40,32 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
 
     assert set(payload) == PAYLOAD_KEYS
     assert payload["run_id"] == "nightly-1"
-    assert payload["plan_uri"] == f"s3://{artifacts}/runs/nightly-1/plan.json"
+    assert payload["plan_uri"] == f"s3://{artifacts}/runs/clicks/nightly-1/plan.json"
     assert payload["raw_uri"] == f"s3://{raw}/events/"
     assert payload["glue_arguments"] == {
         "--input": f"s3://{raw}/events/",
-        "--output": f"s3://{curated}/events/",
-        "--quarantine": f"s3://{curated}/quarantine/nightly-1/",
-        "--report": f"s3://{curated}/reports/nightly-1/clean_report.json",
+        "--output": f"s3://{curated}/curated/clicks/",
+        "--quarantine": f"s3://{curated}/quarantine/clicks/nightly-1/",
+        "--report": f"s3://{curated}/reports/clicks/nightly-1/clean_report.json",
     }
-    manifest = f"s3://{curated}/features/nightly-1/manifest.json"
+    manifest = f"s3://{curated}/features/clicks/nightly-1/manifest.json"
     assert payload["manifest_uri"] == manifest
-    assert payload["inference_manifest_uri"] == f"s3://{curated}/features/nightly-1/inference_manifest.json"
+    assert (
+        payload["inference_manifest_uri"]
+        == f"s3://{curated}/features/clicks/nightly-1/inference_manifest.json"
+    )
     # The driver's library and the workload's code package, then the workload's arguments from its manifest.
     py_files = f"{lambda_env['EMR_PY_FILES_URI']},{lambda_env['WORKLOAD_CODE_URI']}"
     spark = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     assert payload["emr_features_args"] == [
         *spark,
         lambda_env["FEATURES_SCRIPT_URI"],
-        *("--input", f"s3://{curated}/events/", "--output", f"s3://{curated}/features/nightly-1/"),
+        *(
+            "--input",
+            f"s3://{curated}/curated/clicks/",
+            "--output",
+            f"s3://{curated}/features/clicks/nightly-1/",
+        ),
         *("--manifest", manifest, "--run-id", "nightly-1"),
         *json.loads(lambda_env["FEATURES_ARGUMENTS"]),
         *("--target-shard-mb", "64"),
@@ -65,14 +73,14 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
     assert payload["emr_inference_args"] == [
         *spark,
         lambda_env["INFERENCE_FEATURES_SCRIPT_URI"],
-        *("--input", f"s3://{curated}/events/", "--training-manifest", manifest),
-        *("--output", f"s3://{curated}/features/nightly-1/inference/"),
-        *("--manifest", f"s3://{curated}/features/nightly-1/inference_manifest.json"),
+        *("--input", f"s3://{curated}/curated/clicks/", "--training-manifest", manifest),
+        *("--output", f"s3://{curated}/features/clicks/nightly-1/inference/"),
+        *("--manifest", f"s3://{curated}/features/clicks/nightly-1/inference_manifest.json"),
         *json.loads(lambda_env["INFERENCE_FEATURES_ARGUMENTS"]),
     ]
     assert len(json.dumps(payload)) < 4096  # pointers and small fields only
 
-    assert store.keys(artifacts) == ["runs/nightly-1/plan.json"]  # the temporary object is gone
+    assert store.keys(artifacts) == ["runs/clicks/nightly-1/plan.json"]  # the temporary object is gone
     plan = store.get_json(payload["plan_uri"])
     assert plan["format"] == "mlpipe.plan.v1" and plan["run_id"] == "nightly-1"
     assert [c["name"] for c in plan["candidates"]] == ["small", "large"]  # DEFAULT_CANDIDATES
@@ -82,8 +90,8 @@ def test_valid_input_writes_the_plan_and_returns_pointers(
         "nodes": 1,
         "gpus": 1,
     }
-    assert plan["uris"]["model_manifest"] == f"s3://{artifacts}/runs/nightly-1/model/manifest.json"
-    assert plan["uris"]["checkpoints"] == f"s3://{artifacts}/checkpoints/nightly-1/"
+    assert plan["uris"]["model_manifest"] == f"s3://{artifacts}/runs/clicks/nightly-1/model/manifest.json"
+    assert plan["uris"]["checkpoints"] == f"s3://{artifacts}/checkpoints/clicks/nightly-1/"
     assert plan["quality_gate"] is None
 
 
@@ -140,7 +148,7 @@ def test_same_input_twice_maps_to_the_same_run_and_plan(
     assert second == first
     assert re.fullmatch(r"r-[0-9a-f]{16}", first["run_id"])
     assert store.get_json(first["plan_uri"]) == plan_before  # reused, not rewritten
-    assert store.keys(lambda_env["ARTIFACTS_BUCKET"]) == [f"runs/{first['run_id']}/plan.json"]
+    assert store.keys(lambda_env["ARTIFACTS_BUCKET"]) == [f"runs/clicks/{first['run_id']}/plan.json"]
 
     other = plan_run(
         s3, raw_input(lambda_env, candidates=[{"name": "a", "hyperparameters": {"lr": 0.2}}]), settings
@@ -187,10 +195,10 @@ def test_given_run_id_with_a_different_input_is_refused(
 ) -> None:
     settings = PlanSettings.from_env()
     plan_run(s3, raw_input(lambda_env, run_id="weekly"), settings)
-    before = store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/weekly/plan.json")
+    before = store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/clicks/weekly/plan.json")
     with pytest.raises(InvalidInput, match=r"run 'weekly' already has a plan .* made from a different input"):
         plan_run(s3, raw_input(lambda_env, run_id="weekly", quality_gate={"threshold": 0.9}), settings)
-    assert store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/weekly/plan.json") == before
+    assert store.get_json(f"s3://{lambda_env['ARTIFACTS_BUCKET']}/runs/clicks/weekly/plan.json") == before
 
 
 RAW_EVENTS = "s3://{raw}/events/"
@@ -216,6 +224,17 @@ BAD_INPUTS = [
         "inference uri outside project buckets",
         {"raw_uri": RAW_EVENTS, "inference_input_uri": "s3://someone-elses-bucket/events/"},
         "input.inference_input_uri: s3://someone-elses-bucket/events/ is outside the project's buckets",
+    ),
+    (
+        "raw uri outside the workload's raw prefix",
+        {"raw_uri": "s3://{raw}/other-team/"},
+        "input.raw_uri: s3://{raw}/other-team/ is not under the workload's raw prefix s3://{raw}/events/",
+    ),
+    (
+        "inference uri outside the workload's curated data",
+        {"raw_uri": RAW_EVENTS, "inference_input_uri": "s3://{curated}/curated/other-team/"},
+        "input.inference_input_uri: s3://{curated}/curated/other-team/ is not under the workload's curated data "
+        "s3://{curated}/curated/clicks/",
     ),
     (
         "raw uri not a prefix",

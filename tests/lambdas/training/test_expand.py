@@ -29,9 +29,9 @@ def test_expand_returns_one_submit_job_parameter_map_per_candidate(
         "num_nodes": 1,
         "gpus": 1,
         "parameters": {
-            "input": f"s3://{curated}/features/run-7/manifest.json",
-            "output": f"s3://{artifacts}/runs/run-7/candidates/small/",
-            "checkpoint": f"s3://{artifacts}/checkpoints/run-7/small/",
+            "input": f"s3://{curated}/features/clicks/run-7/manifest.json",
+            "output": f"s3://{artifacts}/runs/clicks/run-7/candidates/small/",
+            "checkpoint": f"s3://{artifacts}/checkpoints/clicks/run-7/small/",
             "hyperparameters": '{"hidden":32,"lr":0.01}',
         },
     }
@@ -76,7 +76,11 @@ def test_expand_rejects_a_plan_with_duplicate_or_unsafe_names(planned: Callable[
         ({"action": "expand"}, "event.plan_uri must be a non-empty string"),
         ({"action": "expand", "plan_uri": "s3://someone-elses-bucket/runs/x1/plan.json"}, "is outside"),
         ({"action": "expand", "plan_uri": "s3://{a}/runs/x1/other.json"}, "is not a run plan"),
-        ({"action": "expand", "plan_uri": "s3://{a}/runs/x1/plan.json"}, "does not exist"),
+        (
+            {"action": "expand", "plan_uri": "s3://{a}/runs/other/x1/plan.json"},
+            "not a run plan of workload 'clicks'",
+        ),
+        ({"action": "expand", "plan_uri": "s3://{a}/runs/clicks/x1/plan.json"}, "does not exist"),
     ],
 )
 def test_bad_payloads_are_invalid_input(

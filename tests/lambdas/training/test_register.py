@@ -73,14 +73,14 @@ def test_register_creates_one_package_with_metrics_and_lineage(
     artifacts = lambda_env["ARTIFACTS_BUCKET"]
     assert metadata["mlpipe:run_id"] == "reg-1"
     assert metadata["mlpipe:best_candidate"] == "large"
-    assert metadata["mlpipe:model_uri"] == f"s3://{artifacts}/runs/reg-1/candidates/large/model/"
+    assert metadata["mlpipe:model_uri"] == f"s3://{artifacts}/runs/clicks/reg-1/candidates/large/model/"
     assert metadata["mlpipe:metric"] == "auc (maximize)"
     assert metadata["mlpipe:validation_auc"] == "0.88" and metadata["mlpipe:test_auc"] == "0.86"
     assert metadata["mlpipe:test_rows"] == "1000" and metadata["mlpipe:quality_gate"] == "0.7"
-    assert metadata["mlpipe:evaluation_metrics_uri"].endswith("/runs/reg-1/evaluation/metrics.json")
+    assert metadata["mlpipe:evaluation_metrics_uri"].endswith("/runs/clicks/reg-1/evaluation/metrics.json")
     assert metadata["mlpipe:code_version"] == "0123abc"
     assert metadata["mlpipe:raw_uri"] == f"s3://{lambda_env['RAW_BUCKET']}/events/"
-    assert metadata["mlpipe:features_manifest_uri"].endswith("/features/reg-1/manifest.json")
+    assert metadata["mlpipe:features_manifest_uri"].endswith("/features/clicks/reg-1/manifest.json")
     assert described["MetadataProperties"] == {
         "CommitId": "0123abc",
         "GeneratedBy": "mlpipe",

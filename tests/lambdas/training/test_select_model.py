@@ -31,8 +31,8 @@ def test_select_picks_the_best_validation_figure_and_writes_the_manifest(
     payload = select(plan, ["alpha", "beta", "gamma"])
     artifacts = lambda_env["ARTIFACTS_BUCKET"]
     assert payload == {
-        "model_manifest_uri": f"s3://{artifacts}/runs/sel-1/model/manifest.json",
-        "model_uri": f"s3://{artifacts}/runs/sel-1/candidates/beta/model/",
+        "model_manifest_uri": f"s3://{artifacts}/runs/clicks/sel-1/model/manifest.json",
+        "model_uri": f"s3://{artifacts}/runs/clicks/sel-1/candidates/beta/model/",
         "best_candidate": "beta",
         "validation": 0.86,
     }
@@ -45,7 +45,7 @@ def test_select_picks_the_best_validation_figure_and_writes_the_manifest(
         "run_id": "sel-1",
         "plan_uri": plan["uris"]["plan"],
         "raw_uri": plan["raw_uri"],
-        "curated_events_uri": plan["uris"]["curated_events"],
+        "curated_uri": plan["uris"]["curated"],
         "features_manifest_uri": plan["uris"]["manifest"],
         "code_version": "0123abc",
     }
