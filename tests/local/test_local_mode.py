@@ -141,7 +141,9 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     assert 0.6 < summary["auc"] <= summary["bayes_auc"] + 0.02
     assert summary["auc_ratio"] == pytest.approx(summary["auc"] / summary["bayes_auc"], abs=1e-3)
     assert summary["model_uri"].startswith("s3://mlpipe-dev-artifacts-")
-    assert summary["model_uri"].endswith(f"/runs/clickstream/{run_id}/candidates/{summary['best_candidate']}/model/")
+    assert summary["model_uri"].endswith(
+        f"/runs/clickstream/{run_id}/candidates/{summary['best_candidate']}/model/"
+    )
     # what the URIs point to, as copied into the workdir's mirror of S3
     model = Path(summary["model_path"])
     assert json.loads((model / "model.json").read_text())["format"] == "mlpipe.model.v1"
