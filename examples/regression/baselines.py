@@ -1,0 +1,134 @@
+"""Baselines of the regression example on the same held-out test split the quality gate reads, next to the
+RMSE floor that the generator knows (truth.json's `noise_sd`).
+
+    python examples/regression/baselines.py --manifest DIR/features/manifest.json --curated DIR/curated \
+        --truth DIR/truth.json [--evaluation DIR/evaluate/metrics.json] [--json OUT]
+
+Where the split comes from: the training feature manifest's `train` and `test` shards (local paths). They
+carry the id, the label and the Spark features (`num_*` standardized, `cat_*` indices) of each row, so the
+split is exactly the one training and evaluation used. For the raw columns, the shards' rows are joined by
+id to the curated readings (the clean stage's Parquet, partitioned or not), which hold them as the clean
+stage typed them.
+
+Every model is fit on the `train` split and scored on `test`:
+
+- `mean`: the train split's mean label, for every row;
+- `linear_raw`: least squares on the raw columns: floor_area, occupancy, temperature_c, the hour of `ts`
+  (a number 0-23) and one-hot building_type and site;
+- `linear_features`: least squares on the Spark features: every `num_*` and one-hot of every `cat_*`;
+- `model` (with `--evaluation`): the test RMSE that evaluate.py reported.
+
+It prints each RMSE and its ratio to the floor. Local files only; numpy and pyarrow, no Spark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+RAW_NUMERIC = ("floor_area", "occupancy", "temperature_c")
+RAW_CATEGORICAL = ("building_type", "site")
+
+
+def shards(manifest: dict[str, Any], split: str) -> pa.Table:
+    tables = [pq.read_table(s["uri"]) for s in manifest["splits"][split]["shards"]]
+    return pa.concat_tables(tables)
+
+
+def one_hot(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    return (values[:, None] == levels[None, :]).astype(np.float64)
+
+
+def design_features(table: pa.Table, manifest: dict[str, Any]) -> list[np.ndarray]:
+    columns = [table[c].to_numpy().astype(np.float64)[:, None] for c in manifest["numeric_features"]]
+    for c in manifest.get("categorical_features") or []:
+        levels = np.arange(1, int(c["buckets"]))  # index 0 is the intercept's
+        columns.append(one_hot(table[c["name"]].to_numpy(), levels))
+    return columns
+
+
+def design_raw(table: pa.Table, levels: dict[str, np.ndarray]) -> list[np.ndarray]:
+    columns = [table[c].to_numpy().astype(np.float64)[:, None] for c in RAW_NUMERIC]
+    columns.append(pc.hour(table["ts"]).to_numpy().astype(np.float64)[:, None])
+    for c in RAW_CATEGORICAL:
+        columns.append(one_hot(table[c].to_numpy(zero_copy_only=False), levels[c][1:]))
+    return columns
+
+
+def least_squares(train: list[np.ndarray], y: np.ndarray, test: list[np.ndarray]) -> np.ndarray:
+    """Predictions on `test` of an ordinary least-squares fit with an intercept on `train`."""
+    x_train = np.hstack([np.ones((len(y), 1)), *train])
+    x_test = np.hstack([np.ones((len(test[0]), 1)), *test])
+    coefficients, *_ = np.linalg.lstsq(x_train, y, rcond=None)
+    return x_test @ coefficients
+
+
+def rmse(predicted: np.ndarray, y: np.ndarray) -> float:
+    return math.sqrt(float(np.mean((predicted - y) ** 2)))
+
+
+def compute(manifest: dict[str, Any], curated: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    id_column, label = manifest["id_column"], manifest["label_column"]
+    curated_table = ds.dataset(str(curated), format="parquet", partitioning="hive").to_table(
+        columns=[id_column, "ts", *RAW_NUMERIC, *RAW_CATEGORICAL]
+    )
+    splits = {}
+    for name in ("train", "test"):
+        table = shards(manifest, name)
+        joined = table.join(curated_table, id_column, join_type="inner")
+        if joined.num_rows != table.num_rows:
+            raise SystemExit(f"{joined.num_rows} of the {table.num_rows} {name} rows are in {curated}")
+        splits[name] = joined
+    train, test = splits["train"], splits["test"]
+    y_train, y_test = (t[label].to_numpy().astype(np.float64) for t in (train, test))
+    levels = {c: np.unique(train[c].to_numpy(zero_copy_only=False)) for c in RAW_CATEGORICAL}
+    results = {
+        "mean": rmse(np.full(len(y_test), y_train.mean()), y_test),
+        "linear_raw": rmse(
+            least_squares(design_raw(train, levels), y_train, design_raw(test, levels)), y_test
+        ),
+        "linear_features": rmse(
+            least_squares(design_features(train, manifest), y_train, design_features(test, manifest)), y_test
+        ),
+    }
+    return {
+        "floor": float(truth["noise_sd"]),
+        "rows": {"train": len(y_train), "test": len(y_test)},
+        "rmse": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", type=Path, required=True, help="the training feature manifest")
+    parser.add_argument("--curated", type=Path, required=True, help="the clean stage's curated Parquet")
+    parser.add_argument("--truth", type=Path, required=True, help="generate.py's truth.json")
+    parser.add_argument("--evaluation", type=Path, help="evaluate.py's metrics.json: adds the model's figure")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    result = compute(json.loads(args.manifest.read_text()), args.curated, json.loads(args.truth.read_text()))
+    if args.evaluation:
+        result["rmse"]["model"] = float(json.loads(args.evaluation.read_text())["test"]["rmse"])
+    floor = result["floor"]
+    result["ratio_to_floor"] = {k: v / floor for k, v in result["rmse"].items()}
+    print(
+        f"test rows {result['rows']['test']} (train {result['rows']['train']}); floor (noise_sd) {floor:.4f}"
+    )
+    for name, value in result["rmse"].items():
+        print(f"  {name:16s} rmse {value:.4f}  {value / floor:.3f}x floor")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
