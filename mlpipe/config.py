@@ -196,7 +196,10 @@ def load_config(context: Mapping[str, Any], environ: Mapping[str, str] | None = 
             raise ConfigError(
                 f"environments.{env_name}.workloads: set workloads once, at cdk.json's top level"
             )
-        values["workloads"] = context["workloads"]
+        workloads = context["workloads"]
+        if isinstance(workloads, str):  # `cdk synth -c workloads=examples/a,examples/b` gives a string
+            workloads = [w for w in workloads.split(",") if w]
+        values["workloads"] = workloads
     if values.get("account") is None and environ.get("CDK_DEFAULT_ACCOUNT"):
         values["account"] = environ["CDK_DEFAULT_ACCOUNT"]
     if "region" not in values and environ.get("CDK_DEFAULT_REGION"):

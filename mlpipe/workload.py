@@ -48,6 +48,9 @@ class RawInput:
     """csv only: the first line of each object names the columns."""
     csv_delimiter: str = ","
     """csv only: the one-character field separator."""
+    sample: str = ""
+    """A folder of the workload with a small raw dataset: what `mlpipe local run --workload` runs on when it
+    is given no `--input`."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,15 @@ def _check(w: Workload, source: str) -> None:
         )
     if raw.format == "csv":
         _require(len(raw.csv_delimiter) == 1, source, "raw.csv_delimiter", "must be one character")
+    if raw.sample:
+        sample = (w.root / raw.sample).resolve()
+        _require(
+            sample.is_relative_to(w.root),
+            source,
+            "raw.sample",
+            f"{raw.sample!r} is outside the workload folder",
+        )
+        _require(sample.is_dir(), source, "raw.sample", f"{raw.sample!r} is not a folder of {w.root}")
 
     if w.clean is not None:
         c = w.clean

@@ -54,6 +54,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="hyperparameter candidates to train in parallel (default 2; the second is a 2-node DDP job)",
     )
+    run.add_argument(
+        "--workload",
+        type=Path,
+        help="a workload folder to run instead of cdk.json's (its own candidates); needs --input or raw.sample",
+    )
+    run.add_argument(
+        "--input",
+        type=Path,
+        help="raw files (a file or a folder) to run on instead of generated click events",
+    )
     _folder_options(run, "where the run lives")
     run.set_defaults(handler=_run)
     redrive = sub.add_parser("redrive", help="resume a failed local run from the state that failed")
@@ -85,14 +95,21 @@ def _stop_on_sigterm() -> None:
 def _run(args: argparse.Namespace) -> int:
     from mlpipe.local.options import Options
 
-    options = Options(rows=args.rows, candidates=args.candidates, workdir=args.workdir)
+    options = Options(
+        rows=args.rows,
+        candidates=args.candidates,
+        workdir=args.workdir,
+        workload=args.workload,
+        input=args.input,
+    )
     options.validate()  # before any work, and before importing the harness (moto, a second)
     from mlpipe.local.mode import LocalRun
 
-    print(
-        f"mlpipe local run: {args.rows:,} rows, {args.candidates} candidate(s), workdir {args.workdir}",
-        flush=True,
-    )
+    if options.raw_input() is None:
+        what = f"{args.rows:,} generated rows, {args.candidates} candidate(s)"
+    else:
+        what = f"workload {args.workload or 'of cdk.json'} on {options.raw_input()}, its own candidates"
+    print(f"mlpipe local run: {what}, workdir {args.workdir}", flush=True)
     return _guarded("run", lambda: LocalRun(args.workdir, cdk_out=args.cdk_out).run(options))
 
 

@@ -478,13 +478,14 @@ class LocalBatch:
             AWS_BATCH_JQ_NAME=job.queue_arn.rsplit("/", 1)[-1],
             AWS_BATCH_CE_NAME="local",
             MLPIPE_NPROC_PER_NODE="1",  # no GPUs here: one worker per node
+            # Jobs share this host (on Batch each container has its own network): a rendezvous port each.
+            MLPIPE_MASTER_PORT=str(free_port()),
             OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max(nodes, self.ctx.batch_nodes_at_once))),
         )
         if nodes > 1:
             env.update(
                 AWS_BATCH_JOB_NUM_NODES=str(nodes),
                 AWS_BATCH_JOB_MAIN_NODE_INDEX="0",
-                MLPIPE_MASTER_PORT=str(free_port()),
                 GLOO_SOCKET_IFNAME="lo",  # the nodes talk over the loopback interface only
             )
         suffix = f"attempt-{job.attempt}"

@@ -56,7 +56,14 @@ from mlpipe.local.jobs import (
 )
 from mlpipe.local.lambdas import LAMBDAS_DIR
 from mlpipe.local.mirror import Mirror
-from mlpipe.local.options import LOCAL_CANDIDATES, RUN_FILE, Options, check_redrivable
+from mlpipe.local.options import (
+    LOCAL_CANDIDATES,
+    RUN_FILE,
+    Options,
+    check_redrivable,
+    input_files,
+    load_workload,
+)
 
 SUMMARY_FILE = "summary.json"
 RAW_FOLDER = "local/"  # under the workload's raw prefix
@@ -85,11 +92,13 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 # ---- synth ----------------------------------------------------------------------------------------------
-def sources_digest() -> str:
-    """A digest of what the synth reads: mlpipe's sources and every workload folder that cdk.json lists."""
+def sources_digest(workload: Path | None = None) -> str:
+    """A digest of what the synth reads: mlpipe's sources and the workload folder (`workload`, else every
+    folder that cdk.json lists)."""
     digest = hashlib.sha256()
     listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
-    for base in [REPO_ROOT / name for name in SYNTH_INPUTS] + [REPO_ROOT / w for w in listed]:
+    folders = [workload] if workload is not None else [REPO_ROOT / w for w in listed]
+    for base in [REPO_ROOT / name for name in SYNTH_INPUTS] + folders:
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
             if "__pycache__" in path.parts or path.suffix == ".pyc":
@@ -100,9 +109,10 @@ def sources_digest() -> str:
     return digest.hexdigest()
 
 
-def synthesize(outdir: Path) -> bool:
-    """Make `outdir` a current dev synth; returns False when it already was (reused)."""
-    digest = sources_digest()
+def synthesize(outdir: Path, workload: Path | None = None) -> bool:
+    """Make `outdir` a current dev synth (of `workload` instead of cdk.json's workloads when given); returns
+    False when it already was (reused)."""
+    digest = sources_digest(workload)
     marker = outdir / DIGEST_FILE
     if marker.exists() and marker.read_text().strip() == digest and (outdir / "manifest.json").exists():
         return False
@@ -126,6 +136,8 @@ def synthesize(outdir: Path) -> bool:
     }
     argv = [str(cdk), "synth", "--quiet", "-c", "env=dev", "--no-notices", "--no-version-reporting", "--ci",
             "--output", str(tmp)]  # fmt: skip
+    if workload is not None:
+        argv += ["-c", f"workloads={workload}"]
     done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -203,7 +215,9 @@ class LocalRun:
     def __init__(self, workdir: Path, *, printer: Printer | None = None, cdk_out: Path | None = None) -> None:
         self.workdir = workdir.absolute()
         self.say = printer or Printer()
+        self.given_cdk_out = cdk_out
         self.cdk_out = (cdk_out or REPO_ROOT / "cdk.out").absolute()
+        self.workload: Path | None = None  # the workload folder of the run, when not cdk.json's
         self.stages = Stages()
         self.children = Children()
         self.wrap_executors: Callable[[Executors], Executors] | None = None  # tests inject failures here
@@ -226,6 +240,7 @@ class LocalRun:
             return self._run(options)
 
     def _run(self, options: Options) -> dict[str, Any]:
+        self._use_workload(options.workload)
         assembly = self._synth()  # before the earlier run is replaced: a synth failure destroys nothing
         if (self.workdir / RUN_FILE).exists():
             self.say(f"replacing the earlier local run in {self.workdir}")
@@ -238,6 +253,7 @@ class LocalRun:
             "rows": options.rows,
             "candidates": options.candidates,
             "seed": options.seed,
+            "workload": str(self.workload) if self.workload else None,
             "started_at": _now(),
             "status": "RUNNING",
             "pid": os.getpid(),
@@ -247,6 +263,9 @@ class LocalRun:
         mirror = Mirror(self.workdir / "s3")
         raw_bucket = bucket_for(assembly, "raw")
         raw_uri = f"s3://{raw_bucket}/{plan_setting(assembly, 'RAW_PREFIX')}{RAW_FOLDER}"
+        given = options.raw_input()
+        if given is not None:
+            return self._run_on(given, assembly, mirror, record, raw_uri)
         truth = self.workdir / "data" / "truth.parquet"
         with self.stages.timed("generate"):
             from mlpipe.data.generator import GeneratorConfig, generate
@@ -285,6 +304,7 @@ class LocalRun:
                 "`mlpipe local run`"
             )
         record["pid"] = os.getpid()
+        self._use_workload(Path(record["workload"]) if record.get("workload") else None)
         assembly = self._synth()
         mirror = Mirror(self.workdir / "s3")
         journal = Journal(self.workdir / "journal.jsonl", replay=True)
@@ -292,9 +312,36 @@ class LocalRun:
         return self._execute(assembly, mirror, record, journal=journal, restore=True)
 
     # ---- parts ----------------------------------------------------------------------------------------
+    def _use_workload(self, folder: Path | None) -> None:
+        """Run `folder`'s workload (its own synth, in cdk.out.local-<name> unless --cdk-out says where)."""
+        if folder is None:
+            return
+        self.workload = folder.absolute()
+        if self.given_cdk_out is None:
+            self.cdk_out = REPO_ROOT / f"cdk.out.local-{load_workload(folder).name}"
+
+    def _run_on(
+        self, given: Path, assembly: CloudAssembly, mirror: Mirror, record: dict[str, Any], raw_uri: str
+    ) -> dict[str, Any]:
+        """Run on the caller's raw files, copied under the workload's raw prefix, with its own candidates."""
+        files = input_files(given)
+        with self.stages.timed("stage input"):
+            for path in files:
+                relative = path.name if given.is_file() else path.relative_to(given).as_posix()
+                target = mirror.path(raw_uri + relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        self.say(f"input      {len(files)} raw files from {given}")
+        record["rows"] = 0  # unknown until the clean report counts them
+        record.update(input={"raw_uri": raw_uri}, source=str(given))
+        write_json_atomic(self.workdir / RUN_FILE, record)
+        return self._execute(
+            assembly, mirror, record, journal=Journal(self.workdir / "journal.jsonl"), restore=False
+        )
+
     def _synth(self) -> CloudAssembly:
         with self.stages.timed("synth"):
-            fresh = synthesize(self.cdk_out)
+            fresh = synthesize(self.cdk_out, self.workload)
         self.say(
             f"synth      {'synthesized' if fresh else 'reused (current)'} {self.cdk_out} ({self.stages.seconds['synth']} s)"
         )
@@ -319,7 +366,7 @@ class LocalRun:
             assets=asset_paths(self.cdk_out),
             spark_driver_memory=memory,
             spark_java_options=java_options,
-            batch_nodes_at_once=sum(int(c.get("nodes", 1)) for c in record["input"]["candidates"]),
+            batch_nodes_at_once=sum(int(c.get("nodes", 1)) for c in _candidates(assembly, record)),
         )
         if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
             ctx.spark.start()
@@ -594,6 +641,12 @@ def _bayes(
         found["bayes_validation_auc"] = round(bayes_val, 6)
         found["validation_auc_ratio"] = round(float(best["validation"]) / bayes_val, 4)
     return found
+
+
+def _candidates(assembly: CloudAssembly, record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The run's candidates: its input's, else the workload's (the Plan function's defaults)."""
+    given = record["input"].get("candidates")
+    return list(given) if given else list(json.loads(plan_setting(assembly, "DEFAULT_CANDIDATES")))
 
 
 def _failure(

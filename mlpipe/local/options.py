@@ -68,13 +68,56 @@ class Options:
     candidates: int = 2
     workdir: Path = Path("local-run")
     seed: int = SEED
+    workload: Path | None = None
+    """A workload folder to run instead of cdk.json's: its own candidates, on `input`."""
+    input: Path | None = None
+    """Raw files (a file, or a folder of them) to run on instead of generated click events."""
 
     def validate(self) -> None:
         if not MIN_ROWS <= self.rows <= MAX_ROWS:
             raise UsageError(f"--rows must be {MIN_ROWS:,} to {MAX_ROWS:,}, got {self.rows:,}")
         if not 1 <= self.candidates <= len(LOCAL_CANDIDATES):
             raise UsageError(f"--candidates must be 1 to {len(LOCAL_CANDIDATES)}, got {self.candidates}")
+        workload = load_workload(self.workload) if self.workload is not None else None
+        if workload is not None and self.input is None and not workload.raw.sample:
+            raise UsageError(
+                "--workload needs --input (the raw files to run it on), or raw.sample in its workload.toml"
+            )
+        if self.input is not None and not input_files(self.input):
+            raise UsageError(f"--input {self.input}: no such file, or a folder without files")
         check_workdir(self.workdir)
+
+    def raw_input(self) -> Path | None:
+        """The raw files to run on: --input, else the workload's sample, else None (generate click events)."""
+        if self.input is not None or self.workload is None:
+            return self.input
+        sample: str = load_workload(self.workload).raw.sample
+        return Path(self.workload) / sample
+
+
+def load_workload(folder: Path) -> Any:
+    """The deployable workload in `folder`; a UsageError naming the key otherwise."""
+    from mlpipe.workload import WorkloadError, check_deployable, load
+
+    try:
+        workload = load(folder)
+        check_deployable(workload, f"{folder}/workload.toml")
+    except WorkloadError as exc:
+        raise UsageError(f"--workload: {exc}") from None
+    return workload
+
+
+def input_files(path: Path) -> list[Path]:
+    """The raw files under `path` (or `path` itself), hidden files left out."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
 
 
 def check_workdir(workdir: Path) -> None:

@@ -89,7 +89,8 @@ class BatchService:
                 name=arn.rsplit("/", 1)[-1].rsplit(":", 1)[0],
                 type=str(props.get("Type", "container")),
                 parameters={k: str(v) for k, v in props.get("Parameters", {}).items()},
-                command=tuple(str(c) for c in container.get("Command", [])),
+                # resolved: a workload's command names its code package's asset (an Fn::Sub of the account)
+                command=tuple(str(assembly.resolve(c, stack)) for c in container.get("Command", [])),
                 environment={e["Name"]: str(e["Value"]) for e in container.get("Environment", [])},
                 retry_strategy=RetryStrategy.from_template(props.get("RetryStrategy")),
                 num_nodes=num_nodes,

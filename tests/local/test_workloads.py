@@ -1,0 +1,95 @@
+"""Any workload runs locally through the synthesized state machine: `mlpipe local run --workload DIR --input PATH`
+runs the regression example on its own CSV, its plain-PyTorch entrypoints from the code package (a two-node DDP
+candidate included), selected and gated on RMSE; bad arguments are refused before any work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGRESSION = REPO_ROOT / "examples" / "regression"
+ROWS = 8_000
+
+
+def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) -> None:
+    from mlpipe.local.mode import LocalRun, Options, Printer
+
+    data = tmp_path / "data"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REGRESSION / "generate.py"),
+            "--rows",
+            str(ROWS),
+            "--seed",
+            "3",
+            "--out",
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    truth = json.loads((data / "truth.json").read_text())
+    workdir = tmp_path / "run"
+    lines: list[str] = []
+    run = LocalRun(workdir, printer=Printer(lines.append), cdk_out=tmp_path / "cdk.out")
+    summary = run.run(Options(workload=REGRESSION, input=data / "raw", workdir=workdir))
+    assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
+
+    # every line of the CSV is accounted for, as the generator made it
+    assert summary["rows_in"] == truth["lines"]
+    assert summary["duplicates_removed"] == truth["duplicates"]
+    assert summary["rows_quarantined"] == sum(truth["dirty"].values())
+    assert summary["rows_curated"] == truth["rows_valid"]
+
+    # the workload's own candidates, its metric and direction; the gate passed on the evaluation job's figure
+    assert {c["name"] for c in summary["candidates"]} == {"mlp", "wide", "ddp-2"}
+    assert summary["metric"] == "rmse" and summary["auc"] is None
+    best = min(summary["candidates"], key=lambda c: (c["validation"], c["name"]))
+    assert summary["best_candidate"] == best["name"]
+    assert truth["noise_sd"] * 0.9 < summary["test_value"] <= 0.625  # near the noise floor, under the gate
+    run_id = summary["run_id"]
+    evaluation = json.loads(
+        (Path(summary["model_path"]).parents[2] / "evaluation.json").read_text()  # runs/<w>/<run>/
+    )
+    assert evaluation["value"] == summary["test_value"] and evaluation["direction"] == "minimize"
+
+    # the DDP candidate ran as two nodes
+    logs = workdir / "logs" / "batch"
+    assert sorted(p.name for p in (logs / f"{run_id}-ddp-2").iterdir()) == [
+        "attempt-1.node-0.log",
+        "attempt-1.node-1.log",
+    ]
+    predictions = sorted(Path(summary["predictions_path"]).glob("predictions/*.parquet"))
+    assert sum(pq.read_metadata(p).num_rows for p in predictions) == summary["rows_curated"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workload", "examples/regression"], "--workload needs --input"),
+        (
+            ["--workload", "examples/nowhere", "--input", "README.md"],
+            "--workload: examples/nowhere/workload.toml",
+        ),
+        (["--input", "no/such/data"], "--input no/such/data: no such file"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpipe", "local", "run", *args, "--workdir", str(tmp_path / "w")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "w").exists()  # refused before any work
