@@ -108,8 +108,8 @@ def duckdb_clean(raw: str, out: str, threads: int) -> dict[str, int]:
     """Validate, classify, deduplicate and write curated (partitioned by dt) and quarantine Parquet."""
     import duckdb
 
-    sys.path.insert(0, str(REPO_ROOT))
-    from mlpipe.data import schema
+    sys.path.insert(0, str(REPO_ROOT / "examples" / "clickstream"))
+    import event_schema as schema
 
     os.makedirs(out, exist_ok=True)
     con = duckdb.connect()
@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         r: dict[str, Measure] = {}
-        r["generate"] = measure([py, "-m", "mlpipe", "data", "generate", "--rows", str(n), "--seed", "1",
-                                 "--output", str(d / "raw")], env)  # fmt: skip
+        r["generate"] = measure([py, "examples/clickstream/generate.py", "--rows", str(n), "--seed", "1",
+                                 "--out", str(d)], env)  # fmt: skip
         if "glue" in steps or "emr" in steps:
             r["glue"] = measure([py, "glue_jobs/mlpipe_clean.py", "--input", str(d / "raw"), "--output",
                                  str(d / "curated"), "--quarantine", str(d / "quarantine"), "--report",

@@ -48,9 +48,13 @@ class RawInput:
     """csv only: the first line of each object names the columns."""
     csv_delimiter: str = ","
     """csv only: the one-character field separator."""
+    generator: str = ""
+    """A script of the workload that writes a synthetic raw dataset: `python <generator> --rows N --seed S
+    --out DIR` writes the raw files under DIR/raw/ (and whatever truth it keeps beside them). `mlpipe local
+    run` uses it when given no `--input`."""
     sample: str = ""
-    """A folder of the workload with a small raw dataset: what `mlpipe local run --workload` runs on when it
-    is given no `--input`."""
+    """A folder of the workload with a small raw dataset: what `mlpipe local run` runs on when given no
+    `--input` and the workload has no `generator`."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,15 @@ class Workload:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    def execution_candidates(self) -> list[dict[str, Any]]:
+        """The candidates as the execution input writes them (nodes and GPUs only where not 1)."""
+        out: list[dict[str, Any]] = []
+        for c in self.candidates:
+            candidate: dict[str, Any] = {"name": c.name, "hyperparameters": dict(c.hyperparameters)}
+            candidate.update({k: v for k, v in (("nodes", c.nodes), ("gpus", c.gpus)) if v != 1})
+            out.append(candidate)
+        return out
+
 
 def load(folder: str | Path) -> Workload:
     """The workload in `folder` (or the folder of a `workload.toml` path), validated."""
@@ -336,6 +349,8 @@ def _check(w: Workload, source: str) -> None:
         )
     if raw.format == "csv":
         _require(len(raw.csv_delimiter) == 1, source, "raw.csv_delimiter", "must be one character")
+    if raw.generator:
+        _check_file(w, source, "raw.generator", raw.generator)
     if raw.sample:
         sample = (w.root / raw.sample).resolve()
         _require(

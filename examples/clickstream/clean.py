@@ -10,53 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
+# The event's vocabularies and ranges, shared with the generator (a module of this folder: it ships in the
+# same code package).
+from event_schema import (
+    CATEGORIES,
+    COUNTRIES,
+    DEVICES,
+    DISCOUNT_RANGE,
+    LABEL_VALUES,
+    POSITION_RANGE,
+    PRICE_RANGE,
+    REQUIRED_FIELDS,
+    TS_RANGE,
+)
+
 # The raw record: field name and Spark type, in the order the generator writes them.
 SCHEMA = (
     "event_id STRING, ts STRING, user_id STRING, item_id STRING, device STRING, country STRING, "
     "category STRING, price DOUBLE, position BIGINT, discount DOUBLE, label BIGINT"
 )
-REQUIRED = (
-    "event_id",
-    "ts",
-    "user_id",
-    "item_id",
-    "device",
-    "country",
-    "category",
-    "price",
-    "position",
-    "label",
-)
+REQUIRED = REQUIRED_FIELDS  # the driver quarantines a record without one of these as missing_field
 
-DEVICES = ("mobile", "desktop", "tablet")
-COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "BR", "IN", "JP")
-CATEGORIES = (
-    "books",
-    "electronics",
-    "fashion",
-    "home",
-    "garden",
-    "toys",
-    "sports",
-    "beauty",
-    "grocery",
-    "auto",
-    "music",
-    "movies",
-    "games",
-    "health",
-    "office",
-    "pets",
-    "baby",
-    "jewelry",
-    "tools",
-    "travel",
-)
-PRICE_RANGE = (0.0, 10_000.0)
-POSITION_RANGE = (1, 50)
-DISCOUNT_RANGE = (0.0, 0.9)
-LABEL_VALUES = (0, 1)
-TS_RANGE = ("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
 ID_PATTERNS = {
     "event_id": r"^[A-Za-z0-9_.:-]{1,128}$",
     "user_id": r"^u[0-9]{1,12}$",

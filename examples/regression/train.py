@@ -80,8 +80,10 @@ def read_split(manifest: dict[str, Any], split: str, *, label: bool = True, ids:
     """Every row of `split`, in shard order."""
     numeric_columns = list(manifest["numeric_features"])
     categorical_columns = [c["name"] for c in categorical_features(manifest)]
+    # Single-threaded: Arrow's reader threads can abort the interpreter at exit (apache/arrow#34314).
     tables = [
-        pq.read_table(io.BytesIO(storage.read_bytes(s["uri"]))) for s in manifest["splits"][split]["shards"]
+        pq.read_table(io.BytesIO(storage.read_bytes(s["uri"])), use_threads=False)
+        for s in manifest["splits"][split]["shards"]
     ]
     rows = sum(t.num_rows for t in tables)
 

@@ -33,7 +33,7 @@ def _int(low: int, high: int) -> Any:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from mlpipe.local.options import DEFAULT_ROWS, LOCAL_CANDIDATES, MAX_ROWS, MIN_ROWS
+    from mlpipe.local.options import DEFAULT_ROWS, MAX_ROWS, MIN_ROWS
 
     parser.description = (
         "Run the pipeline on this machine, offline: the synthesized state machine on an embedded moto server, "
@@ -41,28 +41,28 @@ def register(parser: argparse.ArgumentParser) -> None:
         "code as local processes."
     )
     sub = subcommands(parser, "local_command")
-    run = sub.add_parser("run", help="generate data and run the whole pipeline locally")
-    run.add_argument(
-        "--rows",
-        type=_int(MIN_ROWS, MAX_ROWS),
-        default=DEFAULT_ROWS,
-        help=f"raw events to generate (default {DEFAULT_ROWS:,})",
-    )
-    run.add_argument(
-        "--candidates",
-        type=_int(1, len(LOCAL_CANDIDATES)),
-        default=2,
-        help="hyperparameter candidates to train in parallel (default 2; the second is a 2-node DDP job)",
-    )
+    run = sub.add_parser("run", help="run a workload's whole pipeline locally")
     run.add_argument(
         "--workload",
         type=Path,
-        help="a workload folder to run instead of cdk.json's (its own candidates); needs --input or raw.sample",
+        help="the workload folder to run (default: the one cdk.json lists)",
     )
     run.add_argument(
         "--input",
         type=Path,
-        help="raw files (a file or a folder) to run on instead of generated click events",
+        help="raw files (a file or a folder) to run on (default: the workload's raw.generator, or raw.sample)",
+    )
+    run.add_argument(
+        "--rows",
+        type=_int(MIN_ROWS, MAX_ROWS),
+        default=DEFAULT_ROWS,
+        help=f"rows for the workload's raw.generator to write (default {DEFAULT_ROWS:,})",
+    )
+    run.add_argument(
+        "--candidates",
+        type=_int(1, 64),
+        default=None,
+        help="train the workload's first K candidates in parallel (default: all of them)",
     )
     _folder_options(run, "where the run lives")
     run.set_defaults(handler=_run)
@@ -105,11 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     options.validate()  # before any work, and before importing the harness (moto, a second)
     from mlpipe.local.mode import LocalRun
 
-    if options.raw_input() is None:
-        what = f"{args.rows:,} generated rows, {args.candidates} candidate(s)"
-    else:
-        what = f"workload {args.workload or 'of cdk.json'} on {options.raw_input()}, its own candidates"
-    print(f"mlpipe local run: {what}, workdir {args.workdir}", flush=True)
+    print(f"mlpipe local run: workload {options.folder()}, workdir {args.workdir}", flush=True)
     return _guarded("run", lambda: LocalRun(args.workdir, cdk_out=args.cdk_out).run(options))
 
 

@@ -57,7 +57,6 @@ from mlpipe.local.jobs import (
 from mlpipe.local.lambdas import LAMBDAS_DIR
 from mlpipe.local.mirror import Mirror
 from mlpipe.local.options import (
-    LOCAL_CANDIDATES,
     RUN_FILE,
     Options,
     check_redrivable,
@@ -263,30 +262,43 @@ class LocalRun:
         mirror = Mirror(self.workdir / "s3")
         raw_bucket = bucket_for(assembly, "raw")
         raw_uri = f"s3://{raw_bucket}/{plan_setting(assembly, 'RAW_PREFIX')}{RAW_FOLDER}"
-        given = options.raw_input()
-        if given is not None:
-            return self._run_on(given, assembly, mirror, record, raw_uri)
-        truth = self.workdir / "data" / "truth.parquet"
-        with self.stages.timed("generate"):
-            from mlpipe.data.generator import GeneratorConfig, generate
-
-            generated = generate(
-                GeneratorConfig(
-                    rows=options.rows, output=str(mirror.path(raw_uri)), truth=str(truth), seed=options.seed
-                )
-            )
-        self.say(
-            f"generate   {generated.rows:,} raw rows in {len(generated.files)} files ({self.stages.seconds['generate']} s)"
-        )
-        execution_input = {
-            "raw_uri": raw_uri,
-            "candidates": [dict(c) for c in LOCAL_CANDIDATES[: options.candidates]],
-        }
-        record.update(input=execution_input, truth=str(truth))
+        workload = load_workload(options.folder())
+        given = options.input
+        if given is None and workload.raw.generator:
+            given = self._generate(workload.path(workload.raw.generator), options)
+        elif given is None:
+            given = workload.path(workload.raw.sample)
+        files = input_files(given)
+        with self.stages.timed("stage input"):
+            for path in files:
+                relative = path.name if given.is_file() else path.relative_to(given).as_posix()
+                target = mirror.path(raw_uri + relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        self.say(f"input      {len(files)} raw files from {given}")
+        execution_input: dict[str, Any] = {"raw_uri": raw_uri}
+        if options.candidates is not None:
+            execution_input["candidates"] = workload.execution_candidates()[: options.candidates]
+        if options.input is not None or not workload.raw.generator:
+            record["rows"] = 0  # not generated: the clean report counts them
+        record.update(input=execution_input, source=str(given))
         write_json_atomic(self.workdir / RUN_FILE, record)
         return self._execute(
             assembly, mirror, record, journal=Journal(self.workdir / "journal.jsonl"), restore=False
         )
+
+    def _generate(self, generator: Path, options: Options) -> Path:
+        """The workload's synthetic raw data: its generator writes DIR/raw/ (and its truth) into the workdir."""
+        out = self.workdir / "data"
+        argv = [sys.executable, str(generator), "--rows", str(options.rows), "--seed", str(options.seed)]
+        with self.stages.timed("generate"):
+            done = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{generator} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        self.say(
+            f"generate   {options.rows:,} raw rows with {generator} ({self.stages.seconds['generate']} s)"
+        )
+        return out / "raw"
 
     def redrive(self) -> dict[str, Any]:
         check_redrivable(self.workdir)
@@ -319,25 +331,6 @@ class LocalRun:
         self.workload = folder.absolute()
         if self.given_cdk_out is None:
             self.cdk_out = REPO_ROOT / f"cdk.out.local-{load_workload(folder).name}"
-
-    def _run_on(
-        self, given: Path, assembly: CloudAssembly, mirror: Mirror, record: dict[str, Any], raw_uri: str
-    ) -> dict[str, Any]:
-        """Run on the caller's raw files, copied under the workload's raw prefix, with its own candidates."""
-        files = input_files(given)
-        with self.stages.timed("stage input"):
-            for path in files:
-                relative = path.name if given.is_file() else path.relative_to(given).as_posix()
-                target = mirror.path(raw_uri + relative)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-        self.say(f"input      {len(files)} raw files from {given}")
-        record["rows"] = 0  # unknown until the clean report counts them
-        record.update(input={"raw_uri": raw_uri}, source=str(given))
-        write_json_atomic(self.workdir / RUN_FILE, record)
-        return self._execute(
-            assembly, mirror, record, journal=Journal(self.workdir / "journal.jsonl"), restore=False
-        )
 
     def _synth(self) -> CloudAssembly:
         with self.stages.timed("synth"):
@@ -511,9 +504,6 @@ class LocalRun:
         summary["best_candidate"] = output.get("best_candidate")
         summary["metric"] = output.get("metric")
         summary["test_value"] = output.get("test_value")
-        summary["auc"] = output.get("test_value") if output.get("metric") == "auc" else None
-        if plan and summary["auc"] is not None and record.get("truth"):
-            summary.update(_bayes(mirror, plan, record["truth"], summary, model_manifest))
         summary["model_uri"] = output.get("model_uri")
         summary["predictions_uri"] = output.get("predictions_uri")
         for key in ("model_uri", "predictions_uri"):
@@ -603,44 +593,6 @@ def _state_seconds(result: ExecutionResult) -> dict[str, float]:
                 took = event["timestamp"].timestamp() - entered[name].pop()
                 seconds[f"state:{name}"] = round(seconds.get(f"state:{name}", 0.0) + took, 2)
     return seconds
-
-
-def _split_ids(manifest: Mapping[str, Any], split: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    ids: list[str] = []
-    for shard in manifest["splits"][split]["shards"]:
-        ids += pq.read_table(shard["uri"], columns=[manifest["id_column"]]).column(0).to_pylist()
-    return ids
-
-
-def _bayes(
-    mirror: Mirror,
-    plan: Mapping[str, Any],
-    truth: str,
-    summary: Mapping[str, Any],
-    model: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The Bayes-optimal AUC on the test events (the chosen model's `auc` is measured there), and on the
-    validation events (where the candidates were compared): the AUC of the true probability against the
-    labels drawn, i.e. what a perfect model would score on exactly these events."""
-    from mlpipe.data.truth import bayes_optimal_auc
-
-    manifest = _read_json(mirror, plan["uris"]["manifest"])
-    if not manifest:
-        return {}
-    found: dict[str, Any] = {}
-    found["bayes_auc"] = round(bayes_optimal_auc(truth, _split_ids(manifest, "test"), realized=True), 6)
-    found["auc_ratio"] = round(float(summary["auc"]) / found["bayes_auc"], 4)
-    best = next(
-        (r for r in (model or {}).get("leaderboard", []) if r["name"] == summary.get("best_candidate")), None
-    )
-    if best and best.get("validation") is not None:
-        bayes_val = bayes_optimal_auc(truth, _split_ids(manifest, "validation"), realized=True)
-        found["validation_auc"] = round(float(best["validation"]), 6)
-        found["bayes_validation_auc"] = round(bayes_val, 6)
-        found["validation_auc_ratio"] = round(float(best["validation"]) / bayes_val, 4)
-    return found
 
 
 def _candidates(assembly: CloudAssembly, record: Mapping[str, Any]) -> list[Mapping[str, Any]]:

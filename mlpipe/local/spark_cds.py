@@ -137,35 +137,35 @@ def _workload(spark: Any, folder: Path) -> None:
     with gzip.open(raw / "part-0.jsonl.gz", "wt") as out:
         for i in range(2000):
             ts = f"2026-01-{1 + i % 5:02d}T{i % 24:02d}:{i % 60:02d}:00Z"
-            event = {"event_id": f"e{i}", "ts": ts, "user_id": f"u{i % 97}", "device": ["mobile", "web"][i % 2],
-                     "price": i % 50 + 0.5, "label": i % 3 % 2}  # fmt: skip
+            event = {"record_id": f"e{i}", "ts": ts, "key": f"u{i % 97}", "kind": ["a", "b"][i % 2],
+                     "amount": i % 50 + 0.5, "label": i % 3 % 2}  # fmt: skip
             out.write(json.dumps(event) + "\n")
         out.write("{not json\n")
-    schema = "event_id string, ts string, user_id string, device string, price double, label int"
+    schema = "record_id string, ts string, key string, kind string, amount double, label int"
     lines = spark.read.text(str(raw)).withColumn("source", F.input_file_name())
     parsed = lines.select(F.from_json("value", schema).alias("e"), "source").select("e.*", "source")
-    events = parsed.where(F.col("event_id").isNotNull()).withColumn("ts", F.to_timestamp("ts"))
-    events = events.dropDuplicates(["event_id"]).persist()
+    events = parsed.where(F.col("record_id").isNotNull()).withColumn("ts", F.to_timestamp("ts"))
+    events = events.dropDuplicates(["record_id"]).persist()
     seconds = F.col("ts").cast("long")
-    history = Window.partitionBy("user_id").orderBy(seconds).rangeBetween(-7 * 86400, -1)
+    history = Window.partitionBy("key").orderBy(seconds).rangeBetween(-7 * 86400, -1)
     features = (
         events.withColumn("seen_7d", F.count("*").over(history))
         .withColumn("ctr_7d", (F.sum("label").over(history) + 1) / (F.count("*").over(history) + 10))
-        .withColumn("rank", F.row_number().over(Window.partitionBy("user_id").orderBy("ts")))
+        .withColumn("rank", F.row_number().over(Window.partitionBy("key").orderBy("ts")))
         .withColumn("dt", F.to_date("ts"))
-        .withColumn("bucket", F.abs(F.hash("user_id")) % 10)
+        .withColumn("bucket", F.abs(F.hash("key")) % 10)
     )
     features.count()
     curated = str(folder / "curated")
     features.write.mode("overwrite").partitionBy("dt").parquet(curated)
     back = spark.read.parquet(curated)
-    stats = back.groupBy("device").agg(F.avg("price").alias("mean"), F.stddev("price").alias("sd"),
-                                       F.approx_count_distinct("user_id").alias("users"))  # fmt: skip
-    joined = back.join(F.broadcast(stats), "device").withColumn(
-        "z", (F.col("price") - F.col("mean")) / F.col("sd")
+    stats = back.groupBy("kind").agg(F.avg("amount").alias("mean"), F.stddev("amount").alias("sd"),
+                                       F.approx_count_distinct("key").alias("users"))  # fmt: skip
+    joined = back.join(F.broadcast(stats), "kind").withColumn(
+        "z", (F.col("amount") - F.col("mean")) / F.col("sd")
     )
     joined.repartition(2).write.mode("overwrite").json(str(folder / "scored"))
-    back.approxQuantile("price", [0.25, 0.5, 0.75], 0.01)
+    back.approxQuantile("amount", [0.25, 0.5, 0.75], 0.01)
     spark.sql("SELECT 1 AS one").collect()
     events.unpersist()
 

@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
@@ -213,16 +212,6 @@ def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: Batch
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def default_candidates(workload: Workload) -> list[dict[str, Any]]:
-    """The workload's candidates as the execution input writes them (nodes and GPUs only where not 1)."""
-    out: list[dict[str, Any]] = []
-    for c in workload.candidates:
-        candidate: dict[str, Any] = {"name": c.name, "hyperparameters": dict(c.hyperparameters)}
-        candidate.update({k: v for k, v in (("nodes", c.nodes), ("gpus", c.gpus)) if v != 1})
-        out.append(candidate)
-    return out
-
-
 class Pipeline(Construct):
     """The preprocessing, training and inference Lambdas, the notification topic and the state machine."""
 
@@ -306,7 +295,7 @@ class Pipeline(Construct):
                 **common_env,
                 **emr_.step_script_uris(),
                 "RAW_PREFIX": workload.raw_prefix,
-                "DEFAULT_CANDIDATES": json.dumps(default_candidates(workload), separators=(",", ":")),
+                "DEFAULT_CANDIDATES": json.dumps(workload.execution_candidates(), separators=(",", ":")),
                 "MAX_CANDIDATES": str(config.pipeline.max_candidates),
                 # The shapes the Batch job definitions run: a candidate must fit one of them.
                 "TRAINING_GPUS": str(config.batch.training_gpus),

@@ -21,7 +21,7 @@ def _input_ids(manifest_uri: str, split: str) -> list[str]:
     return [
         i
         for s in doc["splits"][split]["shards"]
-        for i in pq.read_table(s["uri"]).column("event_id").to_pylist()
+        for i in pq.read_table(s["uri"]).column("row_id").to_pylist()
     ]
 
 
@@ -44,8 +44,8 @@ def test_one_prediction_per_input_row(
     ]
     assert infer.main([*argv, "--batch-size", "100"]) == 0
     table = _predictions(out)
-    assert table.column_names == ["event_id", "score"]  # no label in an inference split
-    assert table.column("event_id").to_pylist() == _input_ids(dataset.inference_manifest_uri, "inference")
+    assert table.column_names == ["row_id", "score"]  # no label in an inference split
+    assert table.column("row_id").to_pylist() == _input_ids(dataset.inference_manifest_uri, "inference")
     scores = table.column("score").to_numpy()
     assert table.num_rows == 700 and np.all((scores > 0) & (scores < 1)) and scores.std() > 0.05
     metrics = json.loads((out / "metrics.json").read_text())
@@ -79,8 +79,8 @@ def test_labelled_split_gets_metrics_and_stale_parts_go(
         "part-00002.parquet",
     ]
     table = _predictions(out)
-    assert table.column_names == ["event_id", "score", "label"]
-    assert table.column("event_id").to_pylist() == _input_ids(dataset.manifest_uri, "validation")
+    assert table.column_names == ["row_id", "score", "label"]
+    assert table.column("row_id").to_pylist() == _input_ids(dataset.manifest_uri, "validation")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rows"] == 2000 and metrics["labelled"] is True
     assert metrics["validation"]["auc"] == pytest.approx(trained["metrics"]["validation"]["auc"], abs=1e-6)

@@ -14,14 +14,15 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from mlpipe.data import schema
-from mlpipe.data.generator import GeneratorConfig, generate
-
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_PATH = REPO_ROOT / "glue_jobs" / "mlpipe_clean.py"
 CLICKSTREAM = REPO_ROOT / "examples" / "clickstream"
+sys.path.insert(0, str(CLICKSTREAM))  # the example's modules, as the driver imports them from its package
+
+import event_schema as schema  # noqa: E402
+from generator import GeneratorConfig, generate  # noqa: E402
 
 
 def _load(path: Path, name: str) -> Any:
@@ -65,13 +66,10 @@ def generated(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     return {"root": root, "cfg": cfg, "result": result, "args": args, "report": report}
 
 
-def test_schema_constants_match_the_generator() -> None:
+def test_the_schema_names_every_field_the_generator_writes() -> None:
     fields = tuple(f.split()[0] for f in clickstream.SCHEMA.split(","))
+    assert sorted(fields) == sorted(schema.REQUIRED_FIELDS + schema.OPTIONAL_FIELDS)
     assert clickstream.REQUIRED == schema.REQUIRED_FIELDS
-    assert tuple(f for f in fields if f not in clickstream.REQUIRED) == schema.OPTIONAL_FIELDS
-    for name in ("DEVICES", "COUNTRIES", "CATEGORIES", "PRICE_RANGE", "POSITION_RANGE", "DISCOUNT_RANGE",
-                 "LABEL_VALUES", "TS_RANGE"):  # fmt: skip
-        assert getattr(clickstream, name) == getattr(schema, name), name
 
 
 def test_accounting_identity_and_reasons_match_what_was_generated(generated) -> None:

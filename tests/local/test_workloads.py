@@ -5,6 +5,7 @@ candidate included), selected and gated on RMSE; bad arguments are refused befor
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
 
     # the workload's own candidates, its metric and direction; the gate passed on the evaluation job's figure
     assert {c["name"] for c in summary["candidates"]} == {"mlp", "wide", "ddp-2"}
-    assert summary["metric"] == "rmse" and summary["auc"] is None
+    assert summary["metric"] == "rmse"
     best = min(summary["candidates"], key=lambda c: (c["validation"], c["name"]))
     assert summary["best_candidate"] == best["name"]
     assert truth["noise_sd"] * 0.9 < summary["test_value"] <= 0.625  # near the noise floor, under the gate
@@ -75,15 +76,22 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workload", "examples/regression"], "--workload needs --input"),
         (
-            ["--workload", "examples/nowhere", "--input", "README.md"],
-            "--workload: examples/nowhere/workload.toml",
+            ["--workload", "{bare}"],
+            "--input is needed: {bare}/workload.toml has neither raw.generator nor raw.sample",
         ),
+        (["--workload", "examples/nowhere"], "examples/nowhere/workload.toml: no workload manifest here"),
         (["--input", "no/such/data"], "--input no/such/data: no such file"),
+        (["--workload", "examples/regression", "--candidates", "4"], "--candidates must be 1 to 3"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"  # the regression example without its generator
+    shutil.copytree(REGRESSION, bare, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = bare / "workload.toml"
+    manifest.write_text(manifest.read_text().replace('generator = "generate.py"\n', ""))
+    args = [a.format(bare=bare) for a in args]
+    message = message.format(bare=bare)
     done = subprocess.run(
         [sys.executable, "-m", "mlpipe", "local", "run", *args, "--workdir", str(tmp_path / "w")],
         cwd=REPO_ROOT,

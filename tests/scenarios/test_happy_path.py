@@ -91,6 +91,8 @@ def test_the_deployment_default_candidates_run(local: Callable[..., Any]) -> Non
 
     assert result.status == "SUCCEEDED", result.cause
     names = sorted(
-        job.job_name.rsplit("-", 1)[-1] for job in env.batch.runs if "mlpipe_batch.train" in job.command
+        job.parameters["output"].rstrip("/").rsplit("/", 1)[-1]  # .../candidates/<name>/
+        for job in env.batch.runs
+        if "mlpipe_batch.train" in job.command
     )
-    assert names == ["baseline", "wide"]
+    assert names == ["baseline", "ddp-2-nodes"]

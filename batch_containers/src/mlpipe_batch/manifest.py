@@ -126,8 +126,8 @@ def parse(raw: bytes, uri: str) -> FeatureManifest:
     return FeatureManifest(
         uri=uri,
         run_id=str(doc.get("run_id", "")),
-        id_column=_str(doc.get("id_column", "event_id"), uri, "id_column"),
-        label_column=_str(doc.get("label_column", "label"), uri, "label_column"),
+        id_column=_str(doc.get("id_column"), uri, "id_column"),
+        label_column=_str(doc.get("label_column"), uri, "label_column"),
         numeric_features=numeric_names,
         categorical_features=tuple(categorical),
         splits=splits,

@@ -88,7 +88,7 @@ def _shard_sizes(rows: int, shards: int, rng: np.random.Generator) -> list[int]:
 def _table(
     ids: list[str], numeric: np.ndarray, categorical: np.ndarray, labels: np.ndarray | None
 ) -> pa.Table:
-    columns: dict[str, pa.Array] = {"event_id": pa.array(ids, pa.string())}
+    columns: dict[str, pa.Array] = {"row_id": pa.array(ids, pa.string())}
     for j, name in enumerate(NUMERIC):  # float64 and float32 columns: the manifest allows both
         columns[name] = pa.array(numeric[:, j], pa.float64() if j % 2 == 0 else pa.float32())
     for j, (name, _) in enumerate(CATEGORICAL):
@@ -138,7 +138,7 @@ def write_dataset(
             "format": "mlpipe.features.v1",
             "run_id": run_id,
             "created_at": "2026-11-21T06:00:00Z",
-            "id_column": "event_id",
+            "id_column": "row_id",
             "label_column": "label",
             "numeric_features": list(NUMERIC),
             "categorical_features": [{"name": n, "buckets": b} for n, b in CATEGORICAL],

@@ -1,4 +1,5 @@
-"""The dataset generator: determinism, layout, dirty rows of every kind, truth, CLI and S3 output."""
+"""The clickstream example's generator: determinism, layout, dirty rows of every kind, truth, CLI and S3
+output."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlpipe.cli import main as cli_main
-from mlpipe.data import schema
-from mlpipe.data.generator import GeneratorConfig, generate
-from mlpipe.data.truth import bayes_optimal_auc, expected_auc, realized_auc
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CLICKSTREAM = REPO_ROOT / "examples" / "clickstream"
+sys.path.insert(0, str(CLICKSTREAM))  # the example's modules, as its scripts import them
+
+import event_schema as schema  # noqa: E402
+from generator import GeneratorConfig, generate  # noqa: E402
+from truth import bayes_optimal_auc, expected_auc, realized_auc  # noqa: E402
+
 TS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
@@ -187,21 +190,24 @@ def test_bayes_optimal_auc_of_the_workload(dirty_set) -> None:
     assert bayes_optimal_auc(cfg.truth_uri, some) != expected
 
 
-def test_cli_generates_and_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "events"
-    assert cli_main(["data", "generate", "--rows", "500", "--seed", "3", "--output", str(out)]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["rows"] == 500 and (tmp_path / "events_truth.parquet").exists()
-    with pytest.raises(SystemExit) as exc:
-        cli_main(["data", "generate", "--rows", "0", "--output", str(out)])
-    assert exc.value.code == 2
-    assert capsys.readouterr().err.strip() == "mlpipe: error: --rows must be at least 1, got 0"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlpipe", "data", "generate", "--rows", "10", "--output", str(out), "--dirty-fraction", "1.5"],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "mlpipe: error: --dirty-fraction must be in [0, 1), got 1.5"
+def test_cli_writes_raw_files_and_truth_and_rejects_bad_arguments(tmp_path: Path) -> None:
+    def generate_py(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(CLICKSTREAM / "generate.py"), *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+
+    done = generate_py("--rows", "500", "--seed", "3", "--out", str(tmp_path / "data"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows"] == 500 and (tmp_path / "data" / "truth.parquet").exists()
+    assert len(_lines(tmp_path / "data" / "raw")) == 500
+    for args, message in (
+        (["--rows", "0"], "generate.py: error: --rows must be at least 1, got 0"),
+        (
+            ["--rows", "10", "--dirty-fraction", "1.5"],
+            "generate.py: error: --dirty-fraction must be in [0, 1), got 1.5",
+        ),
+    ):
+        done = generate_py(*args, "--out", str(tmp_path / "bad"))
+        assert done.returncode == 2 and done.stderr.strip() == message
 
 
 def test_writes_to_s3(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Synthetic event logs for the reference conversion-prediction workload.
+"""Synthetic event logs for the clickstream example (conversion prediction): run it with generate.py.
 
 `generate(GeneratorConfig(...))` writes raw JSON Lines files (optionally gzip) and a truth file. It streams:
 events are produced in fixed-size chunks, vectorized with numpy and pyarrow, and handed to a writer thread;
@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import event_schema as schema
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlpipe.cli import UsageError
-from mlpipe.data import schema
 from mlpipe.data.storage import atomic_output, join
 
 CHUNK_ROWS = 1 << 17  # lines per chunk; part of the output's definition, so not configurable
@@ -69,19 +68,19 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.rows < 1:
-            raise UsageError(f"--rows must be at least 1, got {self.rows}")
+            raise ValueError(f"--rows must be at least 1, got {self.rows}")
         if not 0.0 <= self.dirty_fraction < 1.0:
-            raise UsageError(f"--dirty-fraction must be in [0, 1), got {self.dirty_fraction}")
+            raise ValueError(f"--dirty-fraction must be in [0, 1), got {self.dirty_fraction}")
         if self.rows_per_file < 1:
-            raise UsageError(f"--rows-per-file must be at least 1, got {self.rows_per_file}")
+            raise ValueError(f"--rows-per-file must be at least 1, got {self.rows_per_file}")
         if self.days < 1:
-            raise UsageError(f"--days must be at least 1, got {self.days}")
+            raise ValueError(f"--days must be at least 1, got {self.days}")
         if not self.output:
-            raise UsageError("--output must not be empty")
+            raise ValueError("--output must not be empty")
         try:
             _parse_ts(self.start)
         except ValueError as exc:
-            raise UsageError(f"--start is not an ISO-8601 timestamp: {self.start!r}") from exc
+            raise ValueError(f"--start is not an ISO-8601 timestamp: {self.start!r}") from exc
 
     @property
     def truth_uri(self) -> str:

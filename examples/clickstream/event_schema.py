@@ -1,8 +1,5 @@
-"""The reference workload's raw event schema: one source of truth for the generator and the docs.
-
-The clickstream workload's clean module (`examples/clickstream/clean.py`, shipped to Glue in the workload's code
-package) repeats these constants; `tests/glue_jobs/test_mlpipe_clean.py` checks that the two copies agree.
-"""
+"""The clickstream example's raw event: its fields, vocabularies and ranges, and the dirty rows the generator
+writes. One source for the generator (generator.py) and the clean module (clean.py)."""
 
 from __future__ import annotations
 

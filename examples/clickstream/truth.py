@@ -1,12 +1,16 @@
-"""The Bayes-optimal AUC of the reference workload, from the generator's truth file.
+"""The Bayes-optimal AUC of the clickstream example, from the generator's truth file.
 
 The truth file holds the true conversion probability `p` of every generated event. No model can rank
 events better than `p` itself, so the AUC of `p` is the ceiling that training and evaluation compare with.
+
+    python examples/clickstream/truth.py WORKDIR     # a finished `mlpipe local run`'s AUC against it
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -78,3 +82,50 @@ def bayes_optimal_auc(
     if realized:
         return realized_auc(p, table["label"].to_numpy())
     return expected_auc(p)
+
+
+def local_run_quality(workdir: str | Path) -> dict[str, float]:
+    """The chosen model of a finished `mlpipe local run` against the Bayes-optimal AUC on exactly its events:
+    the evaluation job's test `auc` with `bayes_auc` and `auc_ratio`, and the chosen candidate's
+    `validation_auc` with `bayes_validation_auc` and `validation_auc_ratio`. The truth is the one the
+    generator wrote into the run (`<workdir>/data/truth.parquet`)."""
+    workdir = Path(workdir)
+    summary = json.loads((workdir / "summary.json").read_text())
+    if summary.get("status") != "SUCCEEDED":
+        raise ValueError(f"{workdir} holds no successful run")
+
+    def local(uri: str) -> Path:
+        return workdir / "s3" / uri.removeprefix("s3://") if uri.startswith("s3://") else Path(uri)
+
+    run = Path(summary["model_path"]).parents[2]  # runs/<workload>/<run id>/
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    features = json.loads(local(manifest["lineage"]["features_manifest_uri"]).read_text())
+
+    def ids(split: str) -> list[str]:
+        column = features["id_column"]
+        tables = [
+            pq.read_table(local(s["uri"]), columns=[column]) for s in features["splits"][split]["shards"]
+        ]
+        return [v for t in tables for v in t.column(0).to_pylist()]
+
+    truth = str(workdir / "data" / "truth.parquet")
+    auc = float(json.loads((run / "evaluation" / "metrics.json").read_text())["test"]["auc"])
+    validation = float(manifest["metrics"]["validation"]["auc"])
+    bayes, bayes_validation = (
+        bayes_optimal_auc(truth, ids(s), realized=True) for s in ("test", "validation")
+    )
+    found = {
+        "auc": auc,
+        "bayes_auc": bayes,
+        "auc_ratio": auc / bayes,
+        "validation_auc": validation,
+        "bayes_validation_auc": bayes_validation,
+        "validation_auc_ratio": validation / bayes_validation,
+    }
+    return {k: round(v, 6) for k, v in found.items()}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(local_run_quality(sys.argv[1]), indent=2) if len(sys.argv) == 2 else __doc__)
