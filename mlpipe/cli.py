@@ -20,7 +20,6 @@ class UsageError(ValueError):
 
 # (command, module with register(parser), one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("data", "mlpipe.data.cli", "generate and inspect the reference workload's datasets"),
     ("run", "mlpipe.commands.run", "start a pipeline execution on the deployed state machine"),
     ("status", "mlpipe.commands.status", "show a pipeline execution (or follow it with --wait)"),
     ("list", "mlpipe.commands.list_runs", "list the pipeline's executions"),
@@ -28,7 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("redrive", "mlpipe.commands.redrive", "resume a failed pipeline execution"),
     ("train", "mlpipe.commands.train", "submit and follow Batch training jobs"),
     ("local", "mlpipe.commands.local", "run the whole pipeline on this machine, offline (local mode)"),
-    ("workload", "mlpipe.commands.workload", "check a workload folder (workload.toml)"),
+    ("workload", "mlpipe.commands.workload", "start a workload folder (init) or check one (workload.toml)"),
 )
 
 
