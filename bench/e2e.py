@@ -3,6 +3,7 @@
     .venv/bin/python bench/e2e.py                                  # 100k, 1M and 10M rows (tens of minutes)
     .venv/bin/python bench/e2e.py --rows 100000,1000000 --candidates 2
     .venv/bin/python bench/e2e.py --workload examples/regression --rows 120000   # its own candidates
+    .venv/bin/python bench/e2e.py --workload init      # what `mlpipe workload init` writes, on its sample
 
 Each size is one `mlpipe local run` in a fresh work folder (the app is synthesized once, before any
 timing, and reused by every run). Prints, per size: wall time, peak resident memory of the whole process tree (the CLI, the
@@ -123,7 +124,12 @@ def run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="100000,1000000,10000000", help="comma-separated sizes")
-    parser.add_argument("--workload", type=Path, default=REPO / "examples" / "clickstream")
+    parser.add_argument(
+        "--workload",
+        type=Path,
+        default=REPO / "examples" / "clickstream",
+        help="a workload folder, or `init`: a new workload written by `mlpipe workload init`",
+    )
     parser.add_argument("--candidates", type=int, default=None, help="the workload's first K (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args()
@@ -135,6 +141,9 @@ def main() -> int:
         from mlpipe.local.mode import synthesize
 
         workload = args.workload.absolute()
+        if str(args.workload) == "init":
+            workload = scratch / "init-workload"
+            subprocess.run([sys.executable, "-m", "mlpipe", "workload", "init", str(workload)], check=True)
         synthesize(cdk_out, workload)  # once, before the clock: every run below reuses it
         for rows in sizes:
             print(f"mlpipe local run --workload {args.workload} --rows {rows:,} ...", flush=True)

@@ -1,10 +1,13 @@
 """Baselines of the regression example on the same held-out test split the quality gate reads, next to the
 RMSE floor that the generator knows (truth.json's `noise_sd`).
 
-    python examples/regression/baselines.py --manifest DIR/features/manifest.json --curated DIR/curated \
-        --truth DIR/truth.json [--evaluation DIR/evaluate/metrics.json] [--json OUT]
+    python examples/regression/baselines.py --workdir WORKDIR [--json OUT]
 
-Where the split comes from: the training feature manifest's `train` and `test` shards (local paths). They
+WORKDIR is a finished `mlpipe local run --workload examples/regression --workdir WORKDIR`: its copy of S3
+(WORKDIR/s3/) holds the run's feature manifest, shards, curated data and evaluation, and WORKDIR/data/ the
+generator's truth.json.
+
+Where the split comes from: the training feature manifest's `train` and `test` shards. They
 carry the id, the label and the Spark features (`num_*` standardized, `cat_*` indices) of each row, so the
 split is exactly the one training and evaluation used. For the raw columns, the shards' rows are joined by
 id to the curated readings (the clean stage's Parquet, partitioned or not), which hold them as the clean
@@ -16,7 +19,7 @@ Every model is fit on the `train` split and scored on `test`:
 - `linear_raw`: least squares on the raw columns: floor_area, occupancy, temperature_c, the hour of `ts`
   (a number 0-23) and one-hot building_type and site;
 - `linear_features`: least squares on the Spark features: every `num_*` and one-hot of every `cat_*`;
-- `model` (with `--evaluation`): the test RMSE that evaluate.py reported.
+- `model`: the test RMSE that the run's evaluation job (evaluate.py) reported: the quality gate's figure.
 
 It prints each RMSE and its ratio to the floor. Local files only; numpy and pyarrow, no Spark.
 """
@@ -107,17 +110,36 @@ def compute(manifest: dict[str, Any], curated: Path, truth: dict[str, Any]) -> d
     }
 
 
+def local_run(workdir: Path) -> tuple[dict[str, Any], Path, dict[str, Any], float]:
+    """The feature manifest (shard URIs made local), the curated folder, the truth and the evaluation's test
+    RMSE of a finished local run in `workdir`."""
+    summary = json.loads((workdir / "summary.json").read_text())
+    if summary.get("status") != "SUCCEEDED":
+        raise SystemExit(f"{workdir} holds no successful run")
+
+    def local(uri: str) -> Path:
+        return workdir / "s3" / uri.removeprefix("s3://")
+
+    run = Path(summary["model_path"]).parents[2]  # runs/<workload>/<run id>/
+    model_manifest = json.loads((run / "model" / "manifest.json").read_text())
+    manifest = json.loads(local(model_manifest["lineage"]["features_manifest_uri"]).read_text())
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            shard["uri"] = str(local(shard["uri"]))
+    curated = local(model_manifest["lineage"]["curated_uri"])
+    truth = json.loads((workdir / "data" / "truth.json").read_text())
+    evaluation = json.loads((run / "evaluation" / "metrics.json").read_text())
+    return manifest, curated, truth, float(evaluation["test"]["rmse"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", type=Path, required=True, help="the training feature manifest")
-    parser.add_argument("--curated", type=Path, required=True, help="the clean stage's curated Parquet")
-    parser.add_argument("--truth", type=Path, required=True, help="generate.py's truth.json")
-    parser.add_argument("--evaluation", type=Path, help="evaluate.py's metrics.json: adds the model's figure")
+    parser.add_argument("--workdir", type=Path, required=True, help="a finished local run of this workload")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    result = compute(json.loads(args.manifest.read_text()), args.curated, json.loads(args.truth.read_text()))
-    if args.evaluation:
-        result["rmse"]["model"] = float(json.loads(args.evaluation.read_text())["test"]["rmse"])
+    manifest, curated, truth, model = local_run(args.workdir)
+    result = compute(manifest, curated, truth)
+    result["rmse"]["model"] = model
     floor = result["floor"]
     result["ratio_to_floor"] = {k: v / floor for k, v in result["rmse"].items()}
     print(
