@@ -2,12 +2,12 @@
 plus the feature manifest, around the workload's feature module (emr_steps/mlpipe_features.py has the
 contract).
 
-    spark-submit --py-files emr_steps.zip,<code package> build_features.py --input s3://<curated>/events/
-        --output s3://<curated>/features/<run_id>/ --manifest s3://<curated>/features/<run_id>/manifest.json
+    spark-submit --py-files emr_steps.zip,<code package> build_features.py --input s3://<curated>/curated/<w>/
+        --output s3://<curated>/features/<w>/<run_id>/ --manifest s3://<curated>/features/<w>/<run_id>/manifest.json
         --workload-module features --id-column ID --label-column LABEL [--split-by time --time-column T |
         --split-by ratio] [--validation-fraction 0.1] [--test-fraction 0.1] [--run-id ID] [--target-shard-mb N]
 
-Locally: `python emr_steps/build_features.py ... --workload-path examples/clickstream`. By time, the first
+Locally: `python emr_steps/build_features.py ... --workload-path WORKLOAD_DIR`. By time, the first
 part of the time span (cut at a whole hour) is training, the next validation, the rest test; by ratio, a
 seeded hash of the id decides. Statistics are fit on the training rows only and recorded in the manifest,
 so that the inference step standardizes new data the same way.

@@ -21,7 +21,8 @@ It runs in AWS Glue 5.1 (Spark 3.5.6), where `awsglue` is importable: the input 
 source with a `transformation_ctx`, and `job.init`/`job.commit` make job bookmarks process only new files.
 It runs the same way with plain PySpark, where it honours `--extra-py-files` itself:
 `python glue_jobs/mlpipe_clean.py --input DIR --output DIR --quarantine DIR --report FILE --extra-py-files
-examples/clickstream --workload-module clean --dedupe-key event_id --order-by ts --partition-column dt`.
+WORKLOAD_DIR --workload-module MODULE --dedupe-key COLUMN[,COLUMN] [--order-by COLUMN] [--partition-column
+COLUMN] [--format csv ...]`.
 
 Commit strategy. Spark's commit protocol stages task output and publishes it at job commit; nothing is
 visible before. Locally the quarantine is written to a hidden sibling folder and renamed into place, and the
@@ -396,7 +397,7 @@ def read_lines_glue(glue_context: Any, uri: str) -> Any:
         connection_options={"paths": [uri], "recurse": True, "groupFiles": "inPartition"},
         format="csv",
         format_options={"separator": "\u0001", "quoteChar": -1, "withHeader": False},
-        transformation_ctx="raw_events",
+        transformation_ctx="raw_records",
     )
     df = frame.toDF()
     if not df.columns:  # nothing new since the last bookmark

@@ -13,6 +13,7 @@ this module.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,10 @@ from mlpipe.config import ConfigError, build_dataclass
 MANIFEST = "workload.toml"
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 CANDIDATE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")  # as the execution input's schema
-PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
+# S3's safe key characters that SageMaker's registry metadata also takes (no IAM wildcard: * or ?).
+PREFIX = re.compile(r"^[A-Za-z0-9_.=+@-]+(/[A-Za-z0-9_.=+@-]+)*/$")
+TABULAR_METRICS = {"auc": "maximize", "log_loss": "minimize"}
+"""What mlpipe.tabular reports, with each figure's direction."""
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_NODES = 16
 MAX_GPUS = 8
@@ -345,7 +349,7 @@ def _check(w: Workload, source: str) -> None:
             PREFIX.fullmatch(raw.prefix) is not None,
             source,
             "raw.prefix",
-            "must be a key prefix ending in '/'",
+            "must be a key prefix ending in '/' of letters, digits and _.=+@-",
         )
     if raw.format == "csv":
         _require(len(raw.csv_delimiter) == 1, source, "raw.csv_delimiter", "must be one character")
@@ -436,6 +440,15 @@ def _check(w: Workload, source: str) -> None:
         "metric.name",
         "use 1 to 64 letters, digits and '_', starting with a letter",
     )
+    _require(math.isfinite(w.metric.gate), source, "metric.gate", "must be a finite number")
+    if w.train.trainer == TABULAR_TRAINER:
+        reported = ", ".join(f"{name} ({direction})" for name, direction in TABULAR_METRICS.items())
+        _require(
+            TABULAR_METRICS.get(w.metric.name) == w.metric.direction,
+            source,
+            "metric",
+            f"{TABULAR_TRAINER} reports {reported}: name one of them with its direction",
+        )
 
     _require(
         bool(w.candidates) != (w.search is not None),

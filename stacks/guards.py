@@ -34,6 +34,8 @@ EXECUTION_INPUT_SCHEMA = (
 # Longest run id and candidate name the schema admits; S3 URIs that the Lambdas build from them.
 # Printable ASCII without quote and backslash: JSON writes each such character as itself.
 JSON_SAFE_STRING_PATTERN = "^[ !#-\\[\\]-~]*$"
+# The execution input's S3 URIs: letters, digits and _.=+@-/: only, none of which JSON escapes.
+S3_URI_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9_.=+@-]+/)*$"
 _NUMBER_CHARS = 24  # the longest JSON number a float prints as, e.g. -1.2345678901234567e-308
 _RUN_ID = 48
 _NAME = 32
@@ -63,7 +65,7 @@ def _longest_value(schema: Mapping[str, Any], definitions: Mapping[str, Any]) ->
         if "maxLength" not in schema:
             raise GuardError(f"execution input schema: a string without maxLength is unbounded ({schema})")
         # Outside that pattern, JSON may escape a character as a backslash, "u" and four hex digits.
-        per_char = 1 if schema.get("pattern") == JSON_SAFE_STRING_PATTERN else 6
+        per_char = 1 if schema.get("pattern") in (JSON_SAFE_STRING_PATTERN, S3_URI_PATTERN) else 6
         return int(schema["maxLength"]) * per_char + 2
     if kind == "array":
         if "maxItems" not in schema:

@@ -2,7 +2,7 @@
 
 Run by mlpipe's launcher (mlpipe_batch.run) with MLPIPE_INPUT = the inference feature manifest (what
 emr_steps/inference_features.py writes: one `inference` split, no label) and MLPIPE_MODEL_DIR = the files
-train.py wrote under `model/`. Writes `MLPIPE_OUTPUT_DIR/predictions/part-NNNNN.parquet`, one per input
+train.py wrote under `model/`. Writes `MLPIPE_OUTPUT_DIR/part-NNNNN.parquet`, one per input
 shard, each with the manifest's id column (string) and `prediction` (double, in the label's units), then
 `MLPIPE_OUTPUT_DIR/metrics.json` = `{"rows": int}`, the rows predicted. Rank 0 does the work; other ranks,
 if any, exit 0 at once.
@@ -28,8 +28,7 @@ def main() -> int:
     model, spec = scoring.load_model(os.environ["MLPIPE_MODEL_DIR"], manifest)
     (split_name,) = manifest["splits"]  # an inference manifest has exactly one split
     output = Path(os.environ["MLPIPE_OUTPUT_DIR"])
-    predictions = output / "predictions"
-    predictions.mkdir(parents=True, exist_ok=True)
+    predictions = output  # the pipeline's output prefix is already the run's predictions/
     id_column, rows = manifest["id_column"], 0
     # Shard by shard: the memory stays one shard's, and part i of the output is shard i of the input.
     for i, shard in enumerate(manifest["splits"][split_name]["shards"]):

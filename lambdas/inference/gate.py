@@ -4,7 +4,7 @@ The EvaluateModel Batch job runs the workload's own evaluation entrypoint: it lo
 inference does, scores the held-out test split (rows that selection never saw) and commits
 `<evaluation output>/metrics.json` with `{"test": {"<METRIC_NAME>": x}}`. This function reads that figure and
 nothing else; a figure that training reports about itself is not a gate. It writes
-`runs/<run_id>/evaluation.json` either way and raises `QualityGateFailed` when the figure misses the gate, so
+`runs/<workload>/<run_id>/evaluation.json` either way and raises `QualityGateFailed` when the figure misses the gate, so
 the record of why a model was not registered exists while nothing marks it published."""
 
 from __future__ import annotations
@@ -99,7 +99,13 @@ def apply_gate(
     )
     log.info(
         "quality gate applied",
-        extra={"run_id": run_id, metric.name: value, "threshold": gate.value, "passed": passed},
+        extra={
+            "run_id": run_id,
+            "metric": metric.name,
+            "value": value,
+            "threshold": gate.value,
+            "passed": passed,
+        },
     )
     if not passed:
         raise QualityGateFailed(

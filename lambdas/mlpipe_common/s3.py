@@ -141,10 +141,15 @@ def dumps(document: Any) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def temporary(uri: S3Uri) -> S3Uri:
+    """Where an atomic write of `uri` stages its object: `tmp/<the key>.<uuid>` in the same bucket."""
+    return S3Uri(uri.bucket, f"{TMP_PREFIX}{uri.key}.{uuid.uuid4().hex}")
+
+
 def put_json_atomic(s3: Any, uri: S3Uri, document: Any) -> None:
     """Write `document` to `uri` atomically: put under `tmp/<the key>`, copy into place, delete the temporary.
     (The temporary's key starts with the destination's, so a role scoped to a workload's prefixes can write it.)"""
-    tmp = S3Uri(uri.bucket, f"{TMP_PREFIX}{uri.key}.{uuid.uuid4().hex}")
+    tmp = temporary(uri)
     s3.put_object(Bucket=tmp.bucket, Key=tmp.key, Body=dumps(document), ContentType="application/json")
     try:
         s3.copy_object(

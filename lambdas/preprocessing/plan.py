@@ -1,5 +1,5 @@
 """Plan one run: validate the execution input, derive the run id, lay out the run's S3 URIs, build the Glue
-arguments and the EMR spark-submit argv, resolve the candidates, and write `runs/<run_id>/plan.json`.
+arguments and the EMR spark-submit argv, resolve the candidates, and write `runs/<workload>/<run_id>/plan.json`.
 
 Run id: the input's `run_id` if given; otherwise `r-` followed by the first 16 hex digits of the SHA-256 of
 the canonical JSON (sorted keys, no whitespace) of the resolved input, i.e. the execution input with the
@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mlpipe_common import execution_input
-from mlpipe_common.config import Buckets, int_env, json_env, require_env
+from mlpipe_common.config import Buckets, float_env, int_env, json_env, require_env
 from mlpipe_common.errors import ConfigurationError, InvalidInput
 from mlpipe_common.logs import get_logger
+from mlpipe_common.metric import Metric
 from mlpipe_common.s3 import (
     S3ObjectNotFound,
     S3Uri,
@@ -95,6 +97,9 @@ class PlanSettings:
     job_shapes: JobShapes = field(default_factory=JobShapes)
     raw_prefix: str = ""
     """The workload's raw prefix: a run's raw_uri must lie under it."""
+    metric: Metric | None = None
+    gate: float = 0.0
+    """The workload's quality gate: a run may make it stricter, not looser."""
     workload_code_uri: str = ""
     """The workload's code package: on --py-files beside the driver's library."""
     features_arguments: tuple[str, ...] = ()
@@ -136,6 +141,8 @@ class PlanSettings:
         return cls(
             buckets=Buckets.from_env(),
             raw_prefix=raw_prefix_env(),
+            metric=Metric.from_env(),
+            gate=float_env("METRIC_GATE", minimum=-math.inf, maximum=math.inf),
             features_script_uri=uris["FEATURES_SCRIPT_URI"],
             inference_features_script_uri=uris["INFERENCE_FEATURES_SCRIPT_URI"],
             emr_py_files_uri=uris["EMR_PY_FILES_URI"],
@@ -157,6 +164,14 @@ def resolve_input(document: Any, settings: PlanSettings) -> tuple[str | None, di
         raise InvalidInput(
             f"input.raw_uri: {raw} is not under the workload's raw prefix s3://{buckets.raw}/{settings.raw_prefix}"
         )
+    gate = document.get("quality_gate")
+    if gate is not None and settings.metric is not None:
+        threshold = float(gate["threshold"])
+        if not settings.metric.passes(threshold, settings.gate):  # a looser gate would register worse models
+            raise InvalidInput(
+                f"input.quality_gate.threshold: {threshold:g} is looser than the workload's gate "
+                f"{settings.metric.describe_gate(settings.gate)}; a run may only make it stricter"
+            )
     curated = curated_uri(buckets)
     inference_input = document.get("inference_input_uri", curated)
     parse_in_buckets(inference_input, [buckets.curated], field="input.inference_input_uri")

@@ -21,7 +21,7 @@ def job_name(run_id: str, candidate: str) -> str:
 
 
 def candidate_prefix(plan: dict[str, Any], name: str) -> str:
-    """s3://<artifacts>/runs/<run_id>/candidates/<name>/: the training container's --output."""
+    """s3://<artifacts>/runs/<workload>/<run_id>/candidates/<name>/: the training container's --output."""
     return f"{plan['uris']['candidates']}{name}/"
 
 

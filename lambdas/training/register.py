@@ -19,7 +19,10 @@ from mlpipe_common.metric import Metric
 from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, read_json
 
 APPROVAL_STATUS = "PendingManualApproval"
-METADATA_VALUE_MAX = 1024
+# SageMaker's CustomerMetadataMap (botocore's service model): at most 50 entries; keys of 1 to 128 and values
+# of 1 to 256 letters, digits, separators and _ . : / = + - @.
+METADATA_ENTRIES_MAX, METADATA_KEY_MAX, METADATA_VALUE_MAX = 50, 128, 256
+METADATA_PUNCTUATION = frozenset(" _.:/=+-@")
 log = get_logger(__name__)
 
 
@@ -80,19 +83,33 @@ def metadata(
         "mlpipe:raw_uri": plan["raw_uri"],
         "mlpipe:features_manifest_uri": plan["uris"]["manifest"],
         "mlpipe:code_version": str(lineage.get("code_version", "unknown")),
-        "mlpipe:metric": f"{metric.name} ({metric.direction})",
+        "mlpipe:metric": f"{metric.name}:{metric.direction}",
         f"mlpipe:validation_{metric.name}": f"{manifest['validation']:.6g}",
         f"mlpipe:test_{metric.name}": f"{evaluation['value']:.6g}",
         "mlpipe:quality_gate": f"{evaluation['threshold']:.6g}",
     }
     if isinstance(evaluation.get("rows"), int):
         properties["mlpipe:test_rows"] = str(evaluation["rows"])
-    too_long = [key for key, value in properties.items() if len(value) > METADATA_VALUE_MAX]
-    if too_long:
-        raise ModelArtifactError(
-            f"customer metadata values longer than {METADATA_VALUE_MAX} characters: {too_long}"
-        )
+    check_metadata(properties)
     return properties
+
+
+def _allowed(text: str, longest: int) -> bool:
+    return 1 <= len(text) <= longest and all(c.isalnum() or c in METADATA_PUNCTUATION for c in text)
+
+
+def check_metadata(properties: dict[str, str]) -> None:
+    """SageMaker's rules for customer metadata, checked before the call: one line naming the entry."""
+    if len(properties) > METADATA_ENTRIES_MAX:
+        raise RegistrationRefused(f"{len(properties)} customer metadata entries, over {METADATA_ENTRIES_MAX}")
+    for key, value in properties.items():
+        if not _allowed(key, METADATA_KEY_MAX):
+            raise RegistrationRefused(f"customer metadata key {key!r} breaks SageMaker's key rules")
+        if not _allowed(value, METADATA_VALUE_MAX):
+            raise RegistrationRefused(
+                f"customer metadata {key}={value!r} breaks SageMaker's value rules (1 to {METADATA_VALUE_MAX} "
+                "letters, digits, spaces and _.:/=+-@)"
+            )
 
 
 def register_model(

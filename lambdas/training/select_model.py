@@ -1,5 +1,5 @@
 """SelectModel: read each candidate's metrics.json, choose the best by the workload's validation metric and
-write the model manifest `runs/<run_id>/model/manifest.json`.
+write the model manifest `runs/<workload>/<run_id>/model/manifest.json`.
 
 The figure is `{"validation": {"<METRIC_NAME>": x}}` in the candidate's metrics.json (docs/workloads.md);
 METRIC_DIRECTION says whether larger or smaller wins. Ties go to the smallest candidate name, so the choice

@@ -3,8 +3,8 @@ then follow, read the logs of, or cancel the job.
 
     from mlpipe.client import Aws, Deployment, TrainingJobs, TrainingRequest
     jobs = TrainingJobs(Deployment(Aws(region="eu-west-1")))
-    job = jobs.submit(TrainingRequest(input="s3://<curated>/features/r1/manifest.json",
-                                      output="s3://<artifacts>/runs/r1/candidates/a/", gpus=1))
+    job = jobs.submit(TrainingRequest(input="s3://<curated>/features/<workload>/r1/manifest.json",
+                                      output="s3://<artifacts>/runs/<workload>/r1/candidates/a/", gpus=1))
 
 Every check runs before SubmitJob; a request the queue cannot serve (too many GPUs for its instance types,
 a multi-node job on Spot only, more nodes than the job definition's node ranges cover) is a UsageError.
@@ -186,6 +186,7 @@ class TrainingJobs:
         )
         if not S3_PREFIX.match(checkpoint):
             raise UsageError(f"--checkpoint {checkpoint!r} must be an s3:// prefix ending in '/'")
+        self._check_reach(request, checkpoint)
         submit: dict[str, Any] = {
             "jobName": name,
             "jobQueue": queue["jobQueueArn"],
@@ -223,6 +224,22 @@ class TrainingJobs:
         if request.depends_on:
             submit["dependsOn"] = [{"jobId": d} for d in request.depends_on]
         return submit
+
+    def _check_reach(self, request: TrainingRequest, checkpoint: str) -> None:
+        """The job role reaches only the workload's prefixes: a location outside them would fail the job
+        after its GPUs were paid for."""
+        workload = self.deployment.output("Workload")
+        curated, artifacts = (self.deployment.output(f"{b}Bucket") for b in ("Curated", "Artifacts"))
+        reach = {
+            "--input": (request.input, [f"s3://{curated}/{k}/{workload}/" for k in ("features", "curated")]),
+            "--output-prefix": (request.output, [f"s3://{artifacts}/runs/{workload}/"]),
+            "--checkpoint": (checkpoint, [f"s3://{artifacts}/checkpoints/{workload}/"]),
+        }
+        for flag, (uri, prefixes) in reach.items():
+            if not uri.startswith(tuple(prefixes)):
+                raise UsageError(
+                    f"{flag} {uri} is outside what the job role of workload {workload!r} reaches: {' or '.join(prefixes)}"
+                )
 
     def submit(self, request: TrainingRequest, *, dry_run: bool = False) -> Submission:
         built = self.build(request)

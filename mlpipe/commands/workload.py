@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -121,14 +124,22 @@ def init_workload(folder: Path, name: str | None = None) -> tuple[str, list[str]
         raise UsageError(
             f"--name {name!r}: use 2 to 32 lowercase letters, digits and '-', starting with a letter"
         )
+    # Written beside the folder, then renamed into place: an interrupted init leaves no half-written workload.
+    folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.init-", dir=folder.absolute().parent))
     written = []
-    for relative, content in template_files().items():
-        if relative in SUBSTITUTED:
-            content = content.decode("utf-8").replace("{name}", name).encode("utf-8")
-        target = folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        written.append(relative)
+    try:
+        for relative, content in template_files().items():
+            if relative in SUBSTITUTED:
+                content = content.decode("utf-8").replace("{name}", name).encode("utf-8")
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            written.append(relative)
+        staging.chmod(0o755)  # mkdtemp's folder is private; the workload folder is an ordinary one
+        os.replace(staging, folder)  # onto a new or empty folder
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return name, written
 
 

@@ -457,6 +457,7 @@ def free_port() -> int:
 @dataclass
 class LocalBatch:
     ctx: Context
+    published: set[str] = field(default_factory=set)  # asset URIs already in the embedded S3
 
     def run(self, job: BatchJob) -> Outcome:
         label = f"Batch job {job.job_name}"
@@ -524,13 +525,14 @@ class LocalBatch:
         return Outcome.success()
 
     def _publish_assets(self, command: Sequence[str]) -> None:
-        """Put each file asset that the command names (a workload's code package) into the embedded S3, as
-        `cdk deploy` uploads it: the job then fetches the deployed bytes, not the workload's folder."""
+        """Put each file asset that the command names (a workload's code package) into the embedded S3 once,
+        as `cdk deploy` uploads it: the job then fetches the deployed bytes, not the workload's folder."""
         s3 = self.ctx.mirror.s3
         for arg in command:
             path = self.ctx.asset(arg) if arg.startswith("s3://") else None
-            if path is None or not path.is_file():
+            if path is None or not path.is_file() or arg in self.published:
                 continue
+            self.published.add(arg)
             bucket, key = arg.removeprefix("s3://").split("/", 1)
             region = s3.meta.region_name
             where = (

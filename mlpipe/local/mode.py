@@ -3,15 +3,15 @@
 One run:
 
 1. synthesize the app (dev), or reuse `cdk.out` when its digest of the app's sources is current;
-2. generate the reference dataset into the local mirror of the raw bucket (`<workdir>/s3/<raw bucket>/`),
-   with its truth file (`<workdir>/data/truth.parquet`);
+2. the raw files: --input, else what the workload's generator writes into `<workdir>/data/`, else its sample,
+   copied under its raw prefix in the local mirror of the raw bucket (`<workdir>/s3/<raw bucket>/`);
 3. start the harness (`LocalPipeline`) on an embedded moto server on 127.0.0.1: the buckets, topic, model
-   package group and state machine of the assembly; upload the raw events;
+   package group and state machine of the assembly; upload the raw files;
 4. execute the synthesized state machine with the real executors (`jobs.py`): Lambdas in this process,
    Glue and EMR scripts on local Spark, Batch entrypoints as processes (multi-node: several DDP workers);
    progress is printed per state;
-5. copy what the run wrote in S3 into the mirror, compare the chosen model with the Bayes-optimal AUC, and
-   write `<workdir>/summary.json` (status, run id, row counts, candidates, AUCs, URIs, seconds per stage).
+5. copy what the run wrote in S3 into the mirror and write `<workdir>/summary.json` (status, run id, row
+   counts, candidates, the metric and its test figure, URIs, seconds per stage).
 
 A failed (or interrupted) run can be redriven: `redrive` restores S3 from the mirror and starts a new
 execution of the same input; the jobs that succeeded before (the journal) are not run again, so the first
@@ -181,12 +181,19 @@ def logs_to(path: Path, moto_path: Path) -> Iterator[None]:
 
     logger = lambda_logs.configure()
     handler = next(h for h in logger.handlers if getattr(h, "_mlpipe", False))
+    assert isinstance(handler, logging.StreamHandler)
     with open(path, "a") as fh:
-        previous = handler.setStream(fh)  # type: ignore[attr-defined]
+        # Swapped, not setStream(): that flushes the stream it replaces, which an embedding process (a test
+        # runner's capture) may already have closed.
+        handler.acquire()
+        previous, handler.stream = handler.stream, fh
+        handler.release()
         try:
             yield
         finally:
-            handler.setStream(previous)  # type: ignore[attr-defined]
+            handler.acquire()
+            handler.stream = previous
+            handler.release()
             moto_logger.removeHandler(moto_handler)
             moto_logger.propagate = saved
             moto_handler.close()
@@ -269,6 +276,8 @@ class LocalRun:
         elif given is None:
             given = workload.path(workload.raw.sample)
         files = input_files(given)
+        if not files:
+            raise UsageError(f"{given} holds no raw files")
         with self.stages.timed("stage input"):
             for path in files:
                 relative = path.name if given.is_file() else path.relative_to(given).as_posix()

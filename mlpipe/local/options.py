@@ -47,6 +47,10 @@ class Options:
                 f"--candidates must be 1 to {len(workload.candidates)} (the workload's candidates), "
                 f"got {self.candidates}"
             )
+        if self.workdir.absolute().is_relative_to(self.folder().absolute()):
+            raise UsageError(
+                f"--workdir {self.workdir} is inside the workload folder: its code package would take the run"
+            )
         check_workdir(self.workdir)
 
     def folder(self) -> Path:
@@ -55,7 +59,8 @@ class Options:
             return self.workload
         listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
         if len(listed) != 1:
-            raise UsageError("cdk.json lists several workloads: choose one with --workload")
+            many = "lists several workloads" if listed else "lists no workload"
+            raise UsageError(f"cdk.json {many}: choose one with --workload")
         return REPO_ROOT / str(listed[0])
 
 

@@ -193,7 +193,7 @@ class Emr(Construct):
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         )  # fmt: skip
 
-        # Instance role: reads step code and the TLS certificates, reads curated events, writes features,
+        # Instance role: reads step code and the TLS certificates, reads the workload's curated data, writes its features,
         # writes its logs. Nothing else.
         self.instance_role = iam.Role(
             self,

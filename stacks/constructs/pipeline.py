@@ -295,6 +295,7 @@ class Pipeline(Construct):
                 **common_env,
                 **emr_.step_script_uris(),
                 "RAW_PREFIX": workload.raw_prefix,
+                "METRIC_GATE": repr(float(workload.metric.gate)),
                 "DEFAULT_CANDIDATES": json.dumps(workload.execution_candidates(), separators=(",", ":")),
                 "MAX_CANDIDATES": str(config.pipeline.max_candidates),
                 # The shapes the Batch job definitions run: a candidate must fit one of them.
@@ -409,7 +410,7 @@ class Pipeline(Construct):
             "emr": dataclasses.asdict(self._config.emr),
             "glue": dataclasses.asdict(self._config.glue),
             "image": batch_.image_asset.asset_hash,
-            "commands": jobs.commands,
+            "commands": Stack.of(self).resolve(jobs.commands),  # token names shift; their references do not
         }
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 

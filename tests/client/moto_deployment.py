@@ -238,6 +238,9 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
         "ARTIFACTS_BUCKET": ARTIFACTS,
         "WORKLOAD_NAME": WORKLOAD,
         "RAW_PREFIX": "events/",
+        "METRIC_NAME": "auc",
+        "METRIC_DIRECTION": "maximize",
+        "METRIC_GATE": "0.4",  # below every threshold the tests give, so each one is stricter
         "FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/build_features.py",
         "INFERENCE_FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/inference_features.py",
         "EMR_PY_FILES_URI": f"s3://{ARTIFACTS}/code/emr/emr_steps.zip",

@@ -15,8 +15,8 @@ from moto_deployment import ARTIFACTS, CURATED, LOG_GROUP, REGION, Deployed
 
 from mlpipe.client import Deployment, NotFound, TrainingJobs, TrainingRequest, UsageError
 
-MANIFEST = f"s3://{CURATED}/features/r1/manifest.json"
-OUTPUT = f"s3://{ARTIFACTS}/runs/r1/candidates/a/"
+MANIFEST = f"s3://{CURATED}/features/clicks/r1/manifest.json"
+OUTPUT = f"s3://{ARTIFACTS}/runs/clicks/r1/candidates/a/"
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def test_single_node_request_from_the_deployment(jobs: TrainingJobs, deployed: D
 
 
 def test_submitted_job_carries_parameters_and_tags(jobs: TrainingJobs) -> None:
-    submission = jobs.submit(request(name="submit-1", checkpoint=f"s3://{ARTIFACTS}/checkpoints/x/"))
+    submission = jobs.submit(request(name="submit-1", checkpoint=f"s3://{ARTIFACTS}/checkpoints/clicks/x/"))
     assert submission.job_id
     job = jobs.describe(submission.job_id)
     assert (job.name, job.status) == ("submit-1", "SUCCEEDED")
     assert (
         job.parameters["input"] == MANIFEST
-        and job.parameters["checkpoint"] == f"s3://{ARTIFACTS}/checkpoints/x/"
+        and job.parameters["checkpoint"] == f"s3://{ARTIFACTS}/checkpoints/clicks/x/"
     )
     assert job.raw["tags"]["mlpipe:submitted-by"] == "mlpipe-cli"
 
@@ -124,6 +124,27 @@ def test_unknown_queue_and_job_definition(jobs: TrainingJobs) -> None:
         jobs.build(request(job_definition="nope"))
     with pytest.raises(UsageError, match="takes no parameter"):
         jobs.build(request(job_definition="mlpipe-inference"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"input": f"s3://{CURATED}/features/other/r1/manifest.json"},
+            "--input .* is outside what the job role of workload 'clicks'",
+        ),
+        ({"output": f"s3://{ARTIFACTS}/runs/r1/a/"}, "--output-prefix .* reaches: s3://.*/runs/clicks/"),
+        (
+            {"checkpoint": f"s3://{ARTIFACTS}/checkpoints/other/"},
+            "--checkpoint .* reaches: s3://.*/checkpoints/clicks/",
+        ),
+    ],
+)
+def test_locations_the_job_role_cannot_reach_are_refused(
+    jobs: TrainingJobs, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        jobs.build(request(**changes))
 
 
 def test_offline_checks_come_before_any_aws_call(deployed: Deployed) -> None:

@@ -146,8 +146,8 @@ def test_live_display_on_a_terminal(deployed: Deployed) -> None:
         assert state in drawn
 
 
-SUBMIT = ["train", "submit", "--manifest", "s3://mlpipe-curated-test/features/r1/manifest.json",
-          "--output-prefix", "s3://mlpipe-artifacts-test/runs/r1/candidates/a/"]  # fmt: skip
+SUBMIT = ["train", "submit", "--manifest", "s3://mlpipe-curated-test/features/clicks/r1/manifest.json",
+          "--output-prefix", "s3://mlpipe-artifacts-test/runs/clicks/r1/candidates/a/"]  # fmt: skip
 RAW_URI = f"s3://{RAW}/events/"
 
 

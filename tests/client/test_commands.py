@@ -42,8 +42,8 @@ pytestmark = pytest.mark.xdist_group("client-server")
 
 REPO = Path(__file__).resolve().parents[2]
 RAW_URI = f"s3://{RAW}/events/"
-MANIFEST = f"s3://{CURATED}/features/r1/manifest.json"
-OUTPUT = f"s3://{ARTIFACTS}/runs/r1/candidates/a/"
+MANIFEST = f"s3://{CURATED}/features/clicks/r1/manifest.json"
+OUTPUT = f"s3://{ARTIFACTS}/runs/clicks/r1/candidates/a/"
 SUBMIT = ["train", "submit", "--input", MANIFEST, "--output-prefix", OUTPUT]
 
 

@@ -328,7 +328,7 @@ def test_train_evaluate_infer_through_the_launcher_keep_the_output_contracts(
     inferred = _json(s3, "runs/r1/inference/metrics.json")
     assert inferred == {"rows": built["inference"]["splits"]["inference"]["rows"]}
 
-    parts = s3.list_objects_v2(Bucket="reg-artifacts", Prefix="runs/r1/inference/predictions/")["Contents"]
+    parts = s3.list_objects_v2(Bucket="reg-artifacts", Prefix="runs/r1/inference/part-")["Contents"]
     tables = [
         pq.read_table(io.BytesIO(s3.get_object(Bucket="reg-artifacts", Key=p["Key"])["Body"].read()))
         for p in parts

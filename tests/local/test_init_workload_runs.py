@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
 
 DIRTY = {"malformed_csv", "missing_field", "out_of_range", "unknown_category", "wrong_type"}  # one line each
 
@@ -52,7 +52,7 @@ def test_the_init_workload_runs_end_to_end_on_its_sample(tmp_path: Path) -> None
     assert evaluation["passed"] and evaluation["value"] == summary["test_value"]
 
     # one prediction per curated record, each a probability with its 0/1 decision
-    (predictions,) = Path(summary["predictions_path"]).glob("predictions/*.parquet")
+    (predictions,) = Path(summary["predictions_path"]).glob("*.parquet")
     table = pq.read_table(predictions)
     assert table.num_rows == summary["rows_curated"]
     assert table.column_names == ["customer_id", "probability", "prediction"]

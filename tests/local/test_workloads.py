@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSION = REPO_ROOT / "examples" / "regression"
@@ -69,7 +69,7 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
         "attempt-1.node-0.log",
         "attempt-1.node-1.log",
     ]
-    predictions = sorted(Path(summary["predictions_path"]).glob("predictions/*.parquet"))
+    predictions = sorted(Path(summary["predictions_path"]).glob("*.parquet"))
     assert sum(pq.read_metadata(p).num_rows for p in predictions) == summary["rows_curated"]
 
 
@@ -83,6 +83,10 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
         (["--workload", "examples/nowhere"], "examples/nowhere/workload.toml: no workload manifest here"),
         (["--input", "no/such/data"], "--input no/such/data: no such file"),
         (["--workload", "examples/regression", "--candidates", "4"], "--candidates must be 1 to 3"),
+        (
+            ["--workload", "{bare}", "--input", "README.md", "--workdir", "{bare}/run"],
+            "--workdir {bare}/run is inside the workload folder",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
@@ -93,7 +97,8 @@ def test_bad_arguments_are_one_line_and_exit_2(args: list[str], message: str, tm
     args = [a.format(bare=bare) for a in args]
     message = message.format(bare=bare)
     done = subprocess.run(
-        [sys.executable, "-m", "mlpipe", "local", "run", *args, "--workdir", str(tmp_path / "w")],
+        [sys.executable, "-m", "mlpipe", "local", "run", *args]
+        + ([] if "--workdir" in args else ["--workdir", str(tmp_path / "w")]),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

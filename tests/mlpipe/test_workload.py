@@ -124,6 +124,24 @@ space = { lr = [0.1, 0.01], hidden = [[64], [128, 64]] }
 BAD: list[tuple[str, Any, str]] = [
     ("unknown key", ("[metric]", "[metric]\nthreshold = 3"), "workload.toml: metric.threshold: unknown key"),
     (
+        "a raw prefix with an IAM wildcard",
+        ('format = "csv"', 'format = "csv"\nprefix = "team*/"'),
+        "workload.toml: raw.prefix: must be a key prefix ending in '/' of letters, digits and _.=+@-",
+    ),
+    (
+        "a gate that is not finite",
+        ("gate = 1.5", "gate = nan"),
+        "workload.toml: metric.gate: must be a finite number",
+    ),
+    (
+        "mlpipe.tabular with a metric it does not report",
+        (
+            'entrypoint = "train.py"\n\n[infer]\nentrypoint = "infer.py"\n\n[evaluate]\nentrypoint = "evaluate.py"',
+            'trainer = "mlpipe.tabular"\n\n[infer]\ntrainer = "mlpipe.tabular"\n\n[evaluate]\ntrainer = "mlpipe.tabular"',
+        ),
+        "workload.toml: metric: mlpipe.tabular reports auc (maximize), log_loss (minimize)",
+    ),
+    (
         "missing entrypoint file",
         ('entrypoint = "infer.py"', 'entrypoint = "predict.py"'),
         "workload.toml: infer.entrypoint: 'predict.py' does not exist",

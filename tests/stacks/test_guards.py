@@ -38,7 +38,7 @@ def test_hyperparameter_bounds_come_from_the_execution_input_schema() -> None:
 
 def _largest_execution_input(candidates: int) -> dict[str, Any]:
     """A valid execution input with every field at its longest: the case the payload guard must cover."""
-    uri = "s3://" + "b" * 63 + "/events/" + "\u00e9" * 947 + "/"  # JSON escapes each é in 6 characters
+    uri = "s3://" + "b" * 63 + "/events/" + "a" * 123 + "/"  # the schema's longest: 200 characters
     number = -1.2345678901234567e-308
     hyperparameters = {f"h{i:02d}".ljust(64, "x"): [number] * 8 for i in range(16)}
     return {
@@ -54,7 +54,7 @@ def _largest_execution_input(candidates: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("candidates", [1, 22])
+@pytest.mark.parametrize("candidates", [1, 23])
 def test_the_execution_input_bound_covers_the_largest_valid_input(candidates: int) -> None:
     import fastjsonschema  # the preprocessing Lambda's validator
 
@@ -62,7 +62,7 @@ def test_the_execution_input_bound_covers_the_largest_valid_input(candidates: in
     document = _largest_execution_input(candidates)
     assert set(document) == set(schema["properties"])  # a new input field must be added here too
     fastjsonschema.compile(schema)(document)
-    assert len(document["raw_uri"]) == 1024
+    assert len(document["raw_uri"]) == 200
     written = json.dumps(document, separators=(",", ":"))
     assert len(written) <= guards.longest_execution_input(candidates) < 1.2 * len(written)
 
@@ -70,11 +70,11 @@ def test_the_execution_input_bound_covers_the_largest_valid_input(candidates: in
 def test_the_payload_counts_the_execution_input_that_every_state_keeps(context_for: Any) -> None:
     # Plan keeps the execution input (its result goes to $.plan), so after ExpandCandidates each candidate's
     # hyperparameters are in the state twice: in the input and in its Batch parameters.
-    config = load_config(context_for("dev", pipeline={"max_candidates": 22}), environ={})
-    size = guards.check_candidates_payload(config, 63)
-    assert size > 22 * 2 * guards.longest_hyperparameters_json()
     config = load_config(context_for("dev", pipeline={"max_candidates": 23}), environ={})
-    with pytest.raises(guards.GuardError, match=r"23 candidates could make .* 25[0-9] KiB.* at most 22 fit"):
+    size = guards.check_candidates_payload(config, 63)
+    assert size > 23 * 2 * guards.longest_hyperparameters_json()
+    config = load_config(context_for("dev", pipeline={"max_candidates": 24}), environ={})
+    with pytest.raises(guards.GuardError, match=r"24 candidates could make .* 258 KiB.* at most 23 fit"):
         guards.check_candidates_payload(config, 63)
 
 
@@ -132,3 +132,9 @@ def test_an_unknown_deep_learning_container_version_names_the_key() -> None:
         ConfigError, match=r"batch.dlc_pytorch_version: .* no PyTorch 9.9 \(py312\) .* us-east-1"
     ):
         dlc_training_image("us-east-1", "9.9", "py312")
+
+
+def test_the_execution_inputs_uris_use_the_pattern_the_guard_counts_unescaped() -> None:
+    schema = json.loads(guards.EXECUTION_INPUT_SCHEMA.read_text())
+    for field in ("raw_uri", "inference_input_uri"):
+        assert schema["properties"][field]["pattern"] == guards.S3_URI_PATTERN, field

@@ -326,3 +326,37 @@ def test_only_plain_emr_statements_are_narrowed_and_only_their_cluster_actions()
     ]
     for statement in unchanged:
         assert narrowed(**statement) == [iam.PolicyStatement(**statement).to_statement_json()], statement
+
+
+def test_each_lambda_can_write_what_it_commits_and_nothing_of_another_workload(dev: Any) -> None:
+    """The keys that put_json_atomic writes (the object and its temporary) fall under the role's object
+    grants, which all lie under the workload's own prefixes."""
+    import fnmatch
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambdas"))
+    from mlpipe_common.s3 import S3Uri, temporary
+
+    template = dev.json("Pipeline")
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    for function in functions:
+        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        (policy,) = [
+            r
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+        ]
+        writable = [
+            resource["Fn::Join"][1][-1].split("/", 1)[1]  # "<bucket name's end>/runs/clickstream/*"
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "s3:PutObject" in statement["Action"]
+            for resource in (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+        ]
+        assert writable and all(
+            p.startswith(("runs/clickstream/", "tmp/runs/clickstream/")) for p in writable
+        )
+        for key in ("runs/clickstream/r-1/plan.json", "runs/clickstream/r-1/evaluation.json"):
+            for written in (key, temporary(S3Uri("artifacts", key)).key):
+                assert any(fnmatch.fnmatchcase(written, p) for p in writable), (written, writable)

@@ -135,7 +135,7 @@ def test_a_missing_or_unreadable_figure_is_an_evaluation_error(
         put_evaluation(plan, raw=raw)
     with pytest.raises(EvaluationError, match=message):
         handler(event, None)
-    assert store.keys(lambda_env["ARTIFACTS_BUCKET"], f"runs/{plan['run_id']}/evaluation.json") == []
+    assert not store.keys(lambda_env["ARTIFACTS_BUCKET"], plan["uris"]["evaluation"].split("/", 3)[3])
 
 
 def test_a_manifest_of_another_run_is_refused(

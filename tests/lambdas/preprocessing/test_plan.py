@@ -237,6 +237,16 @@ BAD_INPUTS = [
         "s3://{curated}/curated/clicks/",
     ),
     (
+        "gate looser than the workload's",
+        {"raw_uri": RAW_EVENTS, "quality_gate": {"threshold": 0.69}},
+        "input.quality_gate.threshold: 0.69 is looser than the workload's gate auc >= 0.7",
+    ),
+    (
+        "raw uri with a character the registry refuses",
+        {"raw_uri": "s3://{raw}/events/day(1)/"},
+        "input.raw_uri: 's3://{raw}/events/day(1)/'",
+    ),
+    (
         "raw uri not a prefix",
         {"raw_uri": RAW_EVENTS + "day.jsonl"},
         "input.raw_uri: 's3://{raw}/events/day.jsonl'",
@@ -297,7 +307,7 @@ BAD_INPUTS = [
         "input.candidates[0].name: '../a' is not valid",
     ),
     (
-        "gate below a coin toss",
+        "gate not a number",
         {"raw_uri": RAW_EVENTS, "quality_gate": {"threshold": "0.3"}},
         "input.quality_gate.threshold must be number",
     ),

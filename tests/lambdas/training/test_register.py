@@ -74,7 +74,7 @@ def test_register_creates_one_package_with_metrics_and_lineage(
     assert metadata["mlpipe:run_id"] == "reg-1"
     assert metadata["mlpipe:best_candidate"] == "large"
     assert metadata["mlpipe:model_uri"] == f"s3://{artifacts}/runs/clicks/reg-1/candidates/large/model/"
-    assert metadata["mlpipe:metric"] == "auc (maximize)"
+    assert metadata["mlpipe:metric"] == "auc:maximize"
     assert metadata["mlpipe:validation_auc"] == "0.88" and metadata["mlpipe:test_auc"] == "0.86"
     assert metadata["mlpipe:test_rows"] == "1000" and metadata["mlpipe:quality_gate"] == "0.7"
     assert metadata["mlpipe:evaluation_metrics_uri"].endswith("/runs/clicks/reg-1/evaluation/metrics.json")
@@ -128,3 +128,31 @@ def test_register_refuses_unpassed_or_mismatched_evaluations(
     with pytest.raises(RegistrationRefused, match=message):
         handler(event, None)
     assert packages(sagemaker, lambda_env["MODEL_PACKAGE_GROUP"]) == []
+
+
+def test_metadata_rules_are_sagemakers() -> None:
+    """The limits come from botocore's SageMaker model: a value CreateModelPackage would refuse is refused
+    first, naming the entry."""
+    import botocore.session
+    from training.register import (
+        METADATA_ENTRIES_MAX,
+        METADATA_KEY_MAX,
+        METADATA_VALUE_MAX,
+        check_metadata,
+    )
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataMap")
+    assert (shape.metadata["max"], shape.key.metadata["max"], shape.value.metadata["max"]) == (
+        METADATA_ENTRIES_MAX,
+        METADATA_KEY_MAX,
+        METADATA_VALUE_MAX,
+    )
+    check_metadata({"mlpipe:metric": "rmse:minimize", "mlpipe:raw_uri": "s3://raw-1/team a/x=1/"})
+    for properties, message in (
+        ({"mlpipe:metric": "rmse (minimize)"}, r"mlpipe:metric='rmse \(minimize\)' breaks"),
+        ({"mlpipe:raw_uri": "s3://raw/" + "a" * 250}, r"mlpipe:raw_uri=.* breaks SageMaker's value rules"),
+        ({"mlpipe:x": ""}, "breaks SageMaker's value rules"),
+        ({f"k{i}": "v" for i in range(51)}, "51 customer metadata entries"),
+    ):
+        with pytest.raises(RegistrationRefused, match=message):
+            check_metadata(properties)

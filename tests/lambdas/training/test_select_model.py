@@ -114,7 +114,7 @@ def test_missing_or_corrupt_metrics_name_the_candidate(
     put_candidate(plan, "gamma", 0.9)
     with pytest.raises(CandidateMetricsError, match=message):
         select(plan, ["alpha", "beta", "gamma"])
-    assert store.keys(lambda_env["ARTIFACTS_BUCKET"], f"runs/{plan['run_id']}/model/") == []
+    assert not store.keys(lambda_env["ARTIFACTS_BUCKET"], plan["uris"]["model_manifest"].split("/", 3)[3])
 
 
 def test_best_candidate_without_a_saved_model_is_an_error(
