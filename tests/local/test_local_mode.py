@@ -97,7 +97,7 @@ class BrokenInference:
 
 
 def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One small run of the renamed clickstream copy through every stage: all but the last (Batch inference)
     succeed for real, the last fails for real; `mlpipe local redrive` then completes the run without redoing
@@ -179,7 +179,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     assert summary["best_candidate"] in {"baseline", "ddp-2-nodes"}
     # a real model: far better than chance, and no better than the Bayes-optimal ranking allows
     assert summary["metric"] == "log_loss" and 0 < summary["test_value"] < 0.69  # selected and gated on it
-    sys.path.insert(0, str(workload))
+    monkeypatch.syspath_prepend(str(workload))
     from oracle import local_run_quality  # the copy's own truth, as its generator wrote it
 
     quality = local_run_quality(workdir)
