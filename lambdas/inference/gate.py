@@ -16,7 +16,7 @@ from typing import Any
 from mlpipe_common.errors import EvaluationError, InvalidInput, QualityGateFailed
 from mlpipe_common.logs import get_logger
 from mlpipe_common.metric import Metric, read_figure
-from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, put_json_atomic, read_json
+from mlpipe_common.s3 import S3Uri, put_json_atomic, read_json_object
 
 EVALUATION_FORMAT = "mlpipe.evaluation.v2"
 log = get_logger(__name__)
@@ -37,15 +37,7 @@ def threshold(plan: dict[str, Any], default: float) -> Threshold:
 
 
 def _read(s3: Any, uri: S3Uri, what: str) -> dict[str, Any]:
-    try:
-        document = read_json(s3, uri)
-    except S3ObjectNotFound as exc:
-        raise EvaluationError(f"{what} {exc}") from None
-    except ValueError as exc:
-        raise EvaluationError(f"{what}: {exc}") from None
-    if not isinstance(document, dict):
-        raise EvaluationError(f"{what} {uri} is not a JSON object")
-    return document
+    return read_json_object(s3, uri, what, EvaluationError)
 
 
 def apply_gate(

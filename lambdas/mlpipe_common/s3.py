@@ -119,6 +119,19 @@ def read_json(s3: Any, uri: S3Uri) -> Any:
         raise ValueError(f"{uri} is not valid JSON: {exc}") from None
 
 
+def read_json_object(s3: Any, uri: S3Uri, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The JSON object at `uri`; `error` naming `what` when it is absent, not JSON or not an object."""
+    try:
+        document = read_json(s3, uri)
+    except S3ObjectNotFound as exc:
+        raise error(f"{what} {exc}") from None
+    except ValueError as exc:
+        raise error(f"{what}: {exc}") from None
+    if not isinstance(document, dict):
+        raise error(f"{what} {uri} is not a JSON object")
+    return document
+
+
 def exists(s3: Any, uri: S3Uri) -> bool:
     """Whether the object exists (a 403 counts as missing, see `_FORBIDDEN`)."""
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from mlpipe_common.errors import ModelArtifactError, RegistrationRefused
 from mlpipe_common.logs import get_logger
 from mlpipe_common.metric import Metric
-from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, read_json
+from mlpipe_common.s3 import S3Uri, read_json_object
 
 APPROVAL_STATUS = "PendingManualApproval"
 # SageMaker's CustomerMetadataMap (botocore's service model): at most 50 entries; keys of 1 to 128 and values
@@ -55,13 +55,7 @@ def find_package(sagemaker: Any, group: str, run_id: str) -> str | None:
 
 
 def _read(s3: Any, uri: S3Uri, what: str) -> dict[str, Any]:
-    try:
-        document = read_json(s3, uri)
-    except S3ObjectNotFound as exc:
-        raise ModelArtifactError(f"{what} {exc}") from None
-    if not isinstance(document, dict):
-        raise ModelArtifactError(f"{what} {uri} is not a JSON object")
-    return document
+    return read_json_object(s3, uri, what, ModelArtifactError)
 
 
 def metadata(
