@@ -27,7 +27,7 @@ help:
 	@echo "make test   set up, then run lint and the test suite"
 	@echo "make setup  create .venv and node_modules (pinned); quick when already done"
 	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
-	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode at 100k and 1M)"
+	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode: clickstream at 100k and 1M, regression at 120k, an init workload)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed build/jsii-package-cache.installed
 	@# Local Spark's class-data-sharing archive (it halves a Spark driver's start-up): made once, checked each time.
@@ -87,6 +87,8 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/etl.py --rows 1000000
 	$(PY) bench/e2e.py --rows 100000,1000000
+	$(PY) bench/e2e.py --workload examples/regression --rows 120000
+	$(PY) bench/e2e.py --workload init
 
 clean:
-	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache local-run
+	rm -rf cdk.out cdk.out.local-* build .pytest_cache .ruff_cache .mypy_cache local-run
