@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,30 @@ def dev_cloud_assembly(tmp_path_factory: pytest.TempPathFactory, worker_id: str)
         fcntl.flock(lock, fcntl.LOCK_EX)
         synthesize(outdir)  # nothing to do when another worker made it current
     return outdir
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Any:
+    """Returns a function that picks a free TCP port on 127.0.0.1."""
+    return _free_port
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 and a free port, for entry points run as subprocesses. (Servers of one
+    process share moto's state: a module's buckets are its own only by their names.)"""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

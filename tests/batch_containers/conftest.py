@@ -4,7 +4,6 @@ Bayes-optimal AUC, a moto S3 server for subprocesses, and a runner for the entry
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -35,18 +34,6 @@ def fast_hp() -> dict[str, Any]:
         "embedding_dim": 8,
         "log_every_steps": 0,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def free_port() -> Any:
-    """Returns a function that picks a free TCP port on 127.0.0.1."""
-    return _free_port
 
 
 @pytest.fixture(scope="session")
@@ -80,20 +67,6 @@ def s3_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         client.create_bucket(Bucket="features")
         yield client
     storage.reset_clients()
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 and a free port, for entry points run as subprocesses."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

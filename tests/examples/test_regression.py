@@ -12,7 +12,6 @@ import io
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -221,25 +220,6 @@ def test_the_feature_manifest_splits_and_columns(built: dict[str, Any], cleaned:
 
 
 # --- train.py, evaluate.py, infer.py under mlpipe's launcher, on S3 ----------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Any:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def s3(moto_server: str) -> Any:
     import boto3
@@ -272,14 +252,14 @@ def _upload_manifest(s3: Any, manifest: dict[str, Any], prefix: str) -> str:
     return f"s3://reg-curated/{prefix}/manifest.json"
 
 
-def _launch(moto_server: str, tmp_path: Path, args: list[str]) -> None:
+def _launch(moto_server: str, tmp_path: Path, args: list[str], port: int) -> None:
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AWS_BATCH_", "MLPIPE_", "RANK", "WORLD_SIZE", "MASTER_"))
     }
     env.update(FAKE_AWS, AWS_ENDPOINT_URL=moto_server, PYTHONPATH=str(BATCH_SRC), OMP_NUM_THREADS="1",
-               MLPIPE_NPROC_PER_NODE="1", MLPIPE_MASTER_PORT=str(_free_port()), MLPIPE_WORKDIR=str(tmp_path))  # fmt: skip
+               MLPIPE_NPROC_PER_NODE="1", MLPIPE_MASTER_PORT=str(port), MLPIPE_WORKDIR=str(tmp_path))  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "mlpipe_batch.run", *args],
         env=env,
@@ -298,7 +278,7 @@ def _json(s3: Any, key: str) -> Any:
 @pytest.mark.torch
 @pytest.mark.xdist_group("spark")
 def test_train_evaluate_infer_through_the_launcher_keep_the_output_contracts(
-    built: dict[str, Any], s3: Any, moto_server: str, tmp_path: Path
+    built: dict[str, Any], s3: Any, moto_server: str, tmp_path: Path, free_port: Any
 ) -> None:
     package = code_package.build(EXAMPLE)
     s3.put_object(Bucket="reg-artifacts", Key="code/regression.zip", Body=package.data)
@@ -310,7 +290,7 @@ def test_train_evaluate_infer_through_the_launcher_keep_the_output_contracts(
 
     _launch(moto_server, tmp_path, [*code, "--entrypoint", "train.py", "--input", training, "--output",
             f"{run}/candidates/mlp/", "--checkpoint", "s3://reg-artifacts/checkpoints/r1/mlp/",
-            "--hyperparameters", json.dumps(hp)])  # fmt: skip
+            "--hyperparameters", json.dumps(hp)], port=free_port())  # fmt: skip
     trained = _json(s3, "runs/r1/candidates/mlp/metrics.json")
     assert isinstance(trained["validation"]["rmse"], float) and trained["world_size"] == 1
     listed = s3.list_objects_v2(Bucket="reg-artifacts", Prefix="runs/r1/candidates/mlp/model/")["Contents"]
@@ -318,9 +298,9 @@ def test_train_evaluate_infer_through_the_launcher_keep_the_output_contracts(
 
     model = ["--model", f"{run}/candidates/mlp/model/"]
     _launch(moto_server, tmp_path, [*code, "--entrypoint", "evaluate.py", "--input", training, *model,
-            "--output", f"{run}/evaluation/"])  # fmt: skip
+            "--output", f"{run}/evaluation/"], port=free_port())  # fmt: skip
     _launch(moto_server, tmp_path, [*code, "--entrypoint", "infer.py", "--input", inference, *model,
-            "--output", f"{run}/inference/"])  # fmt: skip
+            "--output", f"{run}/inference/"], port=free_port())  # fmt: skip
 
     evaluation = _json(s3, "runs/r1/evaluation/metrics.json")
     assert set(evaluation) >= {"test", "rows"} and isinstance(evaluation["test"]["rmse"], float)
