@@ -42,9 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Its files are written and closed: end without the interpreter's teardown, where Arrow's and torch's
-    # native thread pools can abort the process after the work is done (apache/arrow#34314).
-    os._exit(status)
+    scoring.exit_now(main())

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from mlpipe_batch import storage
 from train import MODEL_FORMAT, Split, build_model, predict, read_split
 
-__all__ = ["Split", "load_manifest", "load_model", "predict", "read_split", "single_rank"]
+__all__ = ["Split", "exit_now", "load_manifest", "load_model", "predict", "read_split", "single_rank"]
 
 
 class ModelError(ValueError):
@@ -51,3 +52,11 @@ def single_rank() -> bool:
     """Scoring runs on rank 0 alone (the data is small next to training): True on the other ranks, which
     have nothing to do."""
     return int(os.environ.get("RANK", "0")) != 0
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process once its files are written and closed, without the interpreter's teardown, where Arrow's
+    and torch's native thread pools can abort it after the work is done (apache/arrow#34314)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
