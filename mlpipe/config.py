@@ -112,6 +112,13 @@ class BatchConfig:
     """A job that cannot start (no capacity, quota, resources no instance has) is cancelled after this long."""
     retry_attempts: int = 3
     """Attempts per job; only Spot reclaims (status reason `Host EC2*`) are retried."""
+    workload_max_vcpus: int = 128
+    """Most vCPUs that one workload's Batch jobs hold at once, across all its executions (a Batch consumable
+    resource per workload: further jobs wait in RUNNABLE); every job shape must fit in it."""
+    workload_vcpu_limits: Mapping[str, int] = field(default_factory=dict)
+    """Per-workload overrides of `workload_max_vcpus`, by workload name."""
+    share_decay_seconds: int = 3600
+    """The fair-share policy's window: how long past usage counts against a workload's share (0 to 604800)."""
     dlc_pytorch_version: str = "2.8"
     """PyTorch version of the AWS Deep Learning Container that the images build on."""
     dlc_python_version: str = "py312"
@@ -276,6 +283,32 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a string, got {json.dumps(value)}")
         return value
     raise TypeError(f"{path}: unsupported config type {hint!r}")  # a programming error, not a user's
+
+
+def _check_workload_vcpus(batch: BatchConfig, path: str) -> None:
+    """Each workload's vCPU cap must admit its largest job, or that job would wait in RUNNABLE forever."""
+    node = GPU_INSTANCES[batch.multinode_instance_type]
+    largest = max(batch.training_vcpus, batch.inference_vcpus, batch.multinode_nodes * (node.vcpus - 2))
+    limits = {"workload_max_vcpus": batch.workload_max_vcpus}
+    for name, limit in batch.workload_vcpu_limits.items():
+        key = f"workload_vcpu_limits.{name}"
+        _require(isinstance(limit, int) and not isinstance(limit, bool), f"{path}.batch.{key}",
+                 f"expected an integer, got {json.dumps(limit)}")  # fmt: skip
+        limits[key] = limit
+    for key, limit in limits.items():
+        _require(
+            largest <= limit <= 100_000,
+            f"{path}.batch.{key}",
+            f"must be {largest} (the largest job's vCPUs) to 100000",
+        )
+    _require(
+        0 <= batch.share_decay_seconds <= 604_800, f"{path}.batch.share_decay_seconds", "must be 0 to 604800"
+    )
+
+
+def workload_vcpu_limit(batch: BatchConfig, workload: str) -> int:
+    """The vCPU cap of `workload`'s Batch jobs."""
+    return int(batch.workload_vcpu_limits.get(workload, batch.workload_max_vcpus))
 
 
 def _require(condition: bool, path: str, message: str) -> None:
@@ -447,11 +480,7 @@ def _check(config: MlpipeConfig, path: str) -> None:
     _require(1 <= glue.timeout_minutes <= 2880, f"{path}.glue.timeout_minutes", "must be 1 to 2880")
 
     _require(len(config.workloads) >= 1, "workloads", "list at least one workload folder in cdk.json")
-    _require(
-        len(config.workloads) == 1,
-        "workloads",
-        "this version of mlpipe deploys one workload per app; list one folder",
-    )
+    _check_workload_vcpus(batch, path)
 
     pipe = config.pipeline
     _require(1 <= pipe.max_candidates <= 64, f"{path}.pipeline.max_candidates", "must be 1 to 64")

@@ -277,16 +277,30 @@ def load_all(folders: Sequence[str], base: Path) -> tuple[Workload, ...]:
     return tuple(workloads)
 
 
+def share_identifier(name: str) -> str:
+    """The workload's fair-share identifier on the Batch queues: Batch takes letters and digits only."""
+    return name.replace("-", "")
+
+
 def check_unique(workloads: Sequence[Workload], path: str = "workloads") -> None:
-    """Two workloads with one name would share resources: refuse them."""
+    """Two workloads with one name, or one share identifier, would share resources: refuse them."""
     seen: dict[str, int] = {}
+    shares: dict[str, int] = {}
     for i, workload in enumerate(workloads):
         if workload.name in seen:
             raise WorkloadError(
                 f"{path}[{i}]: workload name {workload.name!r} is also the name of {path}[{seen[workload.name]}] "
                 f"({workloads[seen[workload.name]].root})"
             )
+        share = share_identifier(workload.name)
+        if share in shares:
+            other = workloads[shares[share]].name
+            raise WorkloadError(
+                f"{path}[{i}]: workload name {workload.name!r} and {other!r} ({path}[{shares[share]}]) give one "
+                f"Batch share identifier, {share!r} (names without '-'): rename one"
+            )
         seen[workload.name] = i
+        shares[share] = i
 
 
 def _relabel(message: str, source: str) -> str:

@@ -5,17 +5,16 @@ from typing import Any
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
-from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.emr import Emr
 from stacks.constructs.network import Network
 from stacks.constructs.storage import Storage, import_lake
-from stacks.constructs.workload_code import StagedPackage
 from stacks.defaults import resource_name
 
 
 class EmrStack(MlpipeStack):
-    """EMR on EC2: security configuration, roles, security groups, step code; the cluster when persistent."""
+    """EMR on EC2 for every workload: security configuration, service role, security groups; the cluster when
+    persistent."""
 
     def __init__(
         self,
@@ -25,8 +24,6 @@ class EmrStack(MlpipeStack):
         config: MlpipeConfig,
         network: Network,
         storage: Storage,
-        workload: Workload,
-        code: StagedPackage,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -45,11 +42,8 @@ class EmrStack(MlpipeStack):
             subnets=network.workload_subnets,
             private=config.network.profile == "prod",
             key=lake.key,
-            curated_bucket=lake.curated_bucket,
             artifacts_bucket=lake.artifacts_bucket,
             logs_bucket=lake.logs_bucket,
-            workload=workload,
-            code=code,
         )
         if self.emr.cluster is not None:
             self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")

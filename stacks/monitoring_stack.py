@@ -1,19 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
-from stacks.constructs.glue_etl import GlueEtl
-from stacks.constructs.monitoring import Monitoring
-from stacks.constructs.pipeline import Pipeline
+from stacks.constructs.monitoring import Monitoring, WorkloadSection
 from stacks.defaults import resource_name
 
 
 class MonitoringStack(MlpipeStack):
-    """The pipeline dashboard and the alarms on failed and timed-out executions."""
+    """The dashboard (a section per workload) and the alarms on failed and timed-out executions."""
 
     def __init__(
         self,
@@ -21,8 +20,7 @@ class MonitoringStack(MlpipeStack):
         construct_id: str,
         *,
         config: MlpipeConfig,
-        pipeline: Pipeline,
-        glue_etl: GlueEtl,
+        workloads: Sequence[WorkloadSection],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -30,8 +28,5 @@ class MonitoringStack(MlpipeStack):
             self,
             "Monitoring",
             dashboard_name=resource_name(config),
-            state_machine=pipeline.state_machine,
-            functions=[pipeline.preprocessing, pipeline.training, pipeline.inference],
-            glue_job_name=glue_etl.job_name,
-            topic=pipeline.topic,
+            workloads=workloads,
         )

@@ -1,4 +1,5 @@
-"""Creates mlpipe's seven stacks for one environment and wires them together."""
+"""Creates mlpipe's stacks for one environment: the shared platform (storage, network, EMR, Batch,
+monitoring) and one pipeline stack per workload, and wires them together."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from dataclasses import dataclass
 
 from aws_cdk import App, Environment, Tags
 
-from mlpipe.config import MlpipeConfig
+from mlpipe.config import ConfigError, MlpipeConfig
 from mlpipe.workload import Workload, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
+from stacks.constructs.monitoring import WorkloadSection
 from stacks.constructs.workload_code import stage
 from stacks.emr_stack import EmrStack
-from stacks.glue_stack import GlueStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
-from stacks.pipeline_stack import PipelineStack
 from stacks.storage_stack import StorageStack
+from stacks.workload_stack import WorkloadStack
 
 
 @dataclass(frozen=True)
@@ -26,19 +27,30 @@ class Platform:
     network: NetworkStack
     emr: EmrStack
     batch: BatchStack
-    glue: GlueStack
-    pipeline: PipelineStack
+    workloads: dict[str, WorkloadStack]
     monitoring: MonitoringStack
 
     def stacks(self) -> list[MlpipeStack]:
-        return [self.storage, self.network, self.emr, self.batch, self.glue, self.pipeline, self.monitoring]
+        return [self.storage, self.network, self.emr, self.batch, *self.workloads.values(), self.monitoring]
+
+
+def workload_concern(name: str) -> str:
+    """The concern of a workload's stack: `Workload-churn` is MlpipeDev-Workload-churn."""
+    return f"Workload-{name}"
 
 
 def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workload]) -> Platform:
-    """The stacks for `config`'s environment; `workloads` are the validated folders that config lists."""
-    (workload,) = workloads  # one pipeline per app in this version (mlpipe.config checks the count)
-    check_deployable(workload, f"{workload.root.name}/workload.toml")
-    code = stage(workload)  # built once: the Glue and EMR stacks upload the same file
+    """The stacks for `config`'s environment: the shared platform, and one pipeline stack per workload in
+    `workloads` (the validated folders that config lists)."""
+    names = {w.name for w in workloads}
+    for name in config.batch.workload_vcpu_limits:
+        if name not in names:
+            raise ConfigError(
+                f"environments.{config.env}.batch.workload_vcpu_limits.{name}: no workload of that name "
+                f"(workloads: {', '.join(sorted(names))})"
+            )
+    for workload in workloads:
+        check_deployable(workload, f"{workload.root.name}/workload.toml")
     env = Environment(account=config.account, region=config.region)
     name = config.stack_name
 
@@ -58,47 +70,52 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         app, name("Network"), **kwargs("Network", f"VPC ({config.network.profile} profile)")
     )
     n = network.network
-    emr = EmrStack(
-        app,
-        name("Emr"),
-        network=n,
-        storage=s,
-        workload=workload,
-        code=code,
-        **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"),
-    )
+    emr = EmrStack(app, name("Emr"), network=n, storage=s, **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"))
     batch = BatchStack(
         app,
         name("Batch"),
         network=n,
         storage=s,
-        workload=workload,
-        code=code,
-        **kwargs("Batch", "AWS Batch GPU training"),
+        workloads=workloads,
+        **kwargs("Batch", "AWS Batch GPU compute and fair-share queues"),
     )
-    glue = GlueStack(app, name("Glue"), storage=s, workload=workload, code=code, **kwargs("Glue", "Glue ETL"))
-    pipeline = PipelineStack(
-        app,
-        name("Pipeline"),
-        storage=s,
-        glue_etl=glue.glue,
-        emr=emr.emr,
-        batch=batch.batch,
-        jobs=batch.jobs,
-        workload=workload,
-        **kwargs("Pipeline", "Lambdas and the Step Functions state machine"),
-    )
+    pipelines: dict[str, WorkloadStack] = {}
+    for workload in workloads:
+        concern = workload_concern(workload.name)
+        pipelines[workload.name] = WorkloadStack(
+            app,
+            name(concern),
+            workload=workload,
+            package=stage(workload),
+            storage=s,
+            emr_=emr.emr,
+            batch_=batch.batch,
+            job_log_group=batch.log_group,
+            **kwargs(
+                concern, f"workload {workload.name}: Glue, EMR steps, Batch jobs, Lambdas, state machine"
+            ),
+        )
     monitoring = MonitoringStack(
         app,
         name("Monitoring"),
-        pipeline=pipeline.pipeline,
-        glue_etl=glue.glue,
+        workloads=[
+            WorkloadSection(
+                name=w,
+                state_machine=stack.pipeline.state_machine,
+                functions=[stack.pipeline.preprocessing, stack.pipeline.training, stack.pipeline.inference],
+                glue_job_name=stack.glue.job_name,
+                topic=stack.pipeline.topic,
+            )
+            for w, stack in pipelines.items()
+        ],
         **kwargs("Monitoring", "dashboard and alarms"),
     )
-    platform = Platform(storage, network, emr, batch, glue, pipeline, monitoring)
+    platform = Platform(storage, network, emr, batch, pipelines, monitoring)
     for stack in platform.stacks()[1:]:
         stack.add_stack_dependency(storage)  # they name the lake's buckets without cross-stack references
     for stack in platform.stacks():
         Tags.of(stack).add("project", "mlpipe")
         Tags.of(stack).add("mlpipe:env", config.env)
+    for w, stack in pipelines.items():
+        Tags.of(stack).add("mlpipe:workload", w)
     return platform

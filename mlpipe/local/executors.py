@@ -121,6 +121,7 @@ class BatchJobDefinition:
     retry_strategy: RetryStrategy
     num_nodes: int = 1
     attempt_timeout_s: int | None = None
+    scheduling_priority: int | None = None
 
 
 @dataclass(frozen=True)

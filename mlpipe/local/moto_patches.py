@@ -232,6 +232,11 @@ class _LambdaTask(_SkipWhenStopped, StateTaskLambda):
 
 # ---- Batch ----------------------------------------------------------------------------------------------
 class _BatchTask(_SkipWhenStopped, StateTaskServiceBatch):
+    def _get_supported_parameters(self) -> set[str] | None:
+        # moto's list predates fair share; Step Functions passes a fair-share queue's parameters on.
+        supported = super()._get_supported_parameters()
+        return None if supported is None else supported | {"ShareIdentifier", "SchedulingPriorityOverride"}
+
     def _eval_service_task(
         self,
         env: Any,

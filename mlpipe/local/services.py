@@ -66,7 +66,8 @@ def _substitute(command: tuple[str, ...], parameters: Mapping[str, str]) -> tupl
 @dataclass
 class BatchService:
     definitions: dict[str, BatchJobDefinition]
-    queues: set[str]
+    queues: dict[str, bool]
+    """Each job queue's ARN, and whether it has a fair-share scheduling policy."""
     executors: Executors
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -95,10 +96,12 @@ class BatchService:
                 retry_strategy=RetryStrategy.from_template(props.get("RetryStrategy")),
                 num_nodes=num_nodes,
                 attempt_timeout_s=props.get("Timeout", {}).get("AttemptDurationSeconds"),
+                scheduling_priority=props.get("SchedulingPriority"),
             )
             definitions[arn] = definition
         queues = {
-            assembly.ref(stack, logical_id) for stack, logical_id, _ in assembly.find("AWS::Batch::JobQueue")
+            assembly.ref(stack, logical_id): "SchedulingPolicyArn" in queue.get("Properties", {})
+            for stack, logical_id, queue in assembly.find("AWS::Batch::JobQueue")
         }
         return cls(definitions=definitions, queues=queues, executors=executors)
 
@@ -116,7 +119,25 @@ class BatchService:
             raise ServiceError("ClientException", "JobName, JobQueue and JobDefinition are required")
         if queue not in self.queues:
             raise ServiceError("ClientException", f"Job queue {queue} does not exist")
+        # As Batch: a fair-share queue needs the job's share identifier, and a FIFO queue takes none.
+        if self.queues[queue] != bool(request.get("ShareIdentifier")):
+            raise ServiceError(
+                "ClientException",
+                f"Job queue {queue} has a fair-share scheduling policy: ShareIdentifier is required"
+                if self.queues[queue]
+                else f"Job queue {queue} has no scheduling policy: ShareIdentifier is not allowed",
+            )
         definition = self._definition(str(request["JobDefinition"]))
+        fair_share = self.queues[queue]
+        if (
+            fair_share
+            and definition.scheduling_priority is None
+            and "SchedulingPriorityOverride" not in request
+        ):
+            raise ServiceError(
+                "ClientException",
+                "Either schedulingPriority in job definition or schedulingPriorityOverride should be specified.",
+            )
         submitted = request.get("Parameters") or {}
         if not isinstance(submitted, dict) or not all(isinstance(v, str) for v in submitted.values()):
             raise ServiceError("ClientException", "Parameters must map names to strings")
@@ -130,6 +151,7 @@ class BatchService:
             "JobId": job_id,
             "JobName": name,
             "JobQueue": queue,
+            **({"ShareIdentifier": request["ShareIdentifier"]} if request.get("ShareIdentifier") else {}),
             "JobDefinition": definition.arn,
             "Parameters": {**definition.parameters, **submitted},
             "RetryStrategy": _retry_description(retry or definition.retry_strategy),

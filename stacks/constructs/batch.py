@@ -3,6 +3,8 @@ workload's job definitions (stacks/constructs/workload_jobs.py) run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
@@ -37,6 +39,7 @@ class BatchCompute(Construct):
         config: BatchConfig,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
+        shares: Sequence[str],
     ) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
@@ -127,6 +130,14 @@ class BatchCompute(Construct):
                 batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
             )
         ]
+        # One share per workload, equal weights: a busy workload cannot starve another on the shared queues.
+        # Every job then needs its workload's share identifier (SubmitJob refuses one without).
+        self.scheduling_policy = batch.FairshareSchedulingPolicy(
+            self,
+            "FairShare",
+            share_decay=Duration.seconds(config.share_decay_seconds),
+            shares=[batch.Share(share_identifier=share, weight_factor=1) for share in shares],
+        )
         self.spot_first_queue = batch.JobQueue(
             self,
             "SpotFirstQueue",
@@ -136,6 +147,7 @@ class BatchCompute(Construct):
                 batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=2),
             ],
             job_state_time_limit_actions=stuck_runnable,
+            scheduling_policy=self.scheduling_policy,
         )
         self.on_demand_queue = batch.JobQueue(
             self,
@@ -145,6 +157,7 @@ class BatchCompute(Construct):
                 batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=1),
             ],
             job_state_time_limit_actions=stuck_runnable,
+            scheduling_policy=self.scheduling_policy,
         )
 
         # One image serves every workload's jobs (the job definitions give the command): built and pushed once.

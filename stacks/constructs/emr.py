@@ -1,12 +1,15 @@
-"""EMR on EC2: security configuration, least-privilege roles, and the cluster spec both modes share.
+"""EMR on EC2: the shared security configuration and service role, each workload's step roles, and the
+cluster spec both modes share.
 
-transient (default): the state machine creates a cluster from `cluster_spec` for each run, runs the Spark
-steps and terminates it, so nothing runs while idle. persistent: an AWS::EMR::Cluster in the stack, from
-the same spec, with an auto-termination policy; the state machine adds steps to it.
+transient (default): each workload's state machine creates a cluster from its `cluster_spec` for each run,
+runs the Spark steps and terminates it, so nothing runs while idle. persistent: one AWS::EMR::Cluster in the
+Emr stack, from the same spec, with an auto-termination policy; each workload's state machine adds steps to it
+that run as the workload's runtime role.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ from stacks.constructs.common import (
     allow_key,
     allow_objects,
 )
-from stacks.constructs.workload_code import StagedPackage, WorkloadCode, feature_driver_arguments
+from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
 
 # Where the platform team uploads the PEM certificates for in-transit encryption
@@ -86,7 +89,8 @@ class ClusterSpec:
 
 
 class Emr(Construct):
-    """The security configuration, the service and instance roles, security groups and step assets."""
+    """What every workload's Spark steps share: the security configuration, the service role, the security
+    groups, and in persistent mode the cluster, whose steps each run as their workload's runtime role."""
 
     def __init__(
         self,
@@ -100,31 +104,20 @@ class Emr(Construct):
         subnets: ec2.SubnetSelection,
         private: bool,
         key: kms.IKey,
-        curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         logs_bucket: s3.IBucket,
-        workload: Workload,
-        code: StagedPackage,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        # The workload's feature module ships in its code package, beside the driver's library on --py-files.
-        self.code = WorkloadCode(self, "WorkloadCode", package=code)
-        self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
-
-        # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.
-        self.features_script = s3_assets.Asset(
-            self, "FeaturesScript", path=str(EMR_STEPS_DIR / "build_features.py")
-        )
-        self.inference_features_script = s3_assets.Asset(
-            self, "InferenceFeaturesScript", path=str(EMR_STEPS_DIR / "inference_features.py")
-        )
-        self.py_files = s3_assets.Asset(
-            self, "StepLibrary", path=str(EMR_STEPS_DIR), exclude=["__pycache__", "*.pyc"]
-        )
+        self.config = config
+        self.persistent = config.mode == "persistent"
+        self.key = key
+        self.artifacts_bucket = artifacts_bucket
+        self.logs_bucket = logs_bucket
+        self.cluster_name = cluster_name
 
         def settings(key_arn: str, certificates: str) -> dict[str, Any]:
-            return {
+            encryption = {
                 "EncryptionConfiguration": {
                     "EnableAtRestEncryption": True,
                     "EnableInTransitEncryption": True,
@@ -144,6 +137,18 @@ class Emr(Construct):
                     },
                 }
             }
+            if not self.persistent:  # a transient cluster runs one workload, as that workload's instance role
+                return encryption
+            # The shared cluster runs each workload's steps as that workload's runtime role (ExecutionRoleArn).
+            authorization = {
+                "AuthorizationConfiguration": {
+                    "IAMConfiguration": {
+                        "EnableApplicationScopedIAMRole": True,
+                        "ApplicationScopedIAMRoleConfiguration": {"PropagateSourceIdentity": True},
+                    }
+                }
+            }
+            return {**encryption, **authorization}
 
         # Named (clusters and cdk-nag find it by name), with a digest of its settings in the name: a change
         # makes a new configuration, which CloudFormation creates before it deletes the old one.
@@ -161,9 +166,12 @@ class Emr(Construct):
         )
 
         # Service role: AWS's scoped managed policy v2 acts only on resources tagged for EMR.
+        # Named, so that each workload's stack refers to it by a name it knows (not a value of this stack).
+        self.service_role_name = f"{name_prefix}-emr-service"
         self.service_role = iam.Role(
             self,
             "ServiceRole",
+            role_name=self.service_role_name,
             assumed_by=iam.ServicePrincipal(
                 "elasticmapreduce.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
@@ -192,50 +200,6 @@ class Emr(Construct):
             self.service_role, ["kms:CreateGrant"], [key.key_arn],
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         )  # fmt: skip
-
-        # Instance role: reads step code and the TLS certificates, reads the workload's curated data, writes its features,
-        # writes its logs. Nothing else.
-        self.instance_role = iam.Role(
-            self,
-            "InstanceRole",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="mlpipe EMR instance profile role",
-        )
-        allow(
-            self.instance_role,
-            S3_READ,
-            [
-                a.bucket.arn_for_objects(a.s3_object_key)
-                for a in (
-                    self.features_script,
-                    self.inference_features_script,
-                    self.py_files,
-                    self.code.asset,
-                )
-            ]
-            + [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)],
-        )
-        allow_objects(self.instance_role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
-        # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefix.
-        allow_objects(
-            self.instance_role, curated_bucket, [f"features/{workload.name}/"], S3_READ_WRITE_DELETE
-        )
-        allow(
-            self.instance_role,
-            ["s3:PutObject"],
-            [logs_bucket.arn_for_objects("emr/*")],
-            reason="EMR pushes cluster and step logs under emr/ (keys named by cluster and step ids).",
-        )
-        allow_key(self.instance_role, key)
-        self.instance_profile = iam.CfnInstanceProfile(
-            self,
-            "InstanceProfile",
-            roles=[self.instance_role.role_name],
-            instance_profile_name=self.instance_role.role_name,
-        )
-        self.service_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.instance_role.role_arn])
-        )
 
         # EMR adds the rules it needs between its own groups; nothing else may reach the cluster.
         self.primary_security_group = ec2.SecurityGroup(
@@ -270,39 +234,23 @@ class Emr(Construct):
         ):
             if group is not None:
                 Tags.of(group).add(*EMR_MANAGED_POLICY_TAG)
-
-        self.cluster_spec = ClusterSpec(
-            name=cluster_name,
-            release_label=config.release_label,
-            fleets=(
-                Fleet("MASTER", config.primary_instance_types, on_demand=1, spot=0),
-                Fleet("CORE", config.core_instance_types, on_demand=config.core_capacity, spot=0),
-                Fleet("TASK", config.task_instance_types, on_demand=0, spot=config.task_spot_capacity),
-            ),
-            subnet_ids=vpc.select_subnets(
-                subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
-            ).subnet_ids,
-            primary_security_group=self.primary_security_group.security_group_id,
-            core_security_group=self.core_security_group.security_group_id,
-            service_access_security_group=(
-                self.service_access_security_group.security_group_id
-                if self.service_access_security_group
-                else None
-            ),
-            log_uri=logs_bucket.s3_url_for_object("emr/"),
-            security_configuration=self.security_configuration_name,
-            service_role=self.service_role,
-            instance_role=self.instance_role,
-            instance_profile_name=self.instance_role.role_name,
-            ebs_volume_gib=config.ebs_volume_gib,
-            max_capacity=config.max_capacity,
-            idle_timeout=Duration.minutes(config.idle_timeout_minutes),
-        )
+        self.subnet_ids = vpc.select_subnets(
+            subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
+        ).subnet_ids
 
         self.cluster: emr.CfnCluster | None = None
-        if config.mode == "persistent":
-            self.cluster = persistent_cluster(self, "Cluster", self.cluster_spec)
-            self.cluster.add_resource_dependency(self.instance_profile)
+        self.instance_role: iam.Role | None = None
+        if self.persistent:
+            # The shared cluster's own role writes its logs and reads the TLS certificates; data access is each
+            # step's runtime role's (EmrSteps).
+            self.instance_role = instance_role(self, "InstanceRole", key=key, artifacts_bucket=artifacts_bucket,
+                                               logs_bucket=logs_bucket, description="mlpipe EMR shared cluster")  # fmt: skip
+            profile = instance_profile(self, "InstanceProfile", self.instance_role)
+            allow_pass_role(self.service_role, self.instance_role)
+            self.cluster = persistent_cluster(
+                self, "Cluster", self.cluster_spec(cluster_name, self.instance_role)
+            )
+            self.cluster.add_resource_dependency(profile)
             self.cluster.add_resource_dependency(self.security_configuration)  # referenced by name only
             nag_bug = (
                 "cdk-nag 3.0.2 looks for EnableAtRestEncryption/EnableInTransitEncryption at the top of the "
@@ -318,6 +266,149 @@ class Emr(Construct):
                 "No SSH key pair and no Kerberos: nobody logs in to the nodes; work arrives as EMR steps "
                 "through the API (IAM-authenticated), and the security groups admit no outside traffic.",
             )
+
+    def cluster_spec(self, name: str, role: iam.IRole) -> ClusterSpec:
+        """A cluster of this configuration whose nodes run as `role` (instance profile of the same name)."""
+        config = self.config
+        return ClusterSpec(
+            name=name,
+            release_label=config.release_label,
+            fleets=(
+                Fleet("MASTER", config.primary_instance_types, on_demand=1, spot=0),
+                Fleet("CORE", config.core_instance_types, on_demand=config.core_capacity, spot=0),
+                Fleet("TASK", config.task_instance_types, on_demand=0, spot=config.task_spot_capacity),
+            ),
+            subnet_ids=self.subnet_ids,
+            primary_security_group=self.primary_security_group.security_group_id,
+            core_security_group=self.core_security_group.security_group_id,
+            service_access_security_group=(
+                self.service_access_security_group.security_group_id
+                if self.service_access_security_group
+                else None
+            ),
+            log_uri=self.logs_bucket.s3_url_for_object("emr/"),
+            security_configuration=self.security_configuration_name,
+            service_role=self.service_role,
+            instance_role=role,
+            instance_profile_name=role.role_name,
+            ebs_volume_gib=config.ebs_volume_gib,
+            max_capacity=config.max_capacity,
+            idle_timeout=Duration.minutes(config.idle_timeout_minutes),
+        )
+
+
+def instance_role(
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    artifacts_bucket: s3.IBucket,
+    logs_bucket: s3.IBucket,
+    description: str,
+) -> iam.Role:
+    """An EMR node role that reads the TLS certificates and writes the cluster's logs; the caller adds data."""
+    role = iam.Role(
+        scope, construct_id, assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"), description=description
+    )
+    allow(role, S3_READ, [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)])
+    allow(
+        role,
+        ["s3:PutObject"],
+        [logs_bucket.arn_for_objects("emr/*")],
+        reason="EMR pushes cluster and step logs under emr/ (keys named by cluster and step ids).",
+    )
+    allow_key(role, key)
+    return role
+
+
+def instance_profile(scope: Construct, construct_id: str, role: iam.Role) -> iam.CfnInstanceProfile:
+    """The instance profile EMR launches nodes with; named as its role, which ClusterSpec relies on."""
+    return iam.CfnInstanceProfile(
+        scope, construct_id, roles=[role.role_name], instance_profile_name=role.role_name
+    )
+
+
+def allow_pass_role(service_role: iam.IRole, role: iam.IRole) -> None:
+    """AmazonEMRServicePolicy_v2 leaves iam:PassRole of the nodes' role to the caller."""
+    service_role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn])
+    )
+
+
+class EmrSteps(Construct):
+    """One workload's Spark steps: the feature driver's code and arguments, and the role its steps run as.
+
+    transient: the workload's own cluster per run, whose nodes run as the workload's instance role.
+    persistent: the shared cluster runs each step as the workload's runtime role (`execution_role`).
+    Either role reads the step code, the workload's curated data, and writes its features; nothing else.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        emr_: Emr,
+        workload: Workload,
+        code: WorkloadCode,
+        curated_bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.code = code
+        self.cluster = emr_.cluster
+        self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
+
+        # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.
+        self.features_script = s3_assets.Asset(
+            self, "FeaturesScript", path=str(EMR_STEPS_DIR / "build_features.py")
+        )
+        self.inference_features_script = s3_assets.Asset(
+            self, "InferenceFeaturesScript", path=str(EMR_STEPS_DIR / "inference_features.py")
+        )
+        self.py_files = s3_assets.Asset(
+            self, "StepLibrary", path=str(EMR_STEPS_DIR), exclude=["__pycache__", "*.pyc"]
+        )
+
+        self.cluster_spec: ClusterSpec | None = None
+        self.execution_role: iam.Role | None = None
+        if emr_.persistent:
+            assert emr_.instance_role is not None
+            role = iam.Role(
+                self,
+                "RuntimeRole",
+                assumed_by=iam.ArnPrincipal(emr_.instance_role.role_arn),
+                description=f"mlpipe {workload.name} EMR steps (runtime role)",
+            )
+            # PropagateSourceIdentity: the cluster passes the caller's identity on to the step's session.
+            role.assume_role_policy.add_statements(  # type: ignore[union-attr]
+                iam.PolicyStatement(
+                    actions=["sts:SetSourceIdentity"],
+                    principals=[iam.ArnPrincipal(emr_.instance_role.role_arn)],
+                )
+            )
+            allow_key(role, emr_.key)
+            self.execution_role = role
+        else:
+            role = instance_role(self, "InstanceRole", key=emr_.key, artifacts_bucket=emr_.artifacts_bucket,
+                                 logs_bucket=emr_.logs_bucket, description=f"mlpipe {workload.name} EMR nodes")  # fmt: skip
+            profile = instance_profile(self, "InstanceProfile", role)
+            # Imported by name: the PassRole of this node role that EMR's service role needs (CDK's create-cluster
+            # task adds it) becomes a policy of this stack, which comes and goes with the workload.
+            service_role = iam.Role.from_role_name(self, "ServiceRole", emr_.service_role_name)
+            self.cluster_spec = dataclasses.replace(
+                emr_.cluster_spec(f"{emr_.cluster_name}-{workload.name}", role), service_role=service_role
+            )
+            self.instance_profile = profile
+        self.role = role
+        allow(
+            role,
+            S3_READ,
+            [a.bucket.arn_for_objects(a.s3_object_key)
+             for a in (self.features_script, self.inference_features_script, self.py_files, code.asset)],
+        )  # fmt: skip
+        allow_objects(role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
+        # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefix.
+        allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ_WRITE_DELETE)
 
     def step_script_uris(self) -> dict[str, str]:
         """The S3 URIs the preprocessing Lambda puts into the spark-submit argv."""

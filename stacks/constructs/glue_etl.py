@@ -13,7 +13,7 @@ from constructs import Construct
 from mlpipe.config import GLUE_VERSION, GlueConfig
 from mlpipe.workload import Workload
 from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, allow, allow_key, allow_objects
-from stacks.constructs.workload_code import StagedPackage, WorkloadCode, module_name
+from stacks.constructs.workload_code import WorkloadCode, module_name
 from stacks.defaults import GLUE_JOBS_DIR
 
 
@@ -52,7 +52,7 @@ class GlueEtl(Construct):
         *,
         config: GlueConfig,
         workload: Workload,
-        code: StagedPackage,
+        code: WorkloadCode,
         key: kms.IKey,
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
@@ -73,7 +73,7 @@ class GlueEtl(Construct):
         clean = workload.clean
         if clean is None:
             raise ValueError(f"workload {workload.name} has no clean stage: it needs no Glue job")
-        self.code = WorkloadCode(self, "WorkloadCode", package=code)
+        self.code = code
         script = workload.path(clean.script) if clean.script else GLUE_JOBS_DIR / "mlpipe_clean.py"
         self.script = s3_assets.Asset(self, "Script", path=str(script))
         self.role = iam.Role(

@@ -1,6 +1,9 @@
-"""Monitoring: one dashboard for the pipeline, and alarms on failed or timed-out executions."""
+"""Monitoring: one dashboard with a section per workload, and alarms on failed or timed-out executions."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
@@ -20,8 +23,20 @@ _INTEGRATIONS = {
 }
 
 
+@dataclass(frozen=True)
+class WorkloadSection:
+    """What the dashboard shows of one workload, and where its alarms go."""
+
+    name: str
+    state_machine: sfn.IStateMachine
+    functions: Sequence[lambda_.IFunction]
+    glue_job_name: str
+    topic: sns.ITopic
+
+
 class Monitoring(Construct):
-    """A CloudWatch dashboard (executions, failures, Batch jobs, Glue and EMR) and alarms to the topic."""
+    """One CloudWatch dashboard: the service integrations of the account, then a section per workload
+    (executions, alarms, its Glue job and Lambdas); each workload's alarms go to its own topic."""
 
     def __init__(
         self,
@@ -29,36 +44,10 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         dashboard_name: str,
-        state_machine: sfn.IStateMachine,
-        functions: list[lambda_.IFunction],
-        glue_job_name: str,
-        topic: sns.ITopic,
+        workloads: Sequence[WorkloadSection],
     ) -> None:
         super().__init__(scope, construct_id)
         partition = Stack.of(self).partition
-
-        self.failed_alarm = cw.Alarm(
-            self,
-            "ExecutionsFailed",
-            metric=state_machine.metric_failed(period=_PERIOD, statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            alarm_description="An mlpipe pipeline execution failed",
-        )
-        self.timed_out_alarm = cw.Alarm(
-            self,
-            "ExecutionsTimedOut",
-            metric=state_machine.metric_timed_out(period=_PERIOD, statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            alarm_description="An mlpipe pipeline execution timed out",
-        )
-        for alarm in (self.failed_alarm, self.timed_out_alarm):
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
 
         def integration(label: str, metric_name: str, resource: str) -> cw.Metric:
             return cw.Metric(
@@ -72,30 +61,10 @@ class Monitoring(Construct):
 
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
         self.dashboard.add_widgets(
-            cw.GraphWidget(
-                title="Executions",
-                width=12,
-                left=[
-                    state_machine.metric_started(period=_PERIOD, statistic="Sum"),
-                    state_machine.metric_succeeded(period=_PERIOD, statistic="Sum"),
-                    state_machine.metric_failed(period=_PERIOD, statistic="Sum"),
-                    state_machine.metric_timed_out(period=_PERIOD, statistic="Sum"),
-                ],
-            ),
-            cw.GraphWidget(
-                title="Execution time",
-                width=12,
-                left=[
-                    state_machine.metric_time(period=_PERIOD, statistic="p90"),
-                ],
-            ),
-            cw.AlarmStatusWidget(title="Alarms", width=24, alarms=[self.failed_alarm, self.timed_out_alarm]),
-        )
-        for label, resource in _INTEGRATIONS.items():
-            self.dashboard.add_widgets(
+            *(
                 cw.GraphWidget(
                     title=f"{label} (all state machines of the account)",
-                    width=8,
+                    width=6,
                     left=[
                         integration("scheduled", "ServiceIntegrationsScheduled", resource),
                         integration("succeeded", "ServiceIntegrationsSucceeded", resource),
@@ -103,10 +72,59 @@ class Monitoring(Construct):
                         integration("timed out", "ServiceIntegrationsTimedOut", resource),
                     ],
                 )
+                for label, resource in _INTEGRATIONS.items()
             )
+        )
+        self.alarms: dict[str, list[cw.Alarm]] = {}
+        for section in workloads:
+            self.alarms[section.name] = self._section(section)
+
+    def _section(self, w: WorkloadSection) -> list[cw.Alarm]:
+        scope = Construct(self, w.name)  # a workload's alarms keep their ids whatever other workloads exist
+        machine = w.state_machine
+
+        def alarm(construct_id: str, metric: cw.Metric, what: str) -> cw.Alarm:
+            created = cw.Alarm(
+                scope,
+                construct_id,
+                metric=metric,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"An mlpipe {w.name} pipeline execution {what}",
+            )
+            created.add_alarm_action(cw_actions.SnsAction(w.topic))
+            return created
+
+        alarms = [
+            alarm("ExecutionsFailed", machine.metric_failed(period=_PERIOD, statistic="Sum"), "failed"),
+            alarm(
+                "ExecutionsTimedOut", machine.metric_timed_out(period=_PERIOD, statistic="Sum"), "timed out"
+            ),
+        ]
+        self.dashboard.add_widgets(cw.TextWidget(markdown=f"## Workload {w.name}", width=24, height=1))
         self.dashboard.add_widgets(
             cw.GraphWidget(
-                title="Glue clean job",
+                title=f"{w.name}: executions",
+                width=8,
+                left=[
+                    machine.metric_started(period=_PERIOD, statistic="Sum"),
+                    machine.metric_succeeded(period=_PERIOD, statistic="Sum"),
+                    machine.metric_failed(period=_PERIOD, statistic="Sum"),
+                    machine.metric_timed_out(period=_PERIOD, statistic="Sum"),
+                ],
+            ),
+            cw.GraphWidget(
+                title=f"{w.name}: execution time",
+                width=8,
+                left=[machine.metric_time(period=_PERIOD, statistic="p90")],
+            ),
+            cw.AlarmStatusWidget(title=f"{w.name}: alarms", width=8, alarms=alarms),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title=f"{w.name}: Glue clean job",
                 width=12,
                 left=[
                     cw.Metric(
@@ -115,7 +133,7 @@ class Monitoring(Construct):
                         statistic="Sum",
                         period=_PERIOD,
                         label=label,
-                        dimensions_map={"JobName": glue_job_name, "JobRunId": "ALL", "Type": "count"},
+                        dimensions_map={"JobName": w.glue_job_name, "JobRunId": "ALL", "Type": "count"},
                     )
                     for name, label in (
                         ("glue.driver.aggregate.numCompletedTasks", "tasks completed"),
@@ -124,12 +142,13 @@ class Monitoring(Construct):
                 ],
             ),
             cw.GraphWidget(
-                title="Lambda errors and throttles",
+                title=f"{w.name}: Lambda errors and throttles",
                 width=12,
                 left=[
                     m
-                    for f in functions
+                    for f in w.functions
                     for m in (f.metric_errors(period=_PERIOD), f.metric_throttles(period=_PERIOD))
                 ],
             ),
         )
+        return alarms

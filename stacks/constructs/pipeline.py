@@ -34,7 +34,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
-from mlpipe.workload import Workload
+from mlpipe.workload import Workload, share_identifier
 from stacks import guards
 from stacks.constructs.batch import BatchCompute
 from stacks.constructs.common import (
@@ -47,7 +47,7 @@ from stacks.constructs.common import (
     allow_objects,
     encrypted_log_group,
 )
-from stacks.constructs.emr import Emr, create_cluster_task
+from stacks.constructs.emr import EmrSteps, create_cluster_task
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.storage import DataLake
 from stacks.constructs.workload_jobs import WorkloadJobs
@@ -92,6 +92,7 @@ BATCH_TRANSIENT_ERRORS = [
     "Batch.ServerException",
     "Batch.TooManyRequestsException",
 ]
+Task = sfn.TaskStateBase | sfn.CustomState
 SNS_TRANSIENT_ERRORS = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
 
 
@@ -183,7 +184,7 @@ class StateMachineRole(iam.Role):
         return results[-1]
 
 
-def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) -> None:
+def _retry(state: Task, errors: list[str], *, attempts: int = 5) -> None:
     state.add_retry(
         errors=errors,
         interval=RETRY_INTERVAL,
@@ -194,7 +195,7 @@ def _retry(state: sfn.TaskStateBase, errors: list[str], *, attempts: int = 5) ->
     )
 
 
-def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute) -> str:
+def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, steps: EmrSteps, batch_: BatchCompute) -> str:
     """A digest of every code asset a pipeline deploys: the model registry's CommitId.
 
     It changes exactly when deployed code does; a git commit would change every template on every commit and
@@ -204,10 +205,10 @@ def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, emr_: Emr, batch_: Batch
     parts = [
         f"lambdas={lambda_code}",
         f"glue={glue_etl.script.asset_hash}",
-        f"emr={emr_.features_script.asset_hash},{emr_.inference_features_script.asset_hash},"
-        f"{emr_.py_files.asset_hash}",
+        f"emr={steps.features_script.asset_hash},{steps.inference_features_script.asset_hash},"
+        f"{steps.py_files.asset_hash}",
         f"image={batch_.image_asset.asset_hash}",
-        f"workload={glue_etl.code.sha256},{emr_.code.sha256}",
+        f"workload={glue_etl.code.sha256}",
     ]
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -223,7 +224,7 @@ class Pipeline(Construct):
         config: MlpipeConfig,
         lake: DataLake,
         glue_etl: GlueEtl,
-        emr_: Emr,
+        steps: EmrSteps,
         batch_: BatchCompute,
         jobs: WorkloadJobs,
         workload: Workload,
@@ -233,6 +234,8 @@ class Pipeline(Construct):
         self._config = config
         self._lake = lake
         self._workload = workload.name
+        self._share = share_identifier(workload.name)
+        self._model_package_group_name = resource_name(config, workload.name)
         key = lake.key
 
         self.topic = sns.Topic(
@@ -240,7 +243,7 @@ class Pipeline(Construct):
             "FailureTopic",
             master_key=key,
             enforce_ssl=True,
-            display_name=f"mlpipe {config.env} pipeline failures and alarms",
+            display_name=f"mlpipe {config.env} {workload.name}: pipeline failures and alarms",
         )
         if config.pipeline.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.pipeline.notification_email))
@@ -248,7 +251,7 @@ class Pipeline(Construct):
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,
             "ModelPackageGroup",
-            model_package_group_name=resource_name(config),
+            model_package_group_name=self._model_package_group_name,
             model_package_group_description="Models that passed mlpipe's quality gate",
         )
         self.model_package_group.apply_removal_policy(
@@ -286,14 +289,14 @@ class Pipeline(Construct):
             "CURATED_BUCKET": lake.curated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
             "LOG_LEVEL": "INFO",
-            "CODE_VERSION": code_revision(LAMBDAS_DIR, glue_etl, emr_, batch_),
+            "CODE_VERSION": code_revision(LAMBDAS_DIR, glue_etl, steps, batch_),
         }
         self.preprocessing = self._function(
             "Preprocessing",
             "preprocessing.handler.handler",
             {
                 **common_env,
-                **emr_.step_script_uris(),
+                **steps.step_script_uris(),
                 "RAW_PREFIX": workload.raw_prefix,
                 "METRIC_GATE": repr(float(workload.metric.gate)),
                 "DEFAULT_CANDIDATES": json.dumps(workload.execution_candidates(), separators=(",", ":")),
@@ -359,11 +362,11 @@ class Pipeline(Construct):
             service="elasticmapreduce", resource="cluster", resource_name="*"
         )
         self._clusters = self._region_clusters
-        if emr_.cluster is not None:
+        if steps.cluster is not None:
             self._clusters = Stack.of(self).format_arn(
-                service="elasticmapreduce", resource="cluster", resource_name=emr_.cluster.ref
+                service="elasticmapreduce", resource="cluster", resource_name=steps.cluster.ref
             )
-        definition = self._definition(glue_etl, emr_, batch_, jobs)
+        definition = self._definition(glue_etl, steps, batch_, jobs)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -377,10 +380,13 @@ class Pipeline(Construct):
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
-            comment=f"mlpipe {config.env}: Glue clean, EMR features, Batch GPU training and inference "
+            comment=f"mlpipe {config.env} {workload.name}: Glue clean, EMR features, Batch GPU training and inference "
             f"(deployment {self._fingerprint(batch_, jobs)})",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
+        self._allow_batch_jobs()
+        if steps.execution_role is not None:  # AddJobFlowSteps with an ExecutionRoleArn passes that role
+            allow(self.state_machine.role, ["iam:PassRole"], [steps.execution_role.role_arn])
         _drop_redundant_dependency(self.state_machine, self.state_machine.role)
         # Stopping an execution (or a failed branch) terminates the Batch jobs it started; .sync polls them.
         allow(
@@ -398,6 +404,26 @@ class Pipeline(Construct):
         self._acknowledge_state_machine_role()
         self._check_limits(jobs)
 
+    def _allow_batch_jobs(self) -> None:
+        """What the Batch tasks need: submit this workload's job definitions to the queues under its own share
+        only, and the rule through which Step Functions follows the jobs (.sync)."""
+        stack = Stack.of(self)
+        queues = {q.job_queue_arn: None for q, _ in self._submitted}
+        definitions = {d.job_definition_arn: None for _, d in self._submitted}
+        allow(
+            self.state_machine.role,
+            ["batch:SubmitJob"],
+            [*queues, *definitions],
+            sid="SubmitWorkloadJobs",
+            conditions={"StringEquals": {"batch:ShareIdentifier": self._share}},
+        )
+        allow(
+            self.state_machine.role,
+            ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            [stack.format_arn(service="events", resource="rule",
+                              resource_name="StepFunctionsGetEventsForBatchJobsRule")],
+        )  # fmt: skip
+
     def _fingerprint(self, batch_: BatchCompute, jobs: WorkloadJobs) -> str:
         """What the state machine refers to in other stacks, hashed into its template.
 
@@ -405,8 +431,12 @@ class Pipeline(Construct):
         (new image or job settings) or a replaced cluster leaves this template's text unchanged, and the CLI
         would skip the stack. The fingerprint changes with them, so this stack is deployed again.
         """
+        # Not the workloads' vCPU caps: each lives in its workload's own stack.
+        batch_settings = dataclasses.asdict(self._config.batch)
+        for cap in ("workload_max_vcpus", "workload_vcpu_limits"):
+            del batch_settings[cap]
         state = {
-            "batch": dataclasses.asdict(self._config.batch),
+            "batch": batch_settings,
             "emr": dataclasses.asdict(self._config.emr),
             "glue": dataclasses.asdict(self._config.glue),
             "image": batch_.image_asset.asset_hash,
@@ -432,7 +462,7 @@ class Pipeline(Construct):
     # ------------------------------------------------------------------------------------------------
     def _model_package_arn(self, env: str) -> str:
         return Stack.of(self).format_arn(
-            service="sagemaker", resource="model-package", resource_name=f"{resource_name(self._config)}/*"
+            service="sagemaker", resource="model-package", resource_name=f"{self._model_package_group_name}/*"
         )
 
     def _function(self, name: str, handler: str, environment: dict[str, str]) -> lambda_.Function:
@@ -502,11 +532,6 @@ class Pipeline(Construct):
                 f"{function.function_arn}:*",
                 "Invoking the function's versions and aliases (CDK's LambdaInvoke grant).",
             )
-        acknowledge_resource_wildcard(
-            role,
-            stack.format_arn(service="batch", resource="job-definition", resource_name="*"),
-            "CDK's BatchSubmitJob grants SubmitJob on job definitions by name pattern; the job queues are exact.",
-        )
         if self._config.emr.mode == "transient":
             acknowledge_resource_wildcard(
                 role,
@@ -523,7 +548,7 @@ class Pipeline(Construct):
 
     # ------------------------------------------------------------------------------------------------
     def _definition(
-        self, glue_etl: GlueEtl, emr_: Emr, batch_: BatchCompute, jobs: WorkloadJobs
+        self, glue_etl: GlueEtl, steps: EmrSteps, batch_: BatchCompute, jobs: WorkloadJobs
     ) -> sfn.IChainable:
         config = self._config
         transient = config.emr.mode == "transient"
@@ -569,7 +594,7 @@ class Pipeline(Construct):
             notify.add_catch(fail, result_path="$.notify_error")
             notify.next(fail)
 
-        def top_level(state: sfn.TaskStateBase | sfn.Parallel | sfn.Map, name: str):
+        def top_level(state: sfn.TaskStateBase | sfn.CustomState | sfn.Parallel | sfn.Map, name: str):
             """Catch every error of a top-level state: record it, notify once, clean up, fail."""
             handler = sfn.Pass(
                 self,
@@ -585,7 +610,7 @@ class Pipeline(Construct):
             state.add_catch(handler, errors=["States.ALL"], result_path="$.error")
             return state
 
-        def in_branch(state: sfn.TaskStateBase, name: str) -> sfn.TaskStateBase:
+        def in_branch(state: Task, name: str) -> Task:
             """Inside a Parallel or Map: fail the branch with a cause that names this state."""
             handler = sfn.Pass(
                 self,
@@ -630,6 +655,8 @@ class Pipeline(Construct):
                 jar="command-runner.jar",
                 args=sfn.JsonPath.list_at(args_path),
                 action_on_failure=tasks.ActionOnFailure.CONTINUE,
+                # On the shared (persistent) cluster each step runs as its workload's runtime role.
+                execution_role_arn=steps.execution_role.role_arn if steps.execution_role else None,
                 integration_pattern=sfn.IntegrationPattern.RUN_JOB,
                 result_path=sfn.JsonPath.DISCARD,
                 task_timeout=sfn.Timeout.duration(EMR_STEP_TIMEOUT),
@@ -638,27 +665,40 @@ class Pipeline(Construct):
             return step
 
         batch_cfg = config.batch
-        # Batch takes this as each attempt's timeout (the job definition's, stated again per job).
-        batch_timeout = sfn.Timeout.duration(Duration.minutes(batch_cfg.job_timeout_minutes))
+        # The .sync task's timeout: each attempt's (the job definition's), stated again per job.
+        batch_timeout = Duration.minutes(batch_cfg.job_timeout_minutes)
 
         def submit(
-            name: str, *, job_name: str, queue_arn: str, definition_arn: str, payload: sfn.TaskInput
-        ) -> tasks.BatchSubmitJob:
-            job = tasks.BatchSubmitJob(
-                self,
-                name,
-                job_name=job_name,
-                job_queue_arn=queue_arn,
-                job_definition_arn=definition_arn,
-                payload=payload,
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                result_selector={"JobId.$": "$.JobId", "Status.$": "$.Status"},
-                result_path="$.job",
-                task_timeout=batch_timeout,
+            name: str,
+            *,
+            job_name: str,
+            queue: batch.IJobQueue,
+            definition: batch.IJobDefinition,
+            parameters: str | dict[str, str],
+        ) -> sfn.CustomState:
+            """SubmitJob (.sync) with the workload's fair-share identifier, which CDK's BatchSubmitJob cannot
+            pass and the fair-share queues require. `job_name` and a `parameters` string are JSONPaths."""
+            state = {
+                "Type": "Task",
+                "Resource": f"arn:{Aws.PARTITION}:states:::batch:submitJob.sync",
+                "Parameters": {
+                    "JobName.$": job_name,
+                    "JobQueue": queue.job_queue_arn,
+                    "JobDefinition": definition.job_definition_arn,
+                    "ShareIdentifier": self._share,
+                    ("Parameters.$" if isinstance(parameters, str) else "Parameters"): parameters,
+                },
+                "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
+                "ResultPath": "$.job",
+                "TimeoutSeconds": int(batch_timeout.to_seconds()),
                 # No per-job tags: they would need batch:TagResource; the job definitions propagate theirs.
-            )
+            }
+            job = sfn.CustomState(self, name, state_json=state)
             _retry(job, BATCH_TRANSIENT_ERRORS)
+            submitted.append((queue, definition))
             return job
+
+        submitted: list[tuple[batch.IJobQueue, batch.IJobDefinition]] = []
 
         # 1. Plan the run.
         plan = top_level(invoke("Plan", self.preprocessing, None, "$.plan"), "Plan")
@@ -676,7 +716,8 @@ class Pipeline(Construct):
         )
         _retry(clean, GLUE_TRANSIENT_ERRORS)
         if transient:
-            create = create_cluster_task(self, "CreateCluster", emr_.cluster_spec)
+            assert steps.cluster_spec is not None
+            create = create_cluster_task(self, "CreateCluster", steps.cluster_spec)
             create.add_retry(
                 errors=EMR_TRANSIENT_ERRORS,
                 interval=Duration.seconds(30),
@@ -726,8 +767,8 @@ class Pipeline(Construct):
                 sfn.Condition.boolean_equals("$.cluster.CleanEvents.failed", True), clean_failure
             )
         else:
-            assert emr_.cluster is not None
-            cluster_id = emr_.cluster.ref
+            assert steps.cluster is not None
+            cluster_id = steps.cluster.ref
             # The stack's cluster ends itself after idle_timeout_minutes: say so plainly rather than fail in a step.
             describe = tasks.CallAwsService(
                 self,
@@ -774,19 +815,15 @@ class Pipeline(Construct):
             "ExpandCandidates",
         )
 
-        def train(name: str, queue: batch.IJobQueue, definition: batch.IJobDefinition) -> sfn.TaskStateBase:
+        def train(name: str, queue: batch.IJobQueue, definition: batch.IJobDefinition) -> Task:
             """One candidate's Batch job; the job definition fixes its node and GPU counts."""
             return in_branch(
                 submit(
                     name,
-                    job_name=sfn.JsonPath.format(
-                        "{}-{}",
-                        sfn.JsonPath.string_at("$.run_id"),
-                        sfn.JsonPath.string_at("$.candidate.name"),
-                    ),
-                    queue_arn=queue.job_queue_arn,
-                    definition_arn=definition.job_definition_arn,
-                    payload=sfn.TaskInput.from_json_path_at("$.candidate.parameters"),
+                    job_name="States.Format('{}-{}', $.run_id, $.candidate.name)",
+                    queue=queue,
+                    definition=definition,
+                    parameters="$.candidate.parameters",
                 ),
                 name,
             )
@@ -844,16 +881,14 @@ class Pipeline(Construct):
         evaluate = top_level(
             submit(
                 "EvaluateModel",
-                job_name=sfn.JsonPath.format("{}-evaluation", sfn.JsonPath.string_at("$.plan.run_id")),
-                queue_arn=batch_.spot_first_queue.job_queue_arn,
-                definition_arn=jobs.evaluation_job_definition.job_definition_arn,
-                payload=sfn.TaskInput.from_object(
-                    {
-                        "input.$": "$.plan.manifest_uri",
-                        "model.$": "$.model.model_uri",
-                        "output.$": "$.plan.evaluation_output_uri",
-                    }
-                ),
+                job_name="States.Format('{}-evaluation', $.plan.run_id)",
+                queue=batch_.spot_first_queue,
+                definition=jobs.evaluation_job_definition,
+                parameters={
+                    "input.$": "$.plan.manifest_uri",
+                    "model.$": "$.model.model_uri",
+                    "output.$": "$.plan.evaluation_output_uri",
+                },
             ),
             "EvaluateModel",
         )
@@ -896,16 +931,14 @@ class Pipeline(Construct):
         score = in_branch(
             submit(
                 "BatchInference",
-                job_name=sfn.JsonPath.format("{}-inference", sfn.JsonPath.string_at("$.plan.run_id")),
-                queue_arn=batch_.spot_first_queue.job_queue_arn,
-                definition_arn=jobs.inference_job_definition.job_definition_arn,
-                payload=sfn.TaskInput.from_object(
-                    {
-                        "input.$": "$.plan.inference_manifest_uri",
-                        "model.$": "$.model.model_uri",
-                        "output.$": "$.predictions.uri",
-                    }
-                ),
+                job_name="States.Format('{}-inference', $.plan.run_id)",
+                queue=batch_.spot_first_queue,
+                definition=jobs.inference_job_definition,
+                parameters={
+                    "input.$": "$.plan.inference_manifest_uri",
+                    "model.$": "$.model.model_uri",
+                    "output.$": "$.predictions.uri",
+                },
             ),
             "BatchInference",
         )
@@ -947,6 +980,7 @@ class Pipeline(Construct):
             .next(publish)
             .next(summarize)
         )
+        self._submitted = submitted
         if transient:
             return sfn.Chain.start(plan).next(prepare).next(check_cleaning.otherwise(rest))
         return sfn.Chain.start(plan).next(prepare).next(check_cluster.otherwise(rest))

@@ -26,6 +26,9 @@ from stacks.constructs.workload_code import WorkloadCode
 
 TRAINING_PARAMETERS = {"input": "", "output": "", "checkpoint": "", "hyperparameters": "{}"}
 SCORING_PARAMETERS = {"input": "", "model": "", "output": ""}
+# A fair-share queue refuses a job whose definition has no scheduling priority and whose submission gives none.
+# One priority for every job: the order within a workload's share stays first come, first served.
+SCHEDULING_PRIORITY = 50
 
 
 def commands(workload: Workload, code: WorkloadCode) -> dict[str, list[str]]:
@@ -70,9 +73,20 @@ class WorkloadJobs(Construct):
         curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         log_group: logs.ILogGroup,
+        vcpu_limit: int,
+        vcpu_resource_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.commands = commands(workload, code)
+        # The workload's vCPU cap: each job holds its vCPUs of this resource while it runs, and Batch keeps
+        # further jobs RUNNABLE until enough is free. Fair share alone has no ceiling on EC2 queues.
+        self.vcpus = batch.CfnConsumableResource(
+            self,
+            "Vcpus",
+            consumable_resource_name=vcpu_resource_name,
+            resource_type="REPLENISHABLE",
+            total_quantity=vcpu_limit,
+        )
         uses_code = workload.train.trainer != TABULAR_TRAINER  # mlpipe.tabular runs from the image alone
 
         # A role per kind of job: all read features and write run outputs (committed by copy-then-delete);
@@ -147,6 +161,7 @@ class WorkloadJobs(Construct):
                 retry_strategies=retry_strategies,
                 timeout=timeout,
                 propagate_tags=True,
+                scheduling_priority=SCHEDULING_PRIORITY,
             )
 
         self.training_job_definition = single_node(
@@ -186,7 +201,9 @@ class WorkloadJobs(Construct):
             retry_strategies=retry_strategies,
             timeout=timeout,
             propagate_tags=True,
+            scheduling_priority=SCHEDULING_PRIORITY,
         )
+        self._consume(self.multinode_job_definition, node.vcpus - 2, "NodeProperties.NodeRangeProperties.0.")
         # Evaluation and inference run the same way on the same shape: the model is loaded as inference does.
         self.evaluation_job_definition, self.inference_job_definition = (
             single_node(
@@ -203,3 +220,16 @@ class WorkloadJobs(Construct):
             )
             for kind in ("evaluation", "inference")
         )
+        self._consume(self.training_job_definition, config.training_vcpus)
+        for definition in (self.evaluation_job_definition, self.inference_job_definition):
+            self._consume(definition, config.inference_vcpus)
+
+    def _consume(self, definition: batch.IJobDefinition, vcpus: int, path: str = "") -> None:
+        """The job (for a multi-node job: each node) holds `vcpus` of the workload's cap while it runs."""
+        resource = definition.node.default_child
+        assert isinstance(resource, batch.CfnJobDefinition)
+        resource.add_property_override(
+            f"{path}ConsumableResourceProperties",
+            {"ConsumableResourceList": [{"ConsumableResource": self.vcpus.attr_consumable_resource_arn,
+                                         "Quantity": vcpus}]},
+        )  # fmt: skip

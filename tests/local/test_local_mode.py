@@ -156,7 +156,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     # are replayed
     assert sorted(summary["replayed"]) == sorted(
         [
-            "Glue job MlpipeDev-Glue-GlueCleanEventsJob5D9DAAFD",
+            "Glue job MlpipeDev-Workload-shopping-GlueCleanEventsJob5D9DAAFD",
             "EMR step BuildFeatures",
             "EMR step BuildInferenceFeatures",
             f"Batch job {run_id}-baseline",

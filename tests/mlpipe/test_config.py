@@ -78,6 +78,20 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
         ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),
         ({"pipeline": {"max_candidates": 100}}, "environments.dev.pipeline.max_candidates"),
         ({"account": "12345"}, "environments.dev.account: must be 12 digits"),
+        # two g5.12xlarge nodes of 46 vCPUs: a cap below 92 would keep a multi-node job RUNNABLE for ever
+        (
+            {"batch": {"workload_max_vcpus": 91}},
+            "environments.dev.batch.workload_max_vcpus: must be 92 (the largest job's vCPUs) to 100000",
+        ),
+        (
+            {"batch": {"workload_vcpu_limits": {"churn": 8}}},
+            "environments.dev.batch.workload_vcpu_limits.churn: must be 92",
+        ),
+        (
+            {"batch": {"workload_vcpu_limits": {"churn": "lots"}}},
+            'environments.dev.batch.workload_vcpu_limits.churn: expected an integer, got "lots"',
+        ),
+        ({"batch": {"share_decay_seconds": 604_801}}, "environments.dev.batch.share_decay_seconds"),
     ],
 )
 def test_bad_values_name_their_key(settings: dict[str, Any], message: str) -> None:

@@ -50,7 +50,7 @@ def test_lambda_environment_is_the_stacks(assembly: CloudAssembly) -> None:
     plan = specs["preprocessing.handler.handler"].environment
     assert plan["RAW_BUCKET"] == "mlpipe-dev-raw-123456789012-us-east-1"
     assert plan["FEATURES_SCRIPT_URI"].startswith("s3://") and "${" not in plan["FEATURES_SCRIPT_URI"]
-    assert specs["training.handler.handler"].environment["MODEL_PACKAGE_GROUP"] == "mlpipe-dev"
+    assert specs["training.handler.handler"].environment["MODEL_PACKAGE_GROUP"] == "mlpipe-dev-clickstream"
 
 
 def test_unknown_intrinsics_and_types_are_refused(assembly: CloudAssembly) -> None:

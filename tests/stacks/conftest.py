@@ -15,7 +15,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 os.environ["PATH"] = f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
 
-CONCERNS = ("Storage", "Network", "Emr", "Batch", "Glue", "Pipeline", "Monitoring")  # platform.stacks() order
+SHARED = ("Storage", "Network", "Emr", "Batch", "Monitoring")
 
 
 def cdk_context(env: str = "dev", **overrides: Any) -> dict[str, Any]:
@@ -42,6 +42,11 @@ class Synth:
     def template(self, concern: str) -> Any:
         return self.templates[concern]
 
+    @property
+    def workload(self) -> str:
+        """The concern of the (first) workload's pipeline stack: `Workload-clickstream` in the dev app."""
+        return next(c for c in self.templates if c.startswith("Workload-"))
+
     def path(self, concern: str) -> Path:
         """The template file that the synth wrote for `concern`."""
         return self.outdir / f"{self.config.stack_name(concern)}.template.json"
@@ -66,7 +71,8 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     platform = create_platform(app, config, workloads=load_all(config.workloads, REPO_ROOT))
     add_checks(app)  # CDK's default validation engine: one per kernel, shared by this process's synths
     app.synth()  # raises if cdk-nag finds an unacknowledged violation
-    templates = {c: Template.from_stack(s) for c, s in zip(CONCERNS, platform.stacks(), strict=True)}
+    concerns = [*SHARED[:4], *(f"Workload-{w}" for w in platform.workloads), SHARED[4]]
+    templates = {c: Template.from_stack(s) for c, s in zip(concerns, platform.stacks(), strict=True)}
     return Synth(templates=templates, outdir=outdir, config=config)
 
 
@@ -77,7 +83,11 @@ def from_cloud_assembly(context: dict[str, Any], outdir: Path) -> Synth:
     from mlpipe.config import load_config
 
     synth = Synth(templates={}, outdir=outdir, config=load_config(context, environ={}))
-    synth.templates.update({c: Template.from_json(synth.json(c)) for c in CONCERNS})
+    prefix = synth.config.stack_name("")
+    workloads = sorted(
+        p.name[len(prefix) : -len(".template.json")] for p in outdir.glob(f"{prefix}Workload-*.template.json")
+    )
+    synth.templates.update({c: Template.from_json(synth.json(c)) for c in (*SHARED, *workloads)})
     return synth
 
 
@@ -91,6 +101,14 @@ def dev(dev_cloud_assembly: Path) -> Synth:
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """prod network profile with a persistent EMR cluster."""
     return synthesize(cdk_context("prod", emr={"mode": "persistent"}), tmp_path_factory.mktemp("cdk-prod"))
+
+
+@pytest.fixture(scope="session")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """dev with both examples deployed side by side, the regression one under a vCPU cap of its own."""
+    context = cdk_context("dev", batch={"workload_vcpu_limits": {"regression": 100}})
+    context["workloads"] = ["examples/clickstream", "examples/regression"]
+    return synthesize(context, tmp_path_factory.mktemp("cdk-both"))
 
 
 @pytest.fixture(scope="session")

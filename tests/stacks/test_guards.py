@@ -87,7 +87,7 @@ def test_too_many_candidates_for_one_state_payload(context_for: Any) -> None:
 
 
 def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: Any) -> None:
-    template = dev.json("Pipeline")
+    template = dev.json(dev.workload)
     (machine,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]

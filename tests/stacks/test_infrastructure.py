@@ -179,7 +179,7 @@ def test_the_two_environment_queue_tries_spot_first_then_on_demand(dev: Any) -> 
 
 
 def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
-    defs = _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition")
+    defs = _of_type(dev.json(dev.workload), "AWS::Batch::JobDefinition")
     assert len(defs) == 4  # training, multi-node training, evaluation, inference
     for d in defs:
         p = d["Properties"]
@@ -196,7 +196,7 @@ def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:
 
 
 def test_a_native_crash_in_a_job_leaves_python_tracebacks_in_its_log(dev: Any) -> None:
-    for d in _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition"):
+    for d in _of_type(dev.json(dev.workload), "AWS::Batch::JobDefinition"):
         p = d["Properties"]
         container = p.get("ContainerProperties") or p["NodeProperties"]["NodeRangeProperties"][0]["Container"]
         assert {"Name": "PYTHONFAULTHANDLER", "Value": "1"} in container["Environment"]
@@ -205,7 +205,7 @@ def test_a_native_crash_in_a_job_leaves_python_tracebacks_in_its_log(dev: Any) -
 def test_training_and_inference_jobs_have_their_own_roles(dev: Any) -> None:
     """Both read features and write run outputs; only training may touch checkpoints. (Evaluation runs as
     inference does.)"""
-    t = dev.template("Batch")
+    t = dev.template(dev.workload)
     role_of: dict[str, str] = {}
     for d in t.find_resources("AWS::Batch::JobDefinition").values():
         p = d["Properties"]
@@ -243,7 +243,7 @@ def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
     assert len(images) == 1  # one image for training and inference: built and pushed once
     job_images = {
         json.dumps(_image_of(d["Properties"]))
-        for d in _of_type(dev.json("Batch"), "AWS::Batch::JobDefinition")
+        for d in _of_type(dev.json(dev.workload), "AWS::Batch::JobDefinition")
     }
     assert len(job_images) == 1
     for image in images:
@@ -252,7 +252,7 @@ def test_images_build_on_the_deep_learning_container(dev: Any) -> None:
 
 
 def test_glue_job_is_51_with_bookmarks_and_encryption(dev: Any) -> None:
-    t = dev.template("Glue")
+    t = dev.template(dev.workload)
     t.has_resource_properties(
         "AWS::Glue::Job",
         {
@@ -277,7 +277,7 @@ def test_glue_job_is_51_with_bookmarks_and_encryption(dev: Any) -> None:
 
 
 def test_glue_runs_the_driver_with_the_workloads_module_from_its_code_package(dev: Any) -> None:
-    template = dev.json("Glue")
+    template = dev.json(dev.workload)
     (job,) = _of_type(template, "AWS::Glue::Job")
     args = job["Properties"]["DefaultArguments"]
     # examples/clickstream/workload.toml decides these; the run adds --input, --output, --quarantine, --report.
@@ -292,11 +292,13 @@ def test_glue_runs_the_driver_with_the_workloads_module_from_its_code_package(de
         "--format": "jsonl",
     }
     assets = json.loads(
-        dev.path("Glue").with_name(f"{dev.config.stack_name('Glue')}.assets.json").read_text()
+        dev.path(dev.workload).with_name(f"{dev.config.stack_name(dev.workload)}.assets.json").read_text()
     )
     sources = {a["source"]["path"]: a["destinations"] for a in assets["files"].values()}
-    packages = [p for p in sources if p.endswith(".zip")]
-    scripts = [p for p in sources if p.endswith(".py")]
+    script_arg = json.dumps(job["Properties"]["Command"]["ScriptLocation"])
+    scripts = [p for p in sources if next(iter(sources[p].values()))["objectKey"] in script_arg]
+    packages = [p for p in sources if p.endswith(".zip") and zipfile.is_zipfile(dev.outdir / p)
+                and "workload.toml" in zipfile.ZipFile(dev.outdir / p).namelist()]  # fmt: skip
     assert len(packages) == 1 and len(scripts) == 1
     package_key = next(iter(sources[packages[0]].values()))["objectKey"]
     assert package_key in json.dumps(args["--extra-py-files"])
@@ -315,7 +317,7 @@ def test_glue_runs_the_driver_with_the_workloads_module_from_its_code_package(de
 
 
 def test_emr_steps_get_the_workloads_feature_module_and_arguments_from_its_manifest(dev: Any) -> None:
-    pipeline = dev.json("Pipeline")
+    pipeline = dev.json(dev.workload)
     (plan,) = [
         f["Properties"]["Environment"]["Variables"]
         for f in _of_type(pipeline, "AWS::Lambda::Function")
@@ -329,10 +331,10 @@ def test_emr_steps_get_the_workloads_feature_module_and_arguments_from_its_manif
     package_key = json.dumps(plan["WORKLOAD_CODE_URI"]).split("/")[-1].split('"')[0]
     assert package_key.endswith(".zip")
     reads = [
-        s for p in _of_type(dev.json("Emr"), "AWS::IAM::Policy") for s in p["Properties"]["PolicyDocument"]["Statement"]
+        s for p in _of_type(pipeline, "AWS::IAM::Policy") for s in p["Properties"]["PolicyDocument"]["Statement"]
         if "s3:GetObject" in s["Action"] and package_key in json.dumps(s["Resource"])
     ]  # fmt: skip
-    assert reads, "the EMR instance role reads the workload's code package"
+    assert reads, "the workload's EMR role reads its code package"
 
 
 def test_failed_executions_alarm_to_the_topic(dev: Any) -> None:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("cdk")
 
 def definition(synth: Any) -> dict[str, Any]:
     """The state machine definition, its CloudFormation references replaced by a placeholder."""
-    template = synth.json("Pipeline")
+    template = synth.json(synth.workload)
     (machine,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]
@@ -128,7 +128,7 @@ def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, 
     region's clusters (a run's cluster id exists only at run time); persistent: on the stack's cluster only."""
     synth = request.getfixturevalue(synth_name)
     (policy,) = (
-        synth.template("Pipeline")
+        synth.template(synth.workload)
         .find_resources(
             "AWS::IAM::Policy",
             {"Properties": {"Roles": [{"Ref": Match.string_like_regexp("^PipelineStateMachineRole")}]}},
@@ -161,7 +161,7 @@ def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, 
 
 
 def test_state_machine_logs_everything_encrypted_and_traces(dev: Any) -> None:
-    t = dev.template("Pipeline")
+    t = dev.template(dev.workload)
     t.has_resource_properties(
         "AWS::StepFunctions::StateMachine",
         {
@@ -175,7 +175,7 @@ def test_state_machine_logs_everything_encrypted_and_traces(dev: Any) -> None:
 
 
 def test_lambdas_run_latest_python_on_arm_with_their_own_roles(dev: Any) -> None:
-    t = dev.template("Pipeline")
+    t = dev.template(dev.workload)
     functions = t.find_resources("AWS::Lambda::Function")
     assert len(functions) == 3
     roles = {json.dumps(f["Properties"]["Role"]) for f in functions.values()}
@@ -192,7 +192,7 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     from stacks.constructs.pipeline import code_revision
     from stacks.defaults import LAMBDAS_DIR
 
-    functions = dev.template("Pipeline").find_resources("AWS::Lambda::Function")
+    functions = dev.template(dev.workload).find_resources("AWS::Lambda::Function")
     versions = {f["Properties"]["Environment"]["Variables"].get("CODE_VERSION") for f in functions.values()}
     (version,) = versions - {None}
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", version) and mlpipe.__version__ not in version
@@ -222,7 +222,7 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
 def test_training_lambda_may_only_register_in_its_own_group(dev: Any) -> None:
     statements = [
         s
-        for p in dev.json("Pipeline")["Resources"].values()
+        for p in dev.json(dev.workload)["Resources"].values()
         if p["Type"] == "AWS::IAM::Policy"
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         if any(str(a).startswith("sagemaker:") for a in _list(s["Action"]))
@@ -233,7 +233,9 @@ def test_training_lambda_may_only_register_in_its_own_group(dev: Any) -> None:
         "sagemaker:DescribeModelPackage",
         "sagemaker:ListModelPackages",
     }
-    assert "model-package/mlpipe-dev/*" in json.dumps(by_action["sagemaker:CreateModelPackage"]["Resource"])
+    assert "model-package/mlpipe-dev-clickstream/*" in json.dumps(
+        by_action["sagemaker:CreateModelPackage"]["Resource"]
+    )
     assert by_action["sagemaker:ListModelPackages"]["Resource"] == "*"  # no resource-level permissions
 
 
@@ -261,7 +263,7 @@ def test_a_glue_failure_keeps_the_cluster_id_so_the_cluster_is_terminated(dev: A
 def test_state_machine_may_stop_and_poll_the_jobs_it_starts(dev: Any) -> None:
     statements = [
         s
-        for r in dev.json("Pipeline")["Resources"].values()
+        for r in dev.json(dev.workload)["Resources"].values()
         if r["Type"] == "AWS::IAM::Policy" and "StateMachine" in json.dumps(r["Properties"]["Roles"])
         for s in r["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -337,7 +339,7 @@ def test_each_lambda_can_write_what_it_commits_and_nothing_of_another_workload(d
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambdas"))
     from mlpipe_common.s3 import S3Uri, temporary
 
-    template = dev.json("Pipeline")
+    template = dev.json(dev.workload)
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     for function in functions:
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]

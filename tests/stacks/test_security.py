@@ -50,7 +50,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+@pytest.mark.parametrize("synth_name", ["both", "prod"])
 def test_no_wildcard_actions_and_resource_star_only_where_the_api_requires(
     synth_name: str, request: Any
 ) -> None:
@@ -127,7 +127,7 @@ def test_destroy_stateful_flag_opts_in_to_deletion(tmp_path: Any, context_for: A
     assert policies == {"AWS::S3::Bucket": "Delete", "AWS::KMS::Key": "Delete"}
 
 
-@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+@pytest.mark.parametrize("synth_name", ["both", "prod"])
 def test_cdk_nag_reports_nothing_unacknowledged(synth_name: str, request: Any) -> None:
     synth = request.getfixturevalue(synth_name)  # synthesis itself fails on an unacknowledged error
     # The acknowledgements the plugin honoured are in the assembly's metadata: this many, each with a reason.
@@ -148,7 +148,7 @@ def test_cdk_nag_reports_nothing_unacknowledged(synth_name: str, request: Any) -
         assert "AwsSolutions" not in json.dumps(findings), findings
 
 
-@pytest.mark.parametrize("synth_name", ["dev", "prod"])
+@pytest.mark.parametrize("synth_name", ["both", "prod"])
 def test_cfn_lint_finds_no_error_or_warning(synth_name: str, request: Any) -> None:
     from cfnlint.api import ManualArgs, lint_by_config
 

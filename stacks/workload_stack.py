@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from mlpipe.config import MlpipeConfig, workload_vcpu_limit
+from mlpipe.workload import Workload, share_identifier
+from stacks.base import MlpipeStack
+from stacks.constructs.batch import BatchCompute
+from stacks.constructs.emr import Emr, EmrSteps
+from stacks.constructs.glue_etl import GlueEtl
+from stacks.constructs.pipeline import Pipeline
+from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.workload_code import StagedPackage, WorkloadCode
+from stacks.constructs.workload_jobs import WorkloadJobs
+from stacks.defaults import removal_policy, resource_name
+
+
+class WorkloadStack(MlpipeStack):
+    """One workload's pipeline on the shared platform: its code package, Glue job, EMR step roles, Batch job
+    definitions and vCPU cap, Lambdas and state machine. Adding or removing a workload touches only its stack
+    (and the shared fair-share policy and dashboard)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MlpipeConfig,
+        workload: Workload,
+        package: StagedPackage,
+        storage: Storage,
+        emr_: Emr,
+        batch_: BatchCompute,
+        job_log_group: logs.ILogGroup,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        lake = import_lake(self, config, storage.key)
+        code = WorkloadCode(self, "WorkloadCode", package=package)
+        self.jobs = WorkloadJobs(
+            self,
+            "Jobs",
+            config=config.batch,
+            workload=workload,
+            code=code,
+            image=batch_.image,
+            key=storage.key,
+            curated_bucket=lake.curated_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+            log_group=job_log_group,
+            vcpu_limit=workload_vcpu_limit(config.batch, workload.name),
+            vcpu_resource_name=resource_name(config, f"{workload.name}-vcpus"),
+        )
+        self.glue = GlueEtl(
+            self,
+            "Glue",
+            config=config.glue,
+            workload=workload,
+            code=code,
+            key=storage.key,
+            raw_bucket=lake.raw_bucket,
+            curated_bucket=lake.curated_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+        )
+        self.steps = EmrSteps(
+            self, "Steps", emr_=emr_, workload=workload, code=code, curated_bucket=lake.curated_bucket
+        )
+        self.pipeline = Pipeline(
+            self,
+            "Pipeline",
+            config=config,
+            lake=lake,
+            glue_etl=self.glue,
+            steps=self.steps,
+            batch_=batch_,
+            jobs=self.jobs,
+            workload=workload,
+            removal=removal_policy(config),
+        )
+        p, j = self.pipeline, self.jobs
+        self.output("Workload", workload.name, "The workload this pipeline runs")
+        self.output("ShareIdentifier", share_identifier(workload.name), "Its share of the Batch queues")
+        self.output("StateMachineArn", p.state_machine.state_machine_arn, "The pipeline")
+        self.output("FailureTopicArn", p.topic.topic_arn, "Failure notifications and alarms")
+        self.output("ModelPackageGroup", p.model_package_group.model_package_group_name, "Registered models")
+        self.output("CleanJobName", self.glue.job_name, "Glue job that cleans the workload's raw records")
+        self.output(
+            "TrainingJobDefinition", j.training_job_definition.job_definition_arn, "Single-node training"
+        )
+        self.output("MultiNodeJobDefinition", j.multinode_job_definition.job_definition_arn, "Multi-node DDP")
+        self.output(
+            "EvaluationJobDefinition",
+            j.evaluation_job_definition.job_definition_arn,
+            "The quality gate's figure",
+        )
+        self.output(
+            "InferenceJobDefinition", j.inference_job_definition.job_definition_arn, "Batch inference"
+        )

@@ -1,0 +1,178 @@
+"""One platform, many workloads: a pipeline stack per workload, the shared parts deployed once, and nothing of
+one workload in another's stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpipe.workload import WorkloadError, check_unique, load, share_identifier
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATEFUL = json.loads((Path(__file__).with_name("stateful_resources.json")).read_text())
+
+
+def _resources(synth: Any, concern: str, kind: str | None = None) -> dict[str, Any]:
+    """The resources of a stack, without the construct-path metadata that only the CLI's synth writes."""
+    resources: dict[str, Any] = synth.json(concern)["Resources"]
+    return {
+        k: {key: value for key, value in r.items() if key != "Metadata"}
+        for k, r in resources.items()
+        if kind is None or r["Type"] == kind
+    }
+
+
+def _states(node: Any) -> list[dict[str, Any]]:
+    """Every state of a definition, nested ones included."""
+    found = []
+    for state in node.get("States", {}).values():
+        found.append(state)
+        for branch in state.get("Branches", []):
+            found += _states(branch)
+        if "ItemProcessor" in state:
+            found += _states(state["ItemProcessor"])
+    return found
+
+
+def _definition(synth: Any, concern: str) -> dict[str, Any]:
+    (machine,) = _resources(synth, concern, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else '"REF"'.strip('"') for p in parts))
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "both"])
+def test_stateful_resources_keep_the_logical_ids_they_were_deployed_with(
+    synth_name: str, request: Any
+) -> None:
+    """tests/stacks/stateful_resources.json holds the retained resources of the single-pipeline templates: a new
+    logical id would make CloudFormation create a new bucket, key or database (and orphan the old one)."""
+    synth = request.getfixturevalue(synth_name)
+    for concern, resources in STATEFUL.items():
+        present = _resources(synth, concern)
+        for logical_id, kind in resources.items():
+            assert logical_id in present, f"{concern}: {logical_id} ({kind}) is gone"
+            assert present[logical_id]["Type"] == kind
+            assert present[logical_id]["DeletionPolicy"] == "Retain"
+
+
+def test_adding_a_workload_changes_no_resource_of_another(dev: Any, both: Any) -> None:
+    """The clickstream's stack is the same with or without the regression workload beside it; the shared
+    stacks keep every resource, and only the fair-share policy and the dashboard change (in place)."""
+    assert _resources(dev, "Workload-clickstream") == _resources(both, "Workload-clickstream")
+    assert dev.json("Workload-clickstream")["Outputs"] == both.json("Workload-clickstream")["Outputs"]
+    for concern in ("Storage", "Network", "Emr", "Batch", "Monitoring"):
+        alone, together = _resources(dev, concern), _resources(both, concern)
+        assert set(alone) <= set(together), concern
+        changed = {k for k in alone if alone[k] != together[k]}
+        assert {alone[k]["Type"] for k in changed} <= {
+            "AWS::Batch::SchedulingPolicy",
+            "AWS::CloudWatch::Dashboard",
+        }, (concern, changed)
+
+
+def test_each_workload_has_its_own_pipeline_stack(both: Any) -> None:
+    for name in ("clickstream", "regression"):
+        concern = f"Workload-{name}"
+        assert len(_resources(both, concern, "AWS::StepFunctions::StateMachine")) == 1
+        assert len(_resources(both, concern, "AWS::Glue::Job")) == 1
+        assert len(_resources(both, concern, "AWS::Batch::JobDefinition")) == 4
+        (group,) = _resources(both, concern, "AWS::SageMaker::ModelPackageGroup").values()
+        assert group["Properties"]["ModelPackageGroupName"] == f"mlpipe-dev-{name}"
+        outputs = both.json(concern)["Outputs"]
+        assert outputs["Workload"]["Value"] == name
+    # the shared parts exist once
+    assert len(_resources(both, "Batch", "AWS::Batch::ComputeEnvironment")) == 2
+    assert len(_resources(both, "Emr", "AWS::EMR::SecurityConfiguration")) == 1
+    assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Dashboard")) == 1
+    assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Alarm")) == 4  # two per workload
+
+
+def test_a_workloads_roles_name_nothing_of_another_workload(both: Any) -> None:
+    for name, other in (("clickstream", "regression"), ("regression", "clickstream")):
+        policies = json.dumps(
+            [
+                *_resources(both, f"Workload-{name}", "AWS::IAM::Policy").values(),
+                *_resources(both, f"Workload-{name}", "AWS::IAM::Role").values(),
+            ]
+        )
+        assert f"/{name}/" in policies
+        assert other not in policies, f"{name}'s roles mention {other}"
+
+
+def test_the_queues_share_fairly_one_share_per_workload(both: Any) -> None:
+    (policy,) = _resources(both, "Batch", "AWS::Batch::SchedulingPolicy").values()
+    shares = policy["Properties"]["FairsharePolicy"]["ShareDistribution"]
+    assert shares == [
+        {"ShareIdentifier": "clickstream", "WeightFactor": 1},
+        {"ShareIdentifier": "regression", "WeightFactor": 1},
+    ]
+    (policy_id,) = _resources(both, "Batch", "AWS::Batch::SchedulingPolicy")
+    for queue in _resources(both, "Batch", "AWS::Batch::JobQueue").values():
+        assert queue["Properties"]["SchedulingPolicyArn"] == {"Fn::GetAtt": [policy_id, "Arn"]}
+
+
+@pytest.mark.parametrize("name", ["clickstream", "regression"])
+def test_every_batch_job_a_pipeline_submits_names_its_workloads_share(both: Any, name: str) -> None:
+    """SubmitJob to a queue with a fair-share policy fails without a share identifier (AWS Batch API
+    reference, SubmitJob: shareIdentifier)."""
+    submits = [s for s in _states(_definition(both, f"Workload-{name}"))
+               if s.get("Resource", "").endswith(":states:::batch:submitJob.sync")]  # fmt: skip
+    assert len(submits) == 4  # single-node and multi-node training, evaluation, inference
+    assert {s["Parameters"]["ShareIdentifier"] for s in submits} == {share_identifier(name)}
+    # and the state machine may submit under that share only
+    statements = [
+        s
+        for p in _resources(both, f"Workload-{name}", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "batch:SubmitJob" in s["Action"]
+    ]
+    assert statements and all(
+        s["Condition"] == {"StringEquals": {"batch:ShareIdentifier": share_identifier(name)}}
+        for s in statements
+    )
+
+
+def test_each_workloads_jobs_hold_vcpus_of_its_own_cap(both: Any) -> None:
+    for name, cap in (("clickstream", 128), ("regression", 100)):
+        concern = f"Workload-{name}"
+        ((resource_id, resource),) = _resources(both, concern, "AWS::Batch::ConsumableResource").items()
+        assert resource["Properties"]["TotalQuantity"] == cap
+        assert resource["Properties"]["ConsumableResourceName"] == f"mlpipe-dev-{name}-vcpus"
+        for definition in _resources(both, concern, "AWS::Batch::JobDefinition").values():
+            props = definition["Properties"]
+            holder = props["NodeProperties"]["NodeRangeProperties"][0] if "NodeProperties" in props else props
+            container = holder.get("Container") or holder["ContainerProperties"]
+            vcpus = next(int(r["Value"]) for r in container["ResourceRequirements"] if r["Type"] == "VCPU")
+            # a fair-share queue refuses a job with no scheduling priority (in its definition or its submission)
+            assert isinstance(props["SchedulingPriority"], int)
+            (consumed,) = holder["ConsumableResourceProperties"]["ConsumableResourceList"]
+            assert consumed == {
+                "ConsumableResource": {"Fn::GetAtt": [resource_id, "ConsumableResourceArn"]},
+                "Quantity": vcpus,
+            }
+
+
+def test_two_workload_names_with_one_share_identifier_are_refused(tmp_path: Path) -> None:
+    """Batch share identifiers are letters and digits (SubmitJob: shareIdentifier), so '-' is dropped."""
+    first = load(REPO_ROOT / "examples" / "clickstream")
+    assert share_identifier("churn-model-2") == "churnmodel2"
+    renamed = [first.__class__(**{**first.__dict__, "name": n}) for n in ("click-stream", "clickstream")]
+    with pytest.raises(WorkloadError, match="one Batch share identifier, 'clickstream'"):
+        check_unique(renamed)
+
+
+def test_a_vcpu_limit_for_a_workload_that_is_not_deployed_is_refused(context_for: Any) -> None:
+    import aws_cdk as cdk
+
+    from mlpipe.config import ConfigError, load_config
+    from mlpipe.workload import load_all
+    from stacks.platform import create_platform
+
+    config = load_config(context_for("dev", batch={"workload_vcpu_limits": {"regresion": 100}}), environ={})
+    with pytest.raises(
+        ConfigError, match=r"batch\.workload_vcpu_limits\.regresion: no workload of that name"
+    ):
+        create_platform(cdk.App(), config, workloads=load_all(config.workloads, REPO_ROOT))
