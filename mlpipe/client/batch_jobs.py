@@ -35,6 +35,13 @@ MAX_NODES = 16  # the execution-input schema's bound on candidates[].nodes
 MAX_GPUS = 8  # the largest GPU count of one instance in mlpipe.instances
 MAX_DEPENDENCIES = 20
 MAX_TAGS = 50
+IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:./#@-]{0,254}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset({"MLPIPE_INPUT", "MLPIPE_OUTPUT", "MLPIPE_CHECKPOINT", "MLPIPE_HYPERPARAMETERS"})
+# What RegisterJobDefinition takes of a described definition; the rest (ARN, revision, status) is Batch's.
+_REGISTERED_KEYS = ("type", "parameters", "schedulingPriority", "containerProperties", "nodeProperties",
+                    "retryStrategy", "propagateTags", "timeout", "platformCapabilities",
+                    "consumableResourceProperties", "tags")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,14 @@ class TrainingRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     """Job ids this job waits for."""
+    image: str | None = None
+    """Another container image: the job runs on a revision of the job definition with this image (registered
+    under `<definition name>-custom`), as the workload's job role, under its vCPU cap."""
+    command: tuple[str, ...] = ()
+    """Another command for the container(s); it learns its locations from MLPIPE_INPUT, MLPIPE_OUTPUT,
+    MLPIPE_CHECKPOINT and MLPIPE_HYPERPARAMETERS."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """More environment variables for the container(s)."""
 
 
 @dataclass(frozen=True)
@@ -178,11 +193,12 @@ class TrainingJobs:
             request.job_definition
             or self.deployment.output("MultiNodeJobDefinition" if multi_node else "TrainingJobDefinition")
         )
+        if request.image is not None:
+            definition = _with_image(definition, request.image)
         queue = self.job_queue(request.queue or ("on-demand" if multi_node else "spot-first"))
         environments = self.compute_environments(queue)
         checkpoint = request.checkpoint or (
-            f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/"
-            f"{self.deployment.output('Workload')}/{name}/"
+            f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/{self.deployment.workload}/{name}/"
         )
         if not S3_PREFIX.match(checkpoint):
             raise UsageError(f"--checkpoint {checkpoint!r} must be an s3:// prefix ending in '/'")
@@ -191,6 +207,7 @@ class TrainingJobs:
             "jobName": name,
             "jobQueue": queue["jobQueueArn"],
             "jobDefinition": definition["jobDefinitionArn"],
+            **({"registerJobDefinition": definition["registration"]} if "registration" in definition else {}),
             "parameters": {
                 "input": request.input,
                 "output": request.output,
@@ -223,12 +240,18 @@ class TrainingJobs:
             submit["timeout"] = {"attemptDurationSeconds": request.timeout_minutes * 60}
         if request.depends_on:
             submit["dependsOn"] = [{"jobId": d} for d in request.depends_on]
+        if queue.get("schedulingPolicyArn"):  # a fair-share queue: the workload's share, and a priority
+            submit["shareIdentifier"] = self.deployment.output("ShareIdentifier")
+            if "schedulingPriority" not in definition:
+                submit["schedulingPriorityOverride"] = 0
+        if request.command or request.environment:
+            _override_container(submit, request, multi_node)
         return submit
 
     def _check_reach(self, request: TrainingRequest, checkpoint: str) -> None:
         """The job role reaches only the workload's prefixes: a location outside them would fail the job
         after its GPUs were paid for."""
-        workload = self.deployment.output("Workload")
+        workload = self.deployment.workload
         curated, artifacts = (self.deployment.output(f"{b}Bucket") for b in ("Curated", "Artifacts"))
         reach = {
             "--input": (request.input, [f"s3://{curated}/{k}/{workload}/" for k in ("features", "curated")]),
@@ -243,8 +266,12 @@ class TrainingJobs:
 
     def submit(self, request: TrainingRequest, *, dry_run: bool = False) -> Submission:
         built = self.build(request)
+        registration = built.pop("registerJobDefinition", None)
         if dry_run:
-            return Submission(built)
+            return Submission({**built, **({"registerJobDefinition": registration} if registration else {})})
+        if registration is not None:  # the image's revision first: the job runs on it
+            registered = self._batch.register_job_definition(**registration)
+            built["jobDefinition"] = registered["jobDefinitionArn"]
         response = self._batch.submit_job(**built)
         return Submission(built, job_id=response["jobId"], job_arn=response.get("jobArn"))
 
@@ -453,6 +480,61 @@ def _check_offline(request: TrainingRequest) -> None:
         raise UsageError(f"--depends-on: at most {MAX_DEPENDENCIES} dependencies")
     for dependency in request.depends_on:
         _check_job_id(dependency)
+    # RegisterJobDefinition's image: up to 255 letters, digits, '-', '_', ':', '.', '/', '#' (and '@' of a digest)
+    if request.image is not None and not IMAGE.match(request.image):
+        raise UsageError(
+            f"--image {request.image!r} is not an image reference (up to 255 letters, digits and -_:./#@)"
+        )
+    if any(part == "" for part in request.command):
+        raise UsageError("--command: Batch refuses an empty argument in a command override")
+    for name in request.environment:
+        if not ENV_NAME.match(name):
+            raise UsageError(f"--job-env {name}: not an environment variable name (letters, digits, '_')")
+        if name.startswith("AWS_BATCH"):
+            raise UsageError(f"--job-env {name}: names starting with AWS_BATCH are reserved for Batch")
+        if request.command and name in RESERVED_ENV:
+            raise UsageError(
+                f"--job-env {name}: mlpipe sets it for --command from --input, --output-prefix, ..."
+            )
+
+
+def _with_image(definition: dict[str, Any], image: str) -> dict[str, Any]:
+    """The job definition as it will be registered with `image`: same roles, resources, retries and vCPU cap."""
+    registration: dict[str, Any] = {k: definition[k] for k in _REGISTERED_KEYS if k in definition}
+    registration["jobDefinitionName"] = f"{definition['jobDefinitionName'][:121]}-custom"
+    if "containerProperties" in registration:
+        registration["containerProperties"] = {**registration["containerProperties"], "image": image}
+    else:
+        nodes = registration["nodeProperties"]
+        ranges = [
+            {**r, "container": {**r["container"], "image": image}} for r in nodes["nodeRangeProperties"]
+        ]
+        registration["nodeProperties"] = {**nodes, "nodeRangeProperties": ranges}
+    return {**definition, "jobDefinitionArn": "(registered at submission)", "registration": registration}
+
+
+def _override_container(submit: dict[str, Any], request: TrainingRequest, multi_node: bool) -> None:
+    """--command and --env as container overrides. A command of its own does not see the definition's
+    Ref:: parameters, so the job's locations also come as MLPIPE_* variables."""
+    environment = dict(request.environment)
+    if request.command:
+        parameters = submit["parameters"]
+        environment.update({
+            "MLPIPE_INPUT": parameters["input"],
+            "MLPIPE_OUTPUT": parameters["output"],
+            "MLPIPE_CHECKPOINT": parameters["checkpoint"],
+            "MLPIPE_HYPERPARAMETERS": parameters["hyperparameters"],
+        })  # fmt: skip
+    overrides: dict[str, Any] = {
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]
+    }
+    if request.command:
+        overrides["command"] = list(request.command)
+    if multi_node:  # every node runs the same container
+        node_overrides = submit.setdefault("nodeOverrides", {})
+        node_overrides["nodePropertyOverrides"] = [{"targetNodes": "0:", "containerOverrides": overrides}]
+    else:
+        submit.setdefault("containerOverrides", {}).update(overrides)
 
 
 def _in_range(flag: str, value: int, low: int, high: int) -> None:

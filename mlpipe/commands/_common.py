@@ -57,6 +57,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--stack-prefix",
         help="the stacks' name prefix (default: MLPIPE_STACK_PREFIX or Mlpipe: MlpipeDev-...)",
     )
+    group.add_argument(
+        "--workload",
+        help="the deployed workload to act for (default: MLPIPE_WORKLOAD, or the only one deployed)",
+    )
 
 
 def positive_seconds(text: str) -> float:
@@ -73,7 +77,9 @@ def deployment(args: argparse.Namespace, overrides: Mapping[str, str | None] | N
     from mlpipe.client import Aws, Deployment
 
     aws = Aws(region=args.region, profile=args.profile)
-    return Deployment(aws, env=args.env, stack_prefix=args.stack_prefix, overrides=overrides)
+    return Deployment(
+        aws, env=args.env, stack_prefix=args.stack_prefix, workload=args.workload, overrides=overrides
+    )
 
 
 def handles_errors(function: HandlerFn) -> HandlerFn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +92,26 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="a job this one waits for; repeatable",
     )
     submit.add_argument(
+        "--image",
+        help="run another container image: registers <training definition>-custom with it (same role, "
+        "resources and vCPU cap; needs iam:PassRole on the workload's job roles)",
+    )
+    submit.add_argument(
+        "--command",
+        type=shlex.split,
+        default=[],
+        help="the container's command instead of the definition's, e.g. 'python train.py --epochs 3'; it "
+        "reads its locations from MLPIPE_INPUT, MLPIPE_OUTPUT, MLPIPE_CHECKPOINT, MLPIPE_HYPERPARAMETERS",
+    )
+    submit.add_argument(
+        "--job-env",
+        type=_tag,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of the job's container(s); repeatable (--env names the deployment)",
+    )
+    submit.add_argument(
         "--dry-run", action="store_true", help="check everything and print the request; submit nothing"
     )
     _wait_options(submit, "the job until it ends, tailing its log")
@@ -168,6 +189,9 @@ def _submit(args: argparse.Namespace) -> int:
         timeout_minutes=args.timeout_minutes,
         tags=dict(args.tag),
         depends_on=tuple(args.depends_on),
+        image=args.image,
+        command=tuple(args.command),
+        environment=dict(args.job_env),
     )
     jobs = _jobs(args)
     submission = jobs.submit(request, dry_run=args.dry_run)

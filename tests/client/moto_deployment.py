@@ -162,17 +162,23 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
     spot = environment("mlpipe-spot", "SPOT", ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge"], 64)
     on_demand = environment("mlpipe-on-demand", "EC2", ["g5.xlarge", "g5.2xlarge", "g5.12xlarge"], 96)
 
-    def queue(name: str, priority: int, *environments: str) -> str:
+    fair_share = batch.create_scheduling_policy(
+        name="mlpipe-fair-share",
+        fairsharePolicy={"shareDecaySeconds": 3600, "shareDistribution": [{"shareIdentifier": WORKLOAD}]},
+    )["arn"]
+
+    def queue(name: str, priority: int, *environments: str, policy: str | None = fair_share) -> str:
         order = [{"order": i + 1, "computeEnvironment": arn} for i, arn in enumerate(environments)]
         return str(
             batch.create_job_queue(
-                jobQueueName=name, state="ENABLED", priority=priority, computeEnvironmentOrder=order
+                jobQueueName=name, state="ENABLED", priority=priority, computeEnvironmentOrder=order,
+                **({"schedulingPolicyArn": policy} if policy else {}),
             )["jobQueueArn"]
-        )
+        )  # fmt: skip
 
     spot_first = queue("mlpipe-spot-first", 10, spot, on_demand)
     on_demand_queue = queue("mlpipe-on-demand", 20, on_demand)
-    spot_only = queue("mlpipe-spot-only", 5, spot)
+    spot_only = queue("mlpipe-spot-only", 5, spot, policy=None)
 
     train_command = ["python", "-m", "mlpipe_batch.train", "--manifest", "Ref::input", "--output", "Ref::output",
                      "--checkpoint", "Ref::checkpoint", "--hyperparameters", "Ref::hyperparameters"]  # fmt: skip
@@ -201,6 +207,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
         timeout={"attemptDurationSeconds": 14_400},
         propagateTags=True,
         platformCapabilities=["EC2"],
+        schedulingPriority=50,
     )["jobDefinitionArn"]  # fmt: skip
     multi_node = batch.register_job_definition(
         jobDefinitionName="mlpipe-multinode",
@@ -217,6 +224,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
         },
         retryStrategy=retry,
         platformCapabilities=["EC2"],
+        schedulingPriority=50,
     )["jobDefinitionArn"]  # fmt: skip
     inference = batch.register_job_definition(
         jobDefinitionName="mlpipe-inference",
@@ -285,22 +293,24 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
             {
                 "SpotFirstQueue": spot_first,
                 "OnDemandQueue": on_demand_queue,
-                "TrainingJobDefinition": training,
-                "MultiNodeJobDefinition": multi_node,
-                "InferenceJobDefinition": inference,
                 "JobLogGroup": {"Ref": "JobLogs"},
-                "Workload": WORKLOAD,
+                "Workloads": WORKLOAD,
             },
         ),
     )
     cloudformation.create_stack(
-        StackName=f"{stack_prefix}-Pipeline",
+        StackName=f"{stack_prefix}-Workload-{WORKLOAD}",
         TemplateBody=_template(
             {"FailureTopic": {"Type": "AWS::SNS::Topic"}},
             {
+                "Workload": WORKLOAD,
+                "ShareIdentifier": WORKLOAD,
+                "TrainingJobDefinition": training,
+                "MultiNodeJobDefinition": multi_node,
+                "InferenceJobDefinition": inference,
                 "StateMachineArn": machine,
                 "FailureTopicArn": {"Ref": "FailureTopic"},
-                "ModelPackageGroup": "mlpipe-dev",
+                "ModelPackageGroup": f"mlpipe-dev-{WORKLOAD}",
             },
         ),
     )

@@ -41,7 +41,63 @@ def test_single_node_request_from_the_deployment(jobs: TrainingJobs, deployed: D
             "hyperparameters": '{"hidden":[64,32],"lr":0.003}',
         },
         "tags": {"mlpipe:submitted-by": "mlpipe-cli", "team": "ml"},
+        # a fair-share queue: the workload's share, and (moto keeps no schedulingPriority of the definition)
+        # the priority that Batch otherwise refuses the job without
+        "shareIdentifier": "clicks",
+        "schedulingPriorityOverride": 0,
     }
+
+
+def test_a_queue_without_fair_share_gets_no_share_identifier(jobs: TrainingJobs) -> None:
+    """Batch refuses a share identifier on a queue without a scheduling policy (SubmitJob: shareIdentifier)."""
+    built = jobs.build(request(queue="mlpipe-spot-only"))
+    assert "shareIdentifier" not in built and "schedulingPriorityOverride" not in built
+
+
+def test_a_job_of_another_image_command_and_environment(jobs: TrainingJobs, deployed: Deployed) -> None:
+    submission = jobs.submit(
+        request(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/team/trainer:7", name="custom-1",
+                command=("python", "train.py", "--epochs", "3"), environment={"SEED": "7"})
+    )  # fmt: skip
+    job = jobs.describe(str(submission.job_id))
+    definition = jobs.job_definition(job.raw["jobDefinition"])
+    # a revision of the workload's training definition with the image: same role, resources and retries
+    base = jobs.job_definition(deployed.training_job_definition)
+    assert definition["jobDefinitionName"] == "mlpipe-training-custom"
+    assert (
+        definition["containerProperties"]["image"]
+        == "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/trainer:7"
+    )
+    for key in ("resourceRequirements", "command"):
+        assert definition["containerProperties"][key] == base["containerProperties"][key]
+    assert definition["retryStrategy"] == base["retryStrategy"]
+    overrides = submission.request["containerOverrides"]
+    assert overrides["command"] == ["python", "train.py", "--epochs", "3"]
+    environment = {e["name"]: e["value"] for e in overrides["environment"]}
+    assert environment["SEED"] == "7" and environment["MLPIPE_INPUT"] == MANIFEST
+    assert environment["MLPIPE_OUTPUT"] == OUTPUT
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"environment": {"AWS_BATCH_JOB_ID": "x"}},
+            "--job-env AWS_BATCH_JOB_ID: names starting with AWS_BATCH",
+        ),
+        (
+            {"environment": {"MLPIPE_INPUT": "x"}, "command": ("true",)},
+            "--job-env MLPIPE_INPUT: mlpipe sets it",
+        ),
+        ({"command": ("python", "")}, "--command: Batch refuses an empty argument"),
+        ({"image": "bad image"}, "--image 'bad image' is not an image reference"),
+    ],
+)
+def test_bad_overrides_are_refused_before_any_call(
+    jobs: TrainingJobs, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        jobs.build(request(**changes))
 
 
 def test_submitted_job_carries_parameters_and_tags(jobs: TrainingJobs) -> None:

@@ -163,7 +163,7 @@ RAW_URI = f"s3://{RAW}/events/"
         (["run", "--raw-uri", RAW_URI, "--run-id", "Bad_Id"], "input.run_id: 'Bad_Id' is not valid"),
         (["status", "x", "--poll-seconds", "0"], "out of range"),
         (["status", "never-ran"], "no execution 'never-ran'"),
-        (["list", "--env", "prod"], "stack MlpipeProd-Pipeline not found"),
+        (["list", "--env", "prod"], "stack MlpipeProd-Batch not found"),
         (["list", "--limit", "5000"], "5000 is out of range"),
         ([*SUBMIT, "--gpus", "9"], "--gpus 9 is out of range"),
         ([*SUBMIT, "--nodes", "0"], "--nodes 0 is out of range"),

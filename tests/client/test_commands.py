@@ -290,7 +290,7 @@ def test_bad_input_is_one_line_exit_2_and_submits_nothing(server: dict[str, str]
         (["run", malformed], "malformed.json: not valid JSON"),
         (["run", unknown_key], "input: unknown key(s) 'epochs'"),
         ([*SUBMIT, "--gpus", "9"], "--gpus 9 is out of range"),
-        (["list", "--env", "prod"], "stack MlpipeProd-Pipeline not found"),
+        (["list", "--env", "prod"], "stack MlpipeProd-Batch not found"),
         ([*SUBMIT, "--queue", "nope"], "job queue 'nope' not found"),
         ([*SUBMIT, "--gpus", "8"], "cannot give 8 GPU(s)"),
     ]

@@ -15,7 +15,8 @@ from mlpipe.client import Deployment, NotFound, UsageError
 def test_outputs_come_from_the_stacks_that_mlpipe_config_names(
     deployment: Deployment, deployed: Deployed
 ) -> None:
-    assert deployment.stack_name("Pipeline") == "MlpipeDev-Pipeline"
+    assert deployment.workload == "clicks"  # the only one the Batch stack lists
+    assert deployment.stack_name("Workload") == "MlpipeDev-Workload-clicks"
     assert deployment.output("StateMachineArn") == deployed.state_machine_arn
     assert deployment.output("RawBucket") == RAW
     assert deployment.output("ArtifactsBucket") == ARTIFACTS
@@ -34,7 +35,7 @@ def test_each_stack_is_described_once(deployment: Deployment) -> None:
     deployment.output("OnDemandQueue")
     deployment.output("TrainingJobDefinition")
     deployment.output("RawBucket")
-    assert calls == ["MlpipeDev-Batch", "MlpipeDev-Storage"]
+    assert calls == ["MlpipeDev-Batch", "MlpipeDev-Workload-clicks", "MlpipeDev-Storage"]
 
 
 def test_environment_variable_wins_and_needs_no_stack(aws: Any, deployed: Deployed) -> None:
@@ -61,15 +62,30 @@ def test_missing_stack_says_which_and_how_to_point_elsewhere(aws: Any, deployed:
     with pytest.raises(NotFound) as caught:
         deployment.output("StateMachineArn")
     message = str(caught.value)
-    assert "MlpipeProd-Pipeline" in message and REGION in message and "--env" in message
+    assert "MlpipeProd-Batch" in message and REGION in message and "--env" in message
+    deployment = Deployment(aws, workload="churn", environ={})
+    with pytest.raises(
+        NotFound, match=r"stack MlpipeDev-Workload-churn not found .* is workload 'churn' deployed"
+    ):
+        deployment.output("StateMachineArn")
+
+
+def test_a_deployment_of_several_workloads_needs_the_choice(aws: Any, deployed: Deployed) -> None:
+    deployment = Deployment(aws, environ={"MLPIPE_WORKLOADS": "clicks,churn"})
+    with pytest.raises(UsageError, match="runs workloads clicks, churn: choose one with --workload NAME"):
+        deployment.output("StateMachineArn")
+    chosen = Deployment(aws, workload="clicks", environ={"MLPIPE_WORKLOADS": "clicks,churn"})
+    assert chosen.output("StateMachineArn") == deployed.state_machine_arn
+    with pytest.raises(UsageError, match="--workload 'Clicks!' is not a workload name"):
+        Deployment(aws, workload="Clicks!", environ={})
 
 
 def test_missing_output_names_the_variable_that_gives_it(aws: Any, deployed: Deployed) -> None:
     boto3.client("cloudformation", region_name=REGION).create_stack(
-        StackName="MlpipeQa-Pipeline",
+        StackName="MlpipeQa-Workload-clicks",
         TemplateBody=_template({"Topic": {"Type": "AWS::SNS::Topic"}}, {"FailureTopicArn": {"Ref": "Topic"}}),
     )
-    deployment = Deployment(aws, env="qa", environ={})
+    deployment = Deployment(aws, env="qa", workload="clicks", environ={})
     assert deployment.output("FailureTopicArn").startswith("arn:aws:sns:")
     with pytest.raises(NotFound, match=r"has no output StateMachineArn.*MLPIPE_STATE_MACHINE_ARN"):
         deployment.output("StateMachineArn")
