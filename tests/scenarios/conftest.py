@@ -105,7 +105,9 @@ class Local:
 
     def model_packages(self) -> list[dict[str, Any]]:
         sagemaker = self.pipeline.client("sagemaker")
-        listed = sagemaker.list_model_packages(ModelPackageGroupName="mlpipe-dev-clickstream")["ModelPackageSummaryList"]
+        listed = sagemaker.list_model_packages(ModelPackageGroupName="mlpipe-dev-clickstream")[
+            "ModelPackageSummaryList"
+        ]
         return list(listed)
 
     def clusters(self) -> dict[str, str]:
