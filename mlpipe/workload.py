@@ -13,7 +13,9 @@ this module.
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -152,7 +154,8 @@ class Candidate:
 @dataclass(frozen=True)
 class Search:
     kind: Literal["grid", "random"]
-    """grid: every combination of `space`; random: `count` draws from it, seeded."""
+    """grid: every combination of `space`, in order (`grid-0`, `grid-1`, ...); random: `count` distinct
+    combinations drawn with `seed` (`random-0`, ...). The same manifest always makes the same candidates."""
     space: Mapping[str, Any]
     """hyperparameter -> list of values."""
     count: int = 0
@@ -207,10 +210,31 @@ class Workload:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    def all_candidates(self) -> tuple[Candidate, ...]:
+        """`candidates`, or the ones `search` makes: every combination of its space in order (grid), or `count`
+        distinct combinations drawn with its seed (random). The same manifest always gives the same list."""
+        s = self.search
+        if s is None:
+            return self.candidates
+        names = list(s.space)
+        combinations = list(itertools.product(*(s.space[n] for n in names)))
+        if s.kind == "random":
+            combinations = random.Random(s.seed).sample(combinations, s.count)
+        width = len(str(len(combinations) - 1))
+        return tuple(
+            Candidate(
+                name=f"{s.kind}-{i:0{width}d}",
+                nodes=s.nodes,
+                gpus=s.gpus,
+                hyperparameters=dict(zip(names, values, strict=True)),
+            )
+            for i, values in enumerate(combinations)
+        )
+
     def execution_candidates(self) -> list[dict[str, Any]]:
         """The candidates as the execution input writes them (nodes and GPUs only where not 1)."""
         out: list[dict[str, Any]] = []
-        for c in self.candidates:
+        for c in self.all_candidates():
             candidate: dict[str, Any] = {"name": c.name, "hyperparameters": dict(c.hyperparameters)}
             candidate.update({k: v for k, v in (("nodes", c.nodes), ("gpus", c.gpus)) if v != 1})
             out.append(candidate)
@@ -261,7 +285,6 @@ def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
     _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
     _require(not w.train.dockerfile, source, "train.dockerfile", not_yet)
-    _require(w.search is None, source, "search", f"{not_yet}: list candidates")
     _require(not w.dependencies.spark, source, "dependencies.spark", not_yet)
 
 
@@ -506,6 +529,12 @@ def _check(w: Workload, source: str) -> None:
             )
         else:
             _require(1 <= s.count <= MAX_CANDIDATES, source, "search.count", f"must be 1 to {MAX_CANDIDATES}")
+            _require(
+                s.count <= combinations,
+                source,
+                "search.count",
+                f"draws {s.count} distinct candidates from a space of {combinations} combinations",
+            )
         _check_shape(source, "search", s.nodes, s.gpus)
 
     for stage in ("spark", "batch"):

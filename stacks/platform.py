@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Tags
 
 from mlpipe.config import ConfigError, MlpipeConfig
-from mlpipe.workload import Workload, check_deployable
+from mlpipe.workload import Workload, WorkloadError, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
 from stacks.constructs.monitoring import WorkloadSection
@@ -50,7 +50,14 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
                 f"(workloads: {', '.join(sorted(names))})"
             )
     for workload in workloads:
-        check_deployable(workload, f"{workload.root.name}/workload.toml")
+        source = f"{workload.root.name}/workload.toml"
+        check_deployable(workload, source)
+        count = len(workload.all_candidates())
+        if count > config.pipeline.max_candidates:
+            raise WorkloadError(
+                f"{source}: {'search' if workload.search else 'candidates'}: makes {count} candidates, more than "
+                f"environments.{config.env}.pipeline.max_candidates ({config.pipeline.max_candidates})"
+            )
     env = Environment(account=config.account, region=config.region)
     name = config.stack_name
 

@@ -40,7 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def summary(workload: Workload) -> dict[str, Any]:
     """What a reader wants to know about a valid workload, as plain data."""
     stages = [name for name in ("clean", "features") if getattr(workload, name) is not None]
-    candidates = [c.name for c in workload.candidates]
+    candidates = [c.name for c in workload.all_candidates()]
     return {
         "name": workload.name,
         "root": str(workload.root),

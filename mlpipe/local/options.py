@@ -42,9 +42,9 @@ class Options:
             )
         if self.input is not None and not input_files(self.input):
             raise UsageError(f"--input {self.input}: no such file, or a folder without files")
-        if self.candidates is not None and not 1 <= self.candidates <= len(workload.candidates):
+        if self.candidates is not None and not 1 <= self.candidates <= len(workload.all_candidates()):
             raise UsageError(
-                f"--candidates must be 1 to {len(workload.candidates)} (the workload's candidates), "
+                f"--candidates must be 1 to {len(workload.all_candidates())} (the workload's candidates), "
                 f"got {self.candidates}"
             )
         if self.workdir.absolute().is_relative_to(self.folder().absolute()):

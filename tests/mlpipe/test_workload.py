@@ -121,6 +121,44 @@ space = { lr = [0.1, 0.01], hidden = [[64], [128, 64]] }
     assert workload.raw_prefix == "teams/tiny/" and workload.search is not None and workload.search.count == 3
 
 
+def test_a_search_makes_its_candidates_the_same_way_every_time(tmp_path: Path) -> None:
+    grid = (
+        MANIFEST.split("[[candidates]]")[0]
+        + """
+[search]
+kind = "grid"
+space = { lr = [0.1, 0.01, 0.001], hidden = [[64], [128, 64]] }
+nodes = 2
+gpus = 2
+"""
+    )
+    workload = load(make(tmp_path / "grid", grid))
+    candidates = workload.all_candidates()
+    assert [c.name for c in candidates] == ["grid-0", "grid-1", "grid-2", "grid-3", "grid-4", "grid-5"]
+    assert [dict(c.hyperparameters) for c in candidates[:2]] == [
+        {"lr": 0.1, "hidden": [64]},
+        {"lr": 0.1, "hidden": [128, 64]},
+    ]
+    assert {(c.nodes, c.gpus) for c in candidates} == {(2, 2)}
+    assert workload.execution_candidates()[0] == {
+        "name": "grid-0", "hyperparameters": {"lr": 0.1, "hidden": [64]}, "nodes": 2, "gpus": 2,
+    }  # fmt: skip
+
+    def drawn(seed: int, count: int) -> list[dict[str, Any]]:
+        text = grid.replace('kind = "grid"', f'kind = "random"\ncount = {count}\nseed = {seed}')
+        return [
+            dict(c.hyperparameters) for c in load(make(tmp_path / f"r{seed}-{count}", text)).all_candidates()
+        ]
+
+    assert drawn(7, 4) == drawn(7, 4)  # seeded: a redeploy trains the same candidates
+    assert len({json.dumps(h, sort_keys=True) for h in drawn(7, 4)}) == 4  # distinct combinations
+    assert sorted(map(json.dumps, drawn(3, 6))) == sorted(
+        map(json.dumps, (dict(c.hyperparameters) for c in candidates))
+    )
+    with pytest.raises(WorkloadError, match=r"search\.count: draws 7 distinct candidates from a space of 6"):
+        drawn(1, 7)
+
+
 BAD: list[tuple[str, Any, str]] = [
     ("unknown key", ("[metric]", "[metric]\nthreshold = 3"), "workload.toml: metric.threshold: unknown key"),
     (

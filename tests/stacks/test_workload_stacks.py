@@ -176,3 +176,28 @@ def test_a_vcpu_limit_for_a_workload_that_is_not_deployed_is_refused(context_for
         ConfigError, match=r"batch\.workload_vcpu_limits\.regresion: no workload of that name"
     ):
         create_platform(cdk.App(), config, workloads=load_all(config.workloads, REPO_ROOT))
+
+
+def test_a_search_deploys_as_its_candidates_within_the_environments_limit(
+    tmp_path: Path, context_for: Any
+) -> None:
+    import shutil
+
+    import aws_cdk as cdk
+
+    from mlpipe.config import load_config
+    from stacks.platform import create_platform
+
+    folder = tmp_path / "clickstream"
+    shutil.copytree(REPO_ROOT / "examples" / "clickstream", folder)
+    manifest = folder / "workload.toml"
+    head = manifest.read_text().split("[[candidates]]")[0]
+    config = load_config(context_for("dev"), environ={})  # pipeline.max_candidates = 8
+    manifest.write_text(
+        head + '[search]\nkind = "grid"\nspace = { lr = [0.1, 0.01, 0.001], epochs = [1, 2, 3] }\n'
+    )
+    with pytest.raises(
+        WorkloadError,
+        match=r"search: makes 9 candidates, more than environments\.dev\.pipeline\.max_candidates \(8\)",
+    ):
+        create_platform(cdk.App(), config, workloads=[load(folder)])
