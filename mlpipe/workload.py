@@ -207,6 +207,10 @@ class Workload:
     def spark_stages(self) -> bool:
         return self.clean is not None or self.features is not None
 
+    def stages(self) -> list[str]:
+        """The Spark stages the pipeline runs, in order: `clean` (Glue) and `features` (EMR)."""
+        return [name for name in ("clean", "features") if getattr(self, name) is not None]
+
     def path(self, relative: str) -> Path:
         return self.root / relative
 
@@ -275,15 +279,20 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
 def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     """What this version's pipeline runs: refuse, naming the key, a valid manifest that asks for more.
 
-    The pipeline has a Glue and an EMR stage run by mlpipe's drivers, then trains, evaluates and scores with
-    the workload's entrypoints (or mlpipe.tabular) on Batch.
+    The pipeline runs the workload's Glue and EMR stages (each optional) with mlpipe's drivers, then trains,
+    evaluates and scores with the workload's entrypoints (or mlpipe.tabular) on Batch.
     """
     not_yet = "is not deployed by this version of mlpipe's pipeline"
-    _require(w.clean is not None, source, "clean", f"a workload without a clean stage {not_yet}")
-    _require(w.features is not None, source, "features", f"a workload without a feature stage {not_yet}")
-    assert w.clean is not None and w.features is not None
-    _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
-    _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
+    if w.clean is not None:
+        _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
+    if w.features is not None:
+        _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
+        _require(
+            w.clean is not None,
+            source,
+            "features",
+            f"reads the curated data: without a [clean] stage it {not_yet}",
+        )
     _require(not w.train.dockerfile, source, "train.dockerfile", not_yet)
     _require(not w.dependencies.spark, source, "dependencies.spark", not_yet)
 
@@ -485,6 +494,12 @@ def _check(w: Workload, source: str) -> None:
             source,
             "metric",
             f"{TABULAR_TRAINER} reports {reported}: name one of them with its direction",
+        )
+        _require(
+            w.features is not None,
+            source,
+            "train.trainer",
+            f"{TABULAR_TRAINER} reads the feature stage's manifest: add a [features] stage, or name an entrypoint",
         )
 
     _require(

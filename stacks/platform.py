@@ -110,7 +110,7 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
                 name=w,
                 state_machine=stack.pipeline.state_machine,
                 functions=[stack.pipeline.preprocessing, stack.pipeline.training, stack.pipeline.inference],
-                glue_job_name=stack.glue.job_name,
+                glue_job_name=stack.glue.job_name if stack.glue is not None else None,
                 topic=stack.pipeline.topic,
             )
             for w, stack in pipelines.items()

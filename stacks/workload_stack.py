@@ -48,31 +48,42 @@ class WorkloadStack(MlpipeStack):
             code=code,
             image=batch_.image,
             key=storage.key,
+            raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,
             artifacts_bucket=lake.artifacts_bucket,
             log_group=job_log_group,
             vcpu_limit=workload_vcpu_limit(config.batch, workload.name),
             vcpu_resource_name=resource_name(config, f"{workload.name}-vcpus"),
         )
-        self.glue = GlueEtl(
-            self,
-            "Glue",
-            config=config.glue,
-            workload=workload,
-            code=code,
-            key=storage.key,
-            raw_bucket=lake.raw_bucket,
-            curated_bucket=lake.curated_bucket,
-            artifacts_bucket=lake.artifacts_bucket,
+        # Each Spark stage exists only when the workload has it.
+        self.glue = (
+            GlueEtl(
+                self,
+                "Glue",
+                config=config.glue,
+                workload=workload,
+                code=code,
+                key=storage.key,
+                raw_bucket=lake.raw_bucket,
+                curated_bucket=lake.curated_bucket,
+                artifacts_bucket=lake.artifacts_bucket,
+            )
+            if workload.clean is not None
+            else None
         )
-        self.steps = EmrSteps(
-            self, "Steps", emr_=emr_, workload=workload, code=code, curated_bucket=lake.curated_bucket
+        self.steps = (
+            EmrSteps(
+                self, "Steps", emr_=emr_, workload=workload, code=code, curated_bucket=lake.curated_bucket
+            )
+            if workload.features is not None
+            else None
         )
         self.pipeline = Pipeline(
             self,
             "Pipeline",
             config=config,
             lake=lake,
+            code=code,
             glue_etl=self.glue,
             steps=self.steps,
             batch_=batch_,
@@ -86,7 +97,8 @@ class WorkloadStack(MlpipeStack):
         self.output("StateMachineArn", p.state_machine.state_machine_arn, "The pipeline")
         self.output("FailureTopicArn", p.topic.topic_arn, "Failure notifications and alarms")
         self.output("ModelPackageGroup", p.model_package_group.model_package_group_name, "Registered models")
-        self.output("CleanJobName", self.glue.job_name, "Glue job that cleans the workload's raw records")
+        if self.glue is not None:
+            self.output("CleanJobName", self.glue.job_name, "Glue job that cleans the workload's raw records")
         self.output(
             "TrainingJobDefinition", j.training_job_definition.job_definition_arn, "Single-node training"
         )

@@ -84,16 +84,22 @@ def raw_prefix_env() -> str:
     return prefix
 
 
+STAGES = ("clean", "features")
+"""The Spark stages a workload may have, in pipeline order."""
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """The deployment's settings for planning (the preprocessing function's environment)."""
 
     buckets: Buckets
-    features_script_uri: str
-    inference_features_script_uri: str
-    emr_py_files_uri: str
     default_candidates: list[dict[str, Any]]
     max_candidates: int
+    stages: frozenset[str] = frozenset(STAGES)
+    """The workload's Spark stages: `clean` (Glue) and `features` (EMR), each optional."""
+    features_script_uri: str = ""
+    inference_features_script_uri: str = ""
+    emr_py_files_uri: str = ""
     job_shapes: JobShapes = field(default_factory=JobShapes)
     raw_prefix: str = ""
     """The workload's raw prefix: a run's raw_uri must lie under it."""
@@ -108,14 +114,14 @@ class PlanSettings:
 
     @classmethod
     def from_env(cls) -> PlanSettings:
-        uris = {
-            name: require_env(name)
-            for name in (
-                "FEATURES_SCRIPT_URI",
-                "INFERENCE_FEATURES_SCRIPT_URI",
-                "EMR_PY_FILES_URI",
-                "WORKLOAD_CODE_URI",
+        stages = json_env("STAGES")
+        if not isinstance(stages, list) or not set(stages) <= set(STAGES):
+            raise ConfigurationError(
+                f"environment variable STAGES must be a JSON list of {', '.join(STAGES)}"
             )
+        emr = ("FEATURES_SCRIPT_URI", "INFERENCE_FEATURES_SCRIPT_URI", "EMR_PY_FILES_URI")
+        uris = {
+            name: require_env(name) for name in (*(emr if "features" in stages else ()), "WORKLOAD_CODE_URI")
         }
         for name, uri in uris.items():
             try:
@@ -126,7 +132,10 @@ class PlanSettings:
         defaults = json_env("DEFAULT_CANDIDATES")
         if not isinstance(defaults, list) or not defaults:
             raise ConfigurationError("environment variable DEFAULT_CANDIDATES must be a non-empty JSON list")
-        arguments = {name: json_env(name) for name in ("FEATURES_ARGUMENTS", "INFERENCE_FEATURES_ARGUMENTS")}
+        arguments = {
+            name: json_env(name) if "features" in stages else []
+            for name in ("FEATURES_ARGUMENTS", "INFERENCE_FEATURES_ARGUMENTS")
+        }
         for name, value in arguments.items():
             if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
                 raise ConfigurationError(f"environment variable {name} must be a JSON list of strings")
@@ -143,9 +152,10 @@ class PlanSettings:
             raw_prefix=raw_prefix_env(),
             metric=Metric.from_env(),
             gate=float_env("METRIC_GATE", minimum=-math.inf, maximum=math.inf),
-            features_script_uri=uris["FEATURES_SCRIPT_URI"],
-            inference_features_script_uri=uris["INFERENCE_FEATURES_SCRIPT_URI"],
-            emr_py_files_uri=uris["EMR_PY_FILES_URI"],
+            stages=frozenset(stages),
+            features_script_uri=uris.get("FEATURES_SCRIPT_URI", ""),
+            inference_features_script_uri=uris.get("INFERENCE_FEATURES_SCRIPT_URI", ""),
+            emr_py_files_uri=uris.get("EMR_PY_FILES_URI", ""),
             workload_code_uri=uris["WORKLOAD_CODE_URI"],
             features_arguments=tuple(arguments["FEATURES_ARGUMENTS"]),
             inference_features_arguments=tuple(arguments["INFERENCE_FEATURES_ARGUMENTS"]),
@@ -172,12 +182,16 @@ def resolve_input(document: Any, settings: PlanSettings) -> tuple[str | None, di
                 f"input.quality_gate.threshold: {threshold:g} is looser than the workload's gate "
                 f"{settings.metric.describe_gate(settings.gate)}; a run may only make it stricter"
             )
-    curated = curated_uri(buckets)
-    inference_input = document.get("inference_input_uri", curated)
-    parse_in_buckets(inference_input, [buckets.curated], field="input.inference_input_uri")
-    if not inference_input.startswith(curated):
+    # Inference scores data the clean stage wrote; without one, raw data under the workload's prefix.
+    if "clean" in settings.stages:
+        home, bucket, what = curated_uri(buckets), buckets.curated, "curated data"
+    else:
+        home, bucket, what = f"s3://{buckets.raw}/{settings.raw_prefix}", buckets.raw, "raw prefix"
+    inference_input = document.get("inference_input_uri", home if "clean" in settings.stages else str(raw))
+    parse_in_buckets(inference_input, [bucket], field="input.inference_input_uri")
+    if not inference_input.startswith(home):
         raise InvalidInput(
-            f"input.inference_input_uri: {inference_input} is not under the workload's curated data {curated}"
+            f"input.inference_input_uri: {inference_input} is not under the workload's {what} {home}"
         )
     if "candidates" in document:
         candidates = execution_input.normalize_candidates(
@@ -243,6 +257,11 @@ def build_plan(
         "evaluation": object_uri(b.artifacts, "runs", w, run_id, "evaluation.json"),
         "predictions": prefix_uri(b.artifacts, "runs", w, run_id, "predictions"),
     }
+    if "features" in settings.stages:
+        uris["training_input"], uris["scoring_input"] = manifest, inference_manifest
+    else:  # the workload's code reads (and holds out its own test data from) the data itself
+        uris["training_input"] = curated if "clean" in settings.stages else resolved["raw_uri"]
+        uris["scoring_input"] = resolved["inference_input_uri"]
     py_files = ",".join(filter(None, (settings.emr_py_files_uri, settings.workload_code_uri)))
     spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     features_args = [
@@ -267,6 +286,7 @@ def build_plan(
         "created_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "input_digest": input_digest(resolved),
         "input": resolved,
+        "stages": sorted(settings.stages),
         "raw_uri": resolved["raw_uri"],
         "uris": uris,
         "glue_arguments": {
@@ -283,18 +303,23 @@ def build_plan(
 
 
 def plan_payload(plan: dict[str, Any]) -> dict[str, Any]:
-    """What the Plan state returns (stored at `$.plan`): S3 pointers and small fields only."""
-    return {
-        "run_id": plan["run_id"],
-        "plan_uri": plan["uris"]["plan"],
-        "raw_uri": plan["raw_uri"],
-        "glue_arguments": plan["glue_arguments"],
-        "emr_features_args": plan["emr_features_args"],
-        "emr_inference_args": plan["emr_inference_args"],
-        "manifest_uri": plan["uris"]["manifest"],
-        "inference_manifest_uri": plan["uris"]["inference_manifest"],
-        "evaluation_output_uri": plan["uris"]["evaluation_output"],
-    }
+    """What the Plan state returns (stored at `$.plan`): S3 pointers and small fields only, and only what
+    the workload's stages use. `manifest_uri` is what training and evaluation read, `inference_manifest_uri`
+    what inference reads: the feature manifests, or without a feature stage the curated data (or the raw
+    input) and the inference input."""
+    stages = plan.get("stages", STAGES)
+    payload = {"run_id": plan["run_id"], "plan_uri": plan["uris"]["plan"], "raw_uri": plan["raw_uri"]}
+    if "clean" in stages:
+        payload["glue_arguments"] = plan["glue_arguments"]
+    if "features" in stages:
+        payload["emr_features_args"] = plan["emr_features_args"]
+        payload["emr_inference_args"] = plan["emr_inference_args"]
+    payload.update(
+        manifest_uri=plan["uris"]["training_input"],
+        inference_manifest_uri=plan["uris"]["scoring_input"],
+        evaluation_output_uri=plan["uris"]["evaluation_output"],
+    )
+    return payload
 
 
 def plan_run(

@@ -100,7 +100,7 @@ def select_model(
             "plan_uri": plan["uris"]["plan"],
             "raw_uri": plan["raw_uri"],
             "curated_uri": plan["uris"]["curated"],
-            "features_manifest_uri": plan["uris"]["manifest"],
+            "training_input_uri": plan["uris"].get("training_input", plan["uris"]["manifest"]),
             "code_version": code_version,
         },
     }

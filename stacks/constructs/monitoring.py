@@ -30,7 +30,8 @@ class WorkloadSection:
     name: str
     state_machine: sfn.IStateMachine
     functions: Sequence[lambda_.IFunction]
-    glue_job_name: str
+    glue_job_name: str | None
+    """None: the workload has no clean stage."""
     topic: sns.ITopic
 
 
@@ -122,6 +123,18 @@ class Monitoring(Construct):
             ),
             cw.AlarmStatusWidget(title=f"{w.name}: alarms", width=8, alarms=alarms),
         )
+        lambdas = cw.GraphWidget(
+            title=f"{w.name}: Lambda errors and throttles",
+            width=12,
+            left=[
+                m
+                for f in w.functions
+                for m in (f.metric_errors(period=_PERIOD), f.metric_throttles(period=_PERIOD))
+            ],
+        )
+        if w.glue_job_name is None:
+            self.dashboard.add_widgets(lambdas)
+            return alarms
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title=f"{w.name}: Glue clean job",
@@ -141,14 +154,6 @@ class Monitoring(Construct):
                     )
                 ],
             ),
-            cw.GraphWidget(
-                title=f"{w.name}: Lambda errors and throttles",
-                width=12,
-                left=[
-                    m
-                    for f in w.functions
-                    for m in (f.metric_errors(period=_PERIOD), f.metric_throttles(period=_PERIOD))
-                ],
-            ),
+            lambdas,
         )
         return alarms

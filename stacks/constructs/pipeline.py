@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from aws_cdk import AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
@@ -50,6 +51,7 @@ from stacks.constructs.common import (
 from stacks.constructs.emr import EmrSteps, create_cluster_task
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.storage import DataLake
+from stacks.constructs.workload_code import WorkloadCode
 from stacks.constructs.workload_jobs import WorkloadJobs
 from stacks.defaults import (
     EMR_STEP_TIMEOUT,
@@ -195,21 +197,28 @@ def _retry(state: Task, errors: list[str], *, attempts: int = 5) -> None:
     )
 
 
-def code_revision(lambdas_dir: Path, glue_etl: GlueEtl, steps: EmrSteps, batch_: BatchCompute) -> str:
+def code_revision(
+    lambdas_dir: Path,
+    code: WorkloadCode,
+    glue_etl: GlueEtl | None,
+    steps: EmrSteps | None,
+    batch_: BatchCompute,
+) -> str:
     """A digest of every code asset a pipeline deploys: the model registry's CommitId.
 
     It changes exactly when deployed code does; a git commit would change every template on every commit and
     defeat local mode's reuse of cdk.out.
     """
     lambda_code = FileSystem.fingerprint(str(lambdas_dir), exclude=["**/__pycache__", "**/*.pyc"])
-    parts = [
-        f"lambdas={lambda_code}",
-        f"glue={glue_etl.script.asset_hash}",
-        f"emr={steps.features_script.asset_hash},{steps.inference_features_script.asset_hash},"
-        f"{steps.py_files.asset_hash}",
-        f"image={batch_.image_asset.asset_hash}",
-        f"workload={glue_etl.code.sha256}",
-    ]
+    parts = [f"lambdas={lambda_code}"]
+    if glue_etl is not None:
+        parts.append(f"glue={glue_etl.script.asset_hash}")
+    if steps is not None:
+        parts.append(
+            f"emr={steps.features_script.asset_hash},{steps.inference_features_script.asset_hash},"
+            f"{steps.py_files.asset_hash}"
+        )
+    parts += [f"image={batch_.image_asset.asset_hash}", f"workload={code.sha256}"]
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -223,8 +232,9 @@ class Pipeline(Construct):
         *,
         config: MlpipeConfig,
         lake: DataLake,
-        glue_etl: GlueEtl,
-        steps: EmrSteps,
+        code: WorkloadCode,
+        glue_etl: GlueEtl | None,
+        steps: EmrSteps | None,
         batch_: BatchCompute,
         jobs: WorkloadJobs,
         workload: Workload,
@@ -289,14 +299,15 @@ class Pipeline(Construct):
             "CURATED_BUCKET": lake.curated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
             "LOG_LEVEL": "INFO",
-            "CODE_VERSION": code_revision(LAMBDAS_DIR, glue_etl, steps, batch_),
+            "CODE_VERSION": code_revision(LAMBDAS_DIR, code, glue_etl, steps, batch_),
         }
         self.preprocessing = self._function(
             "Preprocessing",
             "preprocessing.handler.handler",
             {
                 **common_env,
-                **steps.step_script_uris(),
+                "STAGES": json.dumps(workload.stages()),
+                **(steps.step_script_uris() if steps is not None else {"WORKLOAD_CODE_URI": code.uri}),
                 "RAW_PREFIX": workload.raw_prefix,
                 "METRIC_GATE": repr(float(workload.metric.gate)),
                 "DEFAULT_CANDIDATES": json.dumps(workload.execution_candidates(), separators=(",", ":")),
@@ -362,10 +373,11 @@ class Pipeline(Construct):
             service="elasticmapreduce", resource="cluster", resource_name="*"
         )
         self._clusters = self._region_clusters
-        if steps.cluster is not None:
+        if steps is not None and steps.cluster is not None:
             self._clusters = Stack.of(self).format_arn(
                 service="elasticmapreduce", resource="cluster", resource_name=steps.cluster.ref
             )
+        self._transient = steps is not None and config.emr.mode == "transient"
         definition = self._definition(glue_etl, steps, batch_, jobs)
         self.state_machine = sfn.StateMachine(
             self,
@@ -385,7 +397,9 @@ class Pipeline(Construct):
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         self._allow_batch_jobs()
-        if steps.execution_role is not None:  # AddJobFlowSteps with an ExecutionRoleArn passes that role
+        if (
+            steps is not None and steps.execution_role is not None
+        ):  # AddJobFlowSteps with an ExecutionRoleArn passes that role
             allow(self.state_machine.role, ["iam:PassRole"], [steps.execution_role.role_arn])
         _drop_redundant_dependency(self.state_machine, self.state_machine.role)
         # Stopping an execution (or a failed branch) terminates the Batch jobs it started; .sync polls them.
@@ -532,7 +546,7 @@ class Pipeline(Construct):
                 f"{function.function_arn}:*",
                 "Invoking the function's versions and aliases (CDK's LambdaInvoke grant).",
             )
-        if self._config.emr.mode == "transient":
+        if self._transient:
             acknowledge_resource_wildcard(
                 role,
                 self._region_clusters,
@@ -548,10 +562,10 @@ class Pipeline(Construct):
 
     # ------------------------------------------------------------------------------------------------
     def _definition(
-        self, glue_etl: GlueEtl, steps: EmrSteps, batch_: BatchCompute, jobs: WorkloadJobs
+        self, glue_etl: GlueEtl | None, steps: EmrSteps | None, batch_: BatchCompute, jobs: WorkloadJobs
     ) -> sfn.IChainable:
         config = self._config
-        transient = config.emr.mode == "transient"
+        transient = steps is not None and config.emr.mode == "transient"  # a cluster per run to create
 
         fail = sfn.Fail(self, "PipelineFailed", error_path="$.failure.error", cause_path="$.failure.cause")
         notify = tasks.SnsPublish(
@@ -703,20 +717,25 @@ class Pipeline(Construct):
         # 1. Plan the run.
         plan = top_level(invoke("Plan", self.preprocessing, None, "$.plan"), "Plan")
 
-        # 2. Clean with Glue while (transient) the EMR cluster starts.
-        clean = tasks.GlueStartJobRun(
-            self,
-            "CleanEvents",
-            glue_job_name=glue_etl.job_name,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            arguments=sfn.TaskInput.from_json_path_at("$.plan.glue_arguments"),
-            result_path=sfn.JsonPath.DISCARD,
-            # Glue's .sync integration passes this to the job run as its Timeout: the job's own.
-            task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes)),
-        )
-        _retry(clean, GLUE_TRANSIENT_ERRORS)
+        # 2. Clean with Glue while (transient) the EMR cluster starts; either may be absent. `prepare` runs
+        # first, then `proceed(rest)` decides whether the rest runs.
+        prepare: sfn.IChainable | None = None
+        proceed: Callable[[sfn.IChainable], sfn.IChainable] = lambda rest: rest  # noqa: E731
+        clean: tasks.GlueStartJobRun | None = None
+        if glue_etl is not None:
+            clean = tasks.GlueStartJobRun(
+                self,
+                "CleanEvents",
+                glue_job_name=glue_etl.job_name,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                arguments=sfn.TaskInput.from_json_path_at("$.plan.glue_arguments"),
+                result_path=sfn.JsonPath.DISCARD,
+                # Glue's .sync integration passes this to the job run as its Timeout: the job's own.
+                task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes)),
+            )
+            _retry(clean, GLUE_TRANSIENT_ERRORS)
         if transient:
-            assert steps.cluster_spec is not None
+            assert steps is not None and steps.cluster_spec is not None
             create = create_cluster_task(self, "CreateCluster", steps.cluster_spec)
             create.add_retry(
                 errors=EMR_TRANSIENT_ERRORS,
@@ -726,6 +745,7 @@ class Pipeline(Construct):
                 max_delay=Duration.minutes(5),
                 jitter_strategy=sfn.JitterType.FULL,
             )
+        if transient and clean is not None:
             # Glue's failure is caught inside its branch, so the Parallel still returns the cluster it
             # started and the failure path can terminate it (a failed branch would drop the cluster id).
             clean.add_catch(
@@ -742,7 +762,7 @@ class Pipeline(Construct):
                 result_path="$.error",
             )
             cleaned = clean.next(sfn.Pass(self, "CleanEvents succeeded", parameters={"failed": False}))
-            prepare: sfn.IChainable = top_level(
+            prepare = top_level(
                 sfn.Parallel(
                     self,
                     "PrepareData",
@@ -766,7 +786,10 @@ class Pipeline(Construct):
             check_cleaning = sfn.Choice(self, "EventsCleaned?").when(
                 sfn.Condition.boolean_equals("$.cluster.CleanEvents.failed", True), clean_failure
             )
-        else:
+            proceed = check_cleaning.otherwise
+        elif transient:
+            prepare = top_level(create, "CreateCluster")
+        elif steps is not None:
             assert steps.cluster is not None
             cluster_id = steps.cluster.ref
             # The stack's cluster ends itself after idle_timeout_minutes: say so plainly rather than fail in a step.
@@ -799,10 +822,18 @@ class Pipeline(Construct):
                       for s in ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")]  # fmt: skip
             check_cluster = sfn.Choice(self, "ClusterRunning?").when(sfn.Condition.not_(sfn.Condition.or_(*usable)),
                                                                      unavailable)  # fmt: skip
-            prepare = top_level(clean, "CleanEvents").next(top_level(describe, "DescribePersistentCluster"))
+            described = top_level(describe, "DescribePersistentCluster")
+            prepare = described if clean is None else top_level(clean, "CleanEvents").next(described)
+            proceed = check_cluster.otherwise
+        elif clean is not None:
+            prepare = top_level(clean, "CleanEvents")
 
         # 3. Features on EMR.
-        features = top_level(emr_step("BuildFeatures", "$.plan.emr_features_args"), "BuildFeatures")
+        features = (
+            top_level(emr_step("BuildFeatures", "$.plan.emr_features_args"), "BuildFeatures")
+            if steps is not None
+            else None
+        )
 
         # 4. Train every candidate on Batch while EMR builds the inference features.
         expand = top_level(
@@ -842,26 +873,29 @@ class Pipeline(Construct):
             .when(sfn.Condition.boolean_equals("$.candidate.multi_node", True), multi)
             .otherwise(single)
         )
-        inference_features: sfn.IChainable = in_branch(
-            emr_step("BuildInferenceFeatures", "$.plan.emr_inference_args"), "BuildInferenceFeatures"
-        )
-        if transient:
-            terminate = tasks.EmrTerminateCluster(
-                self,
-                "TerminateCluster",
-                cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                result_path=sfn.JsonPath.DISCARD,
-                task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
+        if steps is None:  # nothing to prepare for inference: the jobs read the data themselves
+            train_and_prepare: sfn.IChainable = top_level(train_map, "TrainCandidates")
+        else:
+            inference_features: sfn.IChainable = in_branch(
+                emr_step("BuildInferenceFeatures", "$.plan.emr_inference_args"), "BuildInferenceFeatures"
             )
-            _retry(terminate, EMR_TRANSIENT_ERRORS)
-            inference_features = inference_features.next(in_branch(terminate, "TerminateCluster"))
-        train_and_prepare = top_level(
-            sfn.Parallel(self, "TrainAndPrepareInference", result_path=sfn.JsonPath.DISCARD)
-            .branch(train_map)
-            .branch(inference_features),
-            "TrainAndPrepareInference",
-        )
+            if transient:
+                terminate = tasks.EmrTerminateCluster(
+                    self,
+                    "TerminateCluster",
+                    cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
+                    integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                    result_path=sfn.JsonPath.DISCARD,
+                    task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
+                )
+                _retry(terminate, EMR_TRANSIENT_ERRORS)
+                inference_features = inference_features.next(in_branch(terminate, "TerminateCluster"))
+            train_and_prepare = top_level(
+                sfn.Parallel(self, "TrainAndPrepareInference", result_path=sfn.JsonPath.DISCARD)
+                .branch(train_map)
+                .branch(inference_features),
+                "TrainAndPrepareInference",
+            )
 
         # 5. Choose, gate, publish.
         select = top_level(
@@ -970,8 +1004,7 @@ class Pipeline(Construct):
         )
 
         rest = (
-            sfn.Chain.start(features)
-            .next(expand)
+            (sfn.Chain.start(features).next(expand) if features is not None else sfn.Chain.start(expand))
             .next(train_and_prepare)
             .next(select)
             .next(evaluate)
@@ -981,6 +1014,5 @@ class Pipeline(Construct):
             .next(summarize)
         )
         self._submitted = submitted
-        if transient:
-            return sfn.Chain.start(plan).next(prepare).next(check_cleaning.otherwise(rest))
-        return sfn.Chain.start(plan).next(prepare).next(check_cluster.otherwise(rest))
+        start = sfn.Chain.start(plan)
+        return start.next(proceed(rest)) if prepare is None else start.next(prepare).next(proceed(rest))

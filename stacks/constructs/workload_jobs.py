@@ -70,6 +70,7 @@ class WorkloadJobs(Construct):
         code: WorkloadCode,
         image: ecs.ContainerImage,
         key: kms.IKey,
+        raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         log_group: logs.ILogGroup,
@@ -98,7 +99,13 @@ class WorkloadJobs(Construct):
                 assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                 description=description,
             )
-            allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ)
+            # What the jobs read: the feature stage's output, else the curated data, else the raw input.
+            if workload.features is not None:
+                allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ)
+            elif workload.clean is not None:
+                allow_objects(role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
+            else:
+                allow_objects(role, raw_bucket, [workload.raw_prefix], S3_READ)
             allow_objects(role, artifacts_bucket, artifact_prefixes, S3_READ_WRITE_DELETE)
             allow_key(role, key)
             if uses_code:

@@ -44,6 +44,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "INFERENCE_FEATURES_SCRIPT_URI": f"s3://{ARTIFACTS}/code/emr/inference_features.py",
         "EMR_PY_FILES_URI": f"s3://{ARTIFACTS}/code/emr/emr_steps.zip",
         "WORKLOAD_CODE_URI": f"s3://{ARTIFACTS}/code/workload/clickstream.zip",
+        "STAGES": json.dumps(["clean", "features"]),
         "FEATURES_ARGUMENTS": json.dumps(["--workload-module", "features", "--id-column", "event_id"]),
         "INFERENCE_FEATURES_ARGUMENTS": json.dumps(["--workload-module", "features"]),
         "DEFAULT_CANDIDATES": json.dumps(DEFAULT_CANDIDATES),

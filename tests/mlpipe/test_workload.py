@@ -95,18 +95,18 @@ def test_a_valid_workload_loads_with_its_defaults(tmp_path: Path, capsys: pytest
     assert json.loads(out)["spark_stages"] == ["clean", "features"]
 
 
-def test_stages_may_be_left_out_and_mlpipes_trainer_named(tmp_path: Path) -> None:
+def test_stages_may_be_left_out_but_not_under_mlpipes_trainer(tmp_path: Path) -> None:
     manifest = """\
 name = "tiny"
 [raw]
 format = "jsonl"
 prefix = "teams/tiny/"
 [train]
-trainer = "mlpipe.tabular"
+entrypoint = "train.py"
 [infer]
-trainer = "mlpipe.tabular"
+entrypoint = "infer.py"
 [evaluate]
-trainer = "mlpipe.tabular"
+entrypoint = "evaluate.py"
 [metric]
 name = "auc"
 direction = "maximize"
@@ -119,6 +119,14 @@ space = { lr = [0.1, 0.01], hidden = [[64], [128, 64]] }
     workload = load(make(tmp_path / "tiny", manifest))
     assert workload.clean is None and workload.features is None and not workload.spark_stages
     assert workload.raw_prefix == "teams/tiny/" and workload.search is not None and workload.search.count == 3
+    assert workload.stages() == []
+    tabular = manifest.replace('entrypoint = "train.py"', 'trainer = "mlpipe.tabular"')
+    for section in ("infer", "evaluate"):
+        tabular = tabular.replace(f'entrypoint = "{section}.py"', 'trainer = "mlpipe.tabular"')
+    with pytest.raises(
+        WorkloadError, match=r"train\.trainer: mlpipe\.tabular reads the feature stage's manifest"
+    ):
+        load(make(tmp_path / "tabular", tabular))
 
 
 def test_a_search_makes_its_candidates_the_same_way_every_time(tmp_path: Path) -> None:
@@ -279,7 +287,9 @@ def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_pat
     clickstream = Path(__file__).resolve().parents[2] / "examples" / "clickstream"
     check_deployable(load(clickstream))  # the reference workload deploys
     text = (clickstream / "workload.toml").read_text()
+    clean_section = text[text.index("[clean]") : text.index("[features]")]
     for before, after, key in [
+        (clean_section, "", "features"),
         (
             '[train]\ntrainer = "mlpipe.tabular"',
             '[train]\ntrainer = "mlpipe.tabular"\ndockerfile = "clean.py"',

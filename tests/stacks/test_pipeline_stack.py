@@ -197,13 +197,12 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     (version,) = versions - {None}
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", version) and mlpipe.__version__ not in version
 
-    def assets(image: str, workload: str = "w1") -> tuple[Any, Any, Any]:
+    def assets(image: str, workload: str = "w1", glue: str = "a") -> tuple[Any, Any, Any, Any]:
         asset, package = SimpleNamespace(asset_hash="a"), SimpleNamespace(sha256=workload)
-        emr = SimpleNamespace(
-            features_script=asset, inference_features_script=asset, py_files=asset, code=package
-        )
+        emr = SimpleNamespace(features_script=asset, inference_features_script=asset, py_files=asset)
         return (
-            SimpleNamespace(script=asset, code=package),
+            package,
+            SimpleNamespace(script=SimpleNamespace(asset_hash=glue)),
             emr,
             SimpleNamespace(image_asset=SimpleNamespace(asset_hash=image)),
         )
@@ -214,6 +213,11 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     assert code_revision(code, *assets("i1")) == before
     assert code_revision(code, *assets("i2")) != before  # a new training image
     assert code_revision(code, *assets("i1", workload="w2")) != before  # the workload's own code changed
+    assert (
+        code_revision(code, *assets("i1", glue="b")) != before
+    )  # the Glue driver (or the workload's script)
+    package, _, _, image = assets("i1")
+    assert code_revision(code, package, None, None, image) != before  # a workload without Spark stages
     handler = code / "training" / "handler.py"
     handler.write_text(handler.read_text() + "\n# changed\n")
     assert code_revision(code, *assets("i1")) != before  # new Lambda code

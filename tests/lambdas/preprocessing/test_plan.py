@@ -349,3 +349,45 @@ def test_misconfigured_environment_is_a_configuration_error(
     monkeypatch.setenv("EMR_PY_FILES_URI", "/local/emr_steps.zip")
     with pytest.raises(ConfigurationError, match=r"EMR_PY_FILES_URI"):
         PlanSettings.from_env()
+
+
+@pytest.mark.parametrize("stages", [[], ["clean"]])
+def test_without_a_feature_stage_the_jobs_read_the_data_itself(
+    s3: Any, store: Any, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, stages: list[str]
+) -> None:
+    """No state of a stage the workload leaves out gets arguments; training and evaluation read the curated
+    data (or, without a clean stage, the raw input), inference its input."""
+    monkeypatch.setenv("STAGES", json.dumps(stages))
+    for name in (
+        "FEATURES_SCRIPT_URI",
+        "INFERENCE_FEATURES_SCRIPT_URI",
+        "EMR_PY_FILES_URI",
+        "FEATURES_ARGUMENTS",
+    ):
+        monkeypatch.delenv(name)  # a workload without EMR steps has none of them
+    raw, curated = lambda_env["RAW_BUCKET"], lambda_env["CURATED_BUCKET"]
+    payload = handler(raw_input(lambda_env, run_id="lean-1"), None)
+    expected = {
+        "run_id",
+        "plan_uri",
+        "raw_uri",
+        "manifest_uri",
+        "inference_manifest_uri",
+        "evaluation_output_uri",
+    }
+    assert set(payload) == expected | ({"glue_arguments"} if stages else set())
+    data = f"s3://{curated}/curated/clicks/" if stages else f"s3://{raw}/events/"
+    assert payload["manifest_uri"] == payload["inference_manifest_uri"] == data
+    plan = store.get_json(payload["plan_uri"])
+    assert plan["stages"] == stages
+
+
+def test_without_a_clean_stage_inference_input_lies_under_the_raw_prefix(
+    s3: Any, store: Any, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAGES", "[]")
+    raw, curated = lambda_env["RAW_BUCKET"], lambda_env["CURATED_BUCKET"]
+    payload = handler(raw_input(lambda_env, inference_input_uri=f"s3://{raw}/events/new/"), None)
+    assert payload["inference_manifest_uri"] == f"s3://{raw}/events/new/"
+    with pytest.raises(InvalidInput, match="inference_input_uri"):
+        handler(raw_input(lambda_env, inference_input_uri=f"s3://{curated}/curated/clicks/"), None)

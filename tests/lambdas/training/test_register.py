@@ -80,7 +80,7 @@ def test_register_creates_one_package_with_metrics_and_lineage(
     assert metadata["mlpipe:evaluation_metrics_uri"].endswith("/runs/clicks/reg-1/evaluation/metrics.json")
     assert metadata["mlpipe:code_version"] == "0123abc"
     assert metadata["mlpipe:raw_uri"] == f"s3://{lambda_env['RAW_BUCKET']}/events/"
-    assert metadata["mlpipe:features_manifest_uri"].endswith("/features/clicks/reg-1/manifest.json")
+    assert metadata["mlpipe:training_input_uri"].endswith("/features/clicks/reg-1/manifest.json")
     assert described["MetadataProperties"] == {
         "CommitId": "0123abc",
         "GeneratedBy": "mlpipe",

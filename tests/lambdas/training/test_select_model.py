@@ -46,7 +46,7 @@ def test_select_picks_the_best_validation_figure_and_writes_the_manifest(
         "plan_uri": plan["uris"]["plan"],
         "raw_uri": plan["raw_uri"],
         "curated_uri": plan["uris"]["curated"],
-        "features_manifest_uri": plan["uris"]["manifest"],
+        "training_input_uri": plan["uris"]["training_input"],
         "code_version": "0123abc",
     }
     assert not store.keys(artifacts, "tmp/")

@@ -1,0 +1,42 @@
+"""A workload with no Spark stage: the pipeline has no Glue or EMR state and no cluster, its jobs read the raw
+input (and only it), and it runs green end to end through the synthesized state machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
+
+LEAN = Path(__file__).with_name("lean_workload")
+
+
+def test_a_workload_without_spark_stages_runs_without_glue_or_emr(tmp_path: Path) -> None:
+    from mlpipe.local.mode import LocalRun, Options, Printer
+
+    cdk_out = tmp_path / "cdk.out"
+    workdir = tmp_path / "run"
+    run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out)
+    summary = run.run(Options(workload=LEAN, rows=2_000, workdir=workdir))
+    assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
+
+    # the search's two candidates, selected and gated on the workload's own held-out rows
+    assert sorted(c["name"] for c in summary["candidates"]) == ["grid-0", "grid-1"]
+    assert summary["metric"] == "rmse" and 0.08 < summary["test_value"] < 0.12  # the generator's noise: 0.1
+    predictions = Path(summary["predictions_path"]) / "predictions.csv"
+    assert len(predictions.read_text().splitlines()) == 1 + 2_000  # every raw row scored
+    states = {name.removeprefix("state:") for name in summary["seconds"] if name.startswith("state:")}
+    assert not {s for s in states if "Clean" in s or "Cluster" in s or "Features" in s}, states
+
+    # the stack: no Glue job, no EMR role or step, and job roles that read the raw prefix alone
+    template = json.loads((cdk_out / "MlpipeDev-Workload-lean.template.json").read_text())
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert "AWS::Glue::Job" not in types and "AWS::IAM::InstanceProfile" not in types
+    definition = json.dumps(
+        next(r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine")
+    )
+    assert "elasticmapreduce" not in definition and "glue:" not in definition
+    reads = json.dumps([r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"])
+    assert "/lean/raw/*" in reads and "/features/lean/" not in reads and "/curated/lean/" not in reads
