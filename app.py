@@ -21,7 +21,7 @@ if _NODE_BIN.is_dir():
 # ... with V8 settings that make every synth faster (scripts/jsii-node says which and why).
 os.environ.setdefault("JSII_NODE", str(APP_DIR / "scripts" / "jsii-node"))
 
-from mlpipe.config import ConfigError, MlpipeConfig, load_config  # noqa: E402
+from mlpipe.config import ConfigError, MlpipeConfig, load_config, undeployed_vcpu_limits  # noqa: E402
 from mlpipe.workload import WorkloadError, load_all  # noqa: E402
 from stacks.cfn_validate import (  # noqa: E402
     TemplateValidationError,
@@ -66,6 +66,9 @@ def main() -> int:
     try:
         config = load_config(context)
         workloads = load_all(config.workloads, APP_DIR)
+        for name in undeployed_vcpu_limits(config.batch, {w.name for w in workloads}):
+            print(f"mlpipe: note: batch.workload_vcpu_limits.{name} names no workload of this app; it applies to none",
+                  file=sys.stderr)  # fmt: skip
         prefetch_dlc_image(config.region, config.batch.dlc_pytorch_version, config.batch.dlc_python_version)
         # create_platform also runs the synth-time guards (stacks/guards.py).
         create_platform(app, config, workloads=workloads)

@@ -292,6 +292,8 @@ def _check_workload_vcpus(batch: BatchConfig, path: str) -> None:
     limits = {"workload_max_vcpus": batch.workload_max_vcpus}
     for name, limit in batch.workload_vcpu_limits.items():
         key = f"workload_vcpu_limits.{name}"
+        _require(re.fullmatch(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", name) is not None, f"{path}.batch.{key}",
+                 "is not a workload name (2 to 32 lowercase letters, digits and '-')")  # fmt: skip
         _require(isinstance(limit, int) and not isinstance(limit, bool), f"{path}.batch.{key}",
                  f"expected an integer, got {json.dumps(limit)}")  # fmt: skip
         limits[key] = limit
@@ -304,6 +306,12 @@ def _check_workload_vcpus(batch: BatchConfig, path: str) -> None:
     _require(
         0 <= batch.share_decay_seconds <= 604_800, f"{path}.batch.share_decay_seconds", "must be 0 to 604800"
     )
+
+
+def undeployed_vcpu_limits(batch: BatchConfig, deployed: set[str]) -> list[str]:
+    """Names in `workload_vcpu_limits` that no deployed workload has: a typo, or a workload that this synth
+    leaves out (local mode synthesizes one workload at a time)."""
+    return sorted(set(batch.workload_vcpu_limits) - deployed)
 
 
 def workload_vcpu_limit(batch: BatchConfig, workload: str) -> int:

@@ -33,6 +33,7 @@ class EmrStack(MlpipeStack):
             "Emr",
             config=config.emr,
             name_prefix=resource_name(config),
+            role_prefix=resource_name(config, config.region),
             cluster_name=(
                 resource_name(config, f"g{config.emr.cluster_generation}")
                 if config.emr.mode == "persistent"

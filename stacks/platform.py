@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from aws_cdk import App, Environment, Tags
 
-from mlpipe.config import ConfigError, MlpipeConfig
+from mlpipe.config import MlpipeConfig
 from mlpipe.workload import Workload, WorkloadError, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
@@ -42,13 +42,6 @@ def workload_concern(name: str) -> str:
 def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workload]) -> Platform:
     """The stacks for `config`'s environment: the shared platform, and one pipeline stack per workload in
     `workloads` (the validated folders that config lists)."""
-    names = {w.name for w in workloads}
-    for name in config.batch.workload_vcpu_limits:
-        if name not in names:
-            raise ConfigError(
-                f"environments.{config.env}.batch.workload_vcpu_limits.{name}: no workload of that name "
-                f"(workloads: {', '.join(sorted(names))})"
-            )
     for workload in workloads:
         source = f"{workload.root.name}/workload.toml"
         check_deployable(workload, source)

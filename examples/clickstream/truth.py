@@ -99,7 +99,7 @@ def local_run_quality(workdir: str | Path) -> dict[str, float]:
 
     run = Path(summary["model_path"]).parents[2]  # runs/<workload>/<run id>/
     manifest = json.loads((run / "model" / "manifest.json").read_text())
-    features = json.loads(local(manifest["lineage"]["features_manifest_uri"]).read_text())
+    features = json.loads(local(manifest["lineage"]["training_input_uri"]).read_text())
 
     def ids(split: str) -> list[str]:
         column = features["id_column"]

@@ -122,7 +122,7 @@ def local_run(workdir: Path) -> tuple[dict[str, Any], Path, dict[str, Any], floa
 
     run = Path(summary["model_path"]).parents[2]  # runs/<workload>/<run id>/
     model_manifest = json.loads((run / "model" / "manifest.json").read_text())
-    manifest = json.loads(local(model_manifest["lineage"]["features_manifest_uri"]).read_text())
+    manifest = json.loads(local(model_manifest["lineage"]["training_input_uri"]).read_text())
     for split in manifest["splits"].values():
         for shard in split["shards"]:
             shard["uri"] = str(local(shard["uri"]))

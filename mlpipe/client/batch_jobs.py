@@ -197,6 +197,7 @@ class TrainingJobs:
             definition = _with_image(definition, request.image)
         queue = self.job_queue(request.queue or ("on-demand" if multi_node else "spot-first"))
         environments = self.compute_environments(queue)
+        _check_vcpu_cap(definition, request.nodes, self._consumable_total)
         checkpoint = request.checkpoint or (
             f"s3://{self.deployment.output('ArtifactsBucket')}/checkpoints/{self.deployment.workload}/{name}/"
         )
@@ -263,6 +264,9 @@ class TrainingJobs:
                 raise UsageError(
                     f"{flag} {uri} is outside what the job role of workload {workload!r} reaches: {' or '.join(prefixes)}"
                 )
+
+    def _consumable_total(self, arn: str) -> int:
+        return int(self._batch.describe_consumable_resource(consumableResource=arn)["totalQuantity"])
 
     def submit(self, request: TrainingRequest, *, dry_run: bool = False) -> Submission:
         built = self.build(request)
@@ -498,9 +502,34 @@ def _check_offline(request: TrainingRequest) -> None:
             )
 
 
+def _check_vcpu_cap(definition: Mapping[str, Any], nodes: int, total_of: Callable[[str], int]) -> None:
+    """A job that holds more of its workload's vCPU cap (a Batch consumable resource) than the cap has would
+    wait RUNNABLE for ever: nothing cancels a job waiting for a consumable resource."""
+    holders = [definition, *definition.get("nodeProperties", {}).get("nodeRangeProperties", [])]
+    needed: dict[str, int] = {}
+    for holder in holders:  # a multi-node job holds its quantity on every node
+        count = nodes if holder is not definition else 1
+        for item in holder.get("consumableResourceProperties", {}).get("consumableResourceList", []):
+            needed[item["consumableResource"]] = (
+                needed.get(item["consumableResource"], 0) + item["quantity"] * count
+            )
+    for arn, quantity in needed.items():
+        total = total_of(arn)
+        if quantity > total:
+            name = arn.rsplit("/", 1)[-1]
+            raise UsageError(
+                f"the job holds {quantity} of {name}, which has {total} (the workload's vCPU cap, "
+                "batch.workload_vcpu_limits): it would never start; ask for fewer nodes or a higher cap"
+            )
+
+
 def _with_image(definition: dict[str, Any], image: str) -> dict[str, Any]:
     """The job definition as it will be registered with `image`: same roles, resources, retries and vCPU cap."""
     registration: dict[str, Any] = {k: definition[k] for k in _REGISTERED_KEYS if k in definition}
+    # CloudFormation's own tags (aws:...) come back with the definition, but no one may set them.
+    tags = {k: v for k, v in registration.pop("tags", {}).items() if not k.lower().startswith("aws:")}
+    if tags:
+        registration["tags"] = tags
     registration["jobDefinitionName"] = f"{definition['jobDefinitionName'][:121]}-custom"
     if "containerProperties" in registration:
         registration["containerProperties"] = {**registration["containerProperties"], "image": image}
@@ -530,9 +559,13 @@ def _override_container(submit: dict[str, Any], request: TrainingRequest, multi_
     }
     if request.command:
         overrides["command"] = list(request.command)
-    if multi_node:  # every node runs the same container
+    if multi_node:  # every node runs the same container; keep the node overrides the GPU check made
         node_overrides = submit.setdefault("nodeOverrides", {})
-        node_overrides["nodePropertyOverrides"] = [{"targetNodes": "0:", "containerOverrides": overrides}]
+        ranges = node_overrides.setdefault("nodePropertyOverrides", [])
+        if not ranges:
+            ranges.append({"targetNodes": "0:", "containerOverrides": {}})
+        for node_range in ranges:
+            node_range.setdefault("containerOverrides", {}).update(overrides)
     else:
         submit.setdefault("containerOverrides", {}).update(overrides)
 

@@ -138,9 +138,11 @@ class BatchCompute(Construct):
             share_decay=Duration.seconds(config.share_decay_seconds),
             shares=[batch.Share(share_identifier=share, weight_factor=1) for share in shares],
         )
+        # New construct ids: Batch cannot add a fair-share policy to an existing FIFO queue (CreateJobQueue), so
+        # these queues replace the FIFO ones of earlier deployments instead of updating them.
         self.spot_first_queue = batch.JobQueue(
             self,
-            "SpotFirstQueue",
+            "FairShareSpotFirstQueue",
             priority=10,
             compute_environments=[
                 batch.OrderedComputeEnvironment(compute_environment=self.spot_environment, order=1),
@@ -151,7 +153,7 @@ class BatchCompute(Construct):
         )
         self.on_demand_queue = batch.JobQueue(
             self,
-            "OnDemandQueue",
+            "FairShareOnDemandQueue",
             priority=20,
             compute_environments=[
                 batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=1),

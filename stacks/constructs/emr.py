@@ -26,7 +26,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlpipe.config import EmrConfig
+from mlpipe.config import ConfigError, EmrConfig
 from mlpipe.workload import Workload
 from stacks.constructs.common import (
     S3_READ,
@@ -99,6 +99,7 @@ class Emr(Construct):
         *,
         config: EmrConfig,
         name_prefix: str,
+        role_prefix: str,
         cluster_name: str,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
@@ -166,8 +167,9 @@ class Emr(Construct):
         )
 
         # Service role: AWS's scoped managed policy v2 acts only on resources tagged for EMR.
-        # Named, so that each workload's stack refers to it by a name it knows (not a value of this stack).
-        self.service_role_name = f"{name_prefix}-emr-service"
+        # Named, so that each workload's stack refers to it by a name it knows (not a value of this stack); the
+        # region is in the name because IAM names are global to the account.
+        self.service_role_name = iam_role_name(role_prefix, "emr-service")
         self.service_role = iam.Role(
             self,
             "ServiceRole",
@@ -201,55 +203,25 @@ class Emr(Construct):
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         )  # fmt: skip
 
-        # EMR adds the rules it needs between its own groups; nothing else may reach the cluster.
-        self.primary_security_group = ec2.SecurityGroup(
-            self,
-            "PrimarySecurityGroup",
-            vpc=vpc,
-            allow_all_outbound=True,
-            description="mlpipe EMR primary node (rules managed by EMR)",
-        )
-        self.core_security_group = ec2.SecurityGroup(
-            self,
-            "CoreSecurityGroup",
-            vpc=vpc,
-            allow_all_outbound=True,
-            description="mlpipe EMR core and task nodes (rules managed by EMR)",
-        )
-        self.service_access_security_group = (
-            ec2.SecurityGroup(
-                self,
-                "ServiceAccessSecurityGroup",
-                vpc=vpc,
-                allow_all_outbound=False,
-                description="mlpipe EMR service access in private subnets (rules managed by EMR)",
-            )
-            if private
-            else None
-        )
-        for group in (
-            self.primary_security_group,
-            self.core_security_group,
-            self.service_access_security_group,
-        ):
-            if group is not None:
-                Tags.of(group).add(*EMR_MANAGED_POLICY_TAG)
+        self._vpc, self._private = vpc, private
         self.subnet_ids = vpc.select_subnets(
             subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
         ).subnet_ids
 
         self.cluster: emr.CfnCluster | None = None
         self.instance_role: iam.Role | None = None
+        self.instance_role_name = ""
         if self.persistent:
             # The shared cluster's own role writes its logs and reads the TLS certificates; data access is each
             # step's runtime role's (EmrSteps).
+            self.instance_role_name = iam_role_name(role_prefix, "emr-cluster")
             self.instance_role = instance_role(self, "InstanceRole", key=key, artifacts_bucket=artifacts_bucket,
-                                               logs_bucket=logs_bucket, description="mlpipe EMR shared cluster")  # fmt: skip
+                                               logs_bucket=logs_bucket, description="mlpipe EMR shared cluster",
+                                               role_name=self.instance_role_name)  # fmt: skip
             profile = instance_profile(self, "InstanceProfile", self.instance_role)
             allow_pass_role(self.service_role, self.instance_role)
-            self.cluster = persistent_cluster(
-                self, "Cluster", self.cluster_spec(cluster_name, self.instance_role)
-            )
+            spec = self.cluster_spec(cluster_name, self.instance_role, self.security_groups(self))
+            self.cluster = persistent_cluster(self, "Cluster", spec)
             self.cluster.add_resource_dependency(profile)
             self.cluster.add_resource_dependency(self.security_configuration)  # referenced by name only
             nag_bug = (
@@ -267,8 +239,12 @@ class Emr(Construct):
                 "through the API (IAM-authenticated), and the security groups admit no outside traffic.",
             )
 
-    def cluster_spec(self, name: str, role: iam.IRole) -> ClusterSpec:
-        """A cluster of this configuration whose nodes run as `role` (instance profile of the same name)."""
+    def security_groups(self, scope: Construct) -> SecurityGroups:
+        return security_groups(scope, self._vpc, private=self._private)
+
+    def cluster_spec(self, name: str, role: iam.IRole, groups: SecurityGroups) -> ClusterSpec:
+        """A cluster of this configuration whose nodes run as `role` (instance profile of the same name) in
+        `groups`."""
         config = self.config
         return ClusterSpec(
             name=name,
@@ -279,12 +255,10 @@ class Emr(Construct):
                 Fleet("TASK", config.task_instance_types, on_demand=0, spot=config.task_spot_capacity),
             ),
             subnet_ids=self.subnet_ids,
-            primary_security_group=self.primary_security_group.security_group_id,
-            core_security_group=self.core_security_group.security_group_id,
+            primary_security_group=groups.primary.security_group_id,
+            core_security_group=groups.core.security_group_id,
             service_access_security_group=(
-                self.service_access_security_group.security_group_id
-                if self.service_access_security_group
-                else None
+                groups.service_access.security_group_id if groups.service_access else None
             ),
             log_uri=self.logs_bucket.s3_url_for_object("emr/"),
             security_configuration=self.security_configuration_name,
@@ -297,6 +271,37 @@ class Emr(Construct):
         )
 
 
+@dataclass(frozen=True)
+class SecurityGroups:
+    primary: ec2.SecurityGroup
+    core: ec2.SecurityGroup
+    service_access: ec2.SecurityGroup | None
+
+
+def security_groups(scope: Construct, vpc: ec2.IVpc, *, private: bool) -> SecurityGroups:
+    """The EMR-managed groups of one cluster's nodes: EMR adds the rules it needs between them, and nothing else
+    may reach them. Each workload's transient clusters get their own, so no cluster admits another's nodes."""
+
+    def group(construct_id: str, description: str, outbound: bool = True) -> ec2.SecurityGroup:
+        created = ec2.SecurityGroup(
+            scope, construct_id, vpc=vpc, allow_all_outbound=outbound, description=description
+        )
+        Tags.of(created).add(*EMR_MANAGED_POLICY_TAG)
+        return created
+
+    return SecurityGroups(
+        primary=group("PrimarySecurityGroup", "mlpipe EMR primary node (rules managed by EMR)"),
+        core=group("CoreSecurityGroup", "mlpipe EMR core and task nodes (rules managed by EMR)"),
+        service_access=group(
+            "ServiceAccessSecurityGroup",
+            "mlpipe EMR service access in private subnets (rules managed by EMR)",
+            outbound=False,
+        )
+        if private
+        else None,
+    )
+
+
 def instance_role(
     scope: Construct,
     construct_id: str,
@@ -305,10 +310,15 @@ def instance_role(
     artifacts_bucket: s3.IBucket,
     logs_bucket: s3.IBucket,
     description: str,
+    role_name: str | None = None,
 ) -> iam.Role:
     """An EMR node role that reads the TLS certificates and writes the cluster's logs; the caller adds data."""
     role = iam.Role(
-        scope, construct_id, assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"), description=description
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+        description=description,
+        role_name=role_name,
     )
     allow(role, S3_READ, [artifacts_bucket.arn_for_objects(TLS_CERTIFICATES_KEY)])
     allow(
@@ -319,6 +329,14 @@ def instance_role(
     )
     allow_key(role, key)
     return role
+
+
+def iam_role_name(prefix: str, suffix: str) -> str:
+    """`<prefix>-<suffix>`, within IAM's 64 characters."""
+    name = f"{prefix}-{suffix}"
+    if len(name) > 64:
+        raise ConfigError(f"stack_prefix: the IAM role name {name!r} would be over IAM's 64 characters")
+    return name
 
 
 def instance_profile(scope: Construct, construct_id: str, role: iam.Role) -> iam.CfnInstanceProfile:
@@ -387,6 +405,14 @@ class EmrSteps(Construct):
                 )
             )
             allow_key(role, emr_.key)
+            # ...and the cluster's role may assume it: a policy of this stack on the named shared role.
+            iam.Policy(
+                self,
+                "ClusterAssumesRuntimeRole",
+                roles=[iam.Role.from_role_name(self, "ClusterRole", emr_.instance_role_name)],
+                statements=[iam.PolicyStatement(actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
+                                                resources=[role.role_arn])],
+            )  # fmt: skip
             self.execution_role = role
         else:
             role = instance_role(self, "InstanceRole", key=emr_.key, artifacts_bucket=emr_.artifacts_bucket,
@@ -396,7 +422,8 @@ class EmrSteps(Construct):
             # task adds it) becomes a policy of this stack, which comes and goes with the workload.
             service_role = iam.Role.from_role_name(self, "ServiceRole", emr_.service_role_name)
             self.cluster_spec = dataclasses.replace(
-                emr_.cluster_spec(f"{emr_.cluster_name}-{workload.name}", role), service_role=service_role
+                emr_.cluster_spec(f"{emr_.cluster_name}-{workload.name}", role, emr_.security_groups(self)),
+                service_role=service_role,
             )
             self.instance_profile = profile
         self.role = role

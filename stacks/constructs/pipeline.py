@@ -679,7 +679,6 @@ class Pipeline(Construct):
             return step
 
         batch_cfg = config.batch
-        # The .sync task's timeout: each attempt's (the job definition's), stated again per job.
         batch_timeout = Duration.minutes(batch_cfg.job_timeout_minutes)
 
         def submit(
@@ -701,10 +700,13 @@ class Pipeline(Construct):
                     "JobDefinition": definition.job_definition_arn,
                     "ShareIdentifier": self._share,
                     ("Parameters.$" if isinstance(parameters, str) else "Parameters"): parameters,
+                    # Each attempt's limit, stated again per job. No state timeout: time spent RUNNABLE (behind
+                    # other shares, or the vCPU cap) and Spot retries would count against it; the execution
+                    # timeout bounds the wait.
+                    "Timeout": {"AttemptDurationSeconds": int(batch_timeout.to_seconds())},
                 },
                 "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
                 "ResultPath": "$.job",
-                "TimeoutSeconds": int(batch_timeout.to_seconds()),
                 # No per-job tags: they would need batch:TagResource; the job definitions propagate theirs.
             }
             job = sfn.CustomState(self, name, state_json=state)

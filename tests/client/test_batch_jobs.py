@@ -278,3 +278,58 @@ def test_dry_run_submits_nothing(jobs: TrainingJobs) -> None:
         "jobSummaryList"
     ]
     assert len(after) == len(before)
+
+
+def test_a_multi_node_command_keeps_the_gpu_override(jobs: TrainingJobs) -> None:
+    built = jobs.build(request(nodes=2, gpus=2, command=("python", "ddp.py"), environment={"SEED": "1"}))
+    (node_range,) = built["nodeOverrides"]["nodePropertyOverrides"]
+    overrides = node_range["containerOverrides"]
+    assert {"type": "GPU", "value": "2"} in overrides["resourceRequirements"]
+    assert overrides["command"] == ["python", "ddp.py"]
+    assert {"name": "SEED", "value": "1"} in overrides["environment"]
+
+
+def test_a_custom_image_registration_drops_cloudformations_own_tags(
+    jobs: TrainingJobs, deployed: Deployed
+) -> None:
+    from mlpipe.client.batch_jobs import _with_image
+
+    definition = jobs.job_definition(deployed.multi_node_job_definition)
+    definition["tags"] = {"aws:cloudformation:stack-name": "MlpipeDev-Workload-clicks", "team": "ml"}
+    registration = _with_image(definition, "registry.example/trainer:2")["registration"]
+    assert registration["tags"] == {"team": "ml"}
+    assert registration["jobDefinitionName"] == "mlpipe-multinode-custom"
+    (node_range,) = registration["nodeProperties"]["nodeRangeProperties"]
+    assert node_range["container"]["image"] == "registry.example/trainer:2"
+    assert node_range["container"]["instanceType"] == "g5.12xlarge"  # the rest as it was
+
+
+def test_a_job_larger_than_its_workloads_vcpu_cap_is_refused() -> None:
+    """moto keeps no consumable resources, so the check runs on a described definition as Batch returns it."""
+    from mlpipe.client.batch_jobs import _check_vcpu_cap
+
+    cap = "arn:aws:batch:us-east-1:123456789012:consumable-resource/mlpipe-dev-clicks-vcpus"
+    multi_node = {
+        "type": "multinode",
+        "nodeProperties": {
+            "numNodes": 2,
+            "nodeRangeProperties": [
+                {"targetNodes": "0:", "consumableResourceProperties": {
+                    "consumableResourceList": [{"consumableResource": cap, "quantity": 46}]}},
+            ],
+        },
+    }  # fmt: skip
+    _check_vcpu_cap(multi_node, 2, lambda arn: 128)  # 92 of 128
+    with pytest.raises(UsageError, match="holds 138 of mlpipe-dev-clicks-vcpus, which has 128"):
+        _check_vcpu_cap(multi_node, 3, lambda arn: 128)
+    single = {
+        "consumableResourceProperties": {
+            "consumableResourceList": [{"consumableResource": cap, "quantity": 4}]
+        }
+    }
+    _check_vcpu_cap(single, 1, lambda arn: 4)
+    with pytest.raises(UsageError, match="holds 4 of"):
+        _check_vcpu_cap(single, 1, lambda arn: 3)
+    _check_vcpu_cap(
+        {"containerProperties": {}}, 1, lambda arn: 0
+    )  # no cap on this definition: nothing to check

@@ -25,6 +25,7 @@ PLAN_ENV = {
     "INFERENCE_FEATURES_SCRIPT_URI": "s3://mlpipe-artifacts-test/code/b.py",
     "EMR_PY_FILES_URI": "s3://mlpipe-artifacts-test/code/c.zip",
     "WORKLOAD_CODE_URI": "s3://mlpipe-artifacts-test/code/w.zip",
+    "STAGES": '["clean", "features"]',
     "FEATURES_ARGUMENTS": "[]",
     "INFERENCE_FEATURES_ARGUMENTS": "[]",
     "DEFAULT_CANDIDATES": json.dumps(DEFAULT_CANDIDATES),

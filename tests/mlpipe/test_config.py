@@ -88,6 +88,10 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
             "environments.dev.batch.workload_vcpu_limits.churn: must be 92",
         ),
         (
+            {"batch": {"workload_vcpu_limits": {"Churn!": 128}}},
+            "environments.dev.batch.workload_vcpu_limits.Churn!: is not a workload name",
+        ),
+        (
             {"batch": {"workload_vcpu_limits": {"churn": "lots"}}},
             'environments.dev.batch.workload_vcpu_limits.churn: expected an integer, got "lots"',
         ),
@@ -145,3 +149,15 @@ def test_workloads_are_listed_once_at_the_top_level() -> None:
         load_config({**context("dev"), "workloads": []}, environ={})
     with pytest.raises(ConfigError, match=r"^environments\.dev\.workloads: set workloads once"):
         load_config(context("dev", workloads=["a"]), environ={})
+
+
+def test_a_vcpu_limit_for_a_workload_the_app_does_not_deploy_is_named() -> None:
+    """Not an error (local mode synthesizes one of cdk.json's workloads at a time); app.py prints a note."""
+    from mlpipe.config import undeployed_vcpu_limits, workload_vcpu_limit
+
+    config = load_config(
+        context("dev", batch={"workload_vcpu_limits": {"regresion": 100, "churn": 200}}), environ={}
+    )
+    assert undeployed_vcpu_limits(config.batch, {"churn", "clickstream"}) == ["regresion"]
+    assert workload_vcpu_limit(config.batch, "churn") == 200
+    assert workload_vcpu_limit(config.batch, "clickstream") == 128  # batch.workload_max_vcpus

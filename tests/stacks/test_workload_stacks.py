@@ -40,7 +40,7 @@ def _states(node: Any) -> list[dict[str, Any]]:
 def _definition(synth: Any, concern: str) -> dict[str, Any]:
     (machine,) = _resources(synth, concern, "AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    return json.loads("".join(p if isinstance(p, str) else '"REF"'.strip('"') for p in parts))
+    return json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
 
 
 @pytest.mark.parametrize("synth_name", ["dev", "both"])
@@ -56,6 +56,16 @@ def test_stateful_resources_keep_the_logical_ids_they_were_deployed_with(
             assert logical_id in present, f"{concern}: {logical_id} ({kind}) is gone"
             assert present[logical_id]["Type"] == kind
             assert present[logical_id]["DeletionPolicy"] == "Retain"
+
+
+def test_fair_share_queues_are_new_queues_not_the_fifo_ones_updated(dev: Any) -> None:
+    """Batch cannot add a fair-share policy to a queue created without one (CreateJobQueue:
+    schedulingPolicyArn), so the queues with the policy must not keep the FIFO queues' logical ids
+    (tests/stacks/fifo_queues.json, from the templates before fair share), or the update would fail."""
+    fifo = json.loads(Path(__file__).with_name("fifo_queues.json").read_text())["Batch"]
+    queues = _resources(dev, "Batch", "AWS::Batch::JobQueue")
+    assert len(queues) == 2 and all("SchedulingPolicyArn" in q["Properties"] for q in queues.values())
+    assert not set(queues) & set(fifo)
 
 
 def test_adding_a_workload_changes_no_resource_of_another(dev: Any, both: Any) -> None:
@@ -122,6 +132,9 @@ def test_every_batch_job_a_pipeline_submits_names_its_workloads_share(both: Any,
                if s.get("Resource", "").endswith(":states:::batch:submitJob.sync")]  # fmt: skip
     assert len(submits) == 4  # single-node and multi-node training, evaluation, inference
     assert {s["Parameters"]["ShareIdentifier"] for s in submits} == {share_identifier(name)}
+    # the job's attempt timeout, and no state timeout that waiting RUNNABLE behind other shares would use up
+    assert all(s["Parameters"]["Timeout"] == {"AttemptDurationSeconds": 240 * 60} for s in submits)
+    assert not [s for s in submits if "TimeoutSeconds" in s]
     # and the state machine may submit under that share only
     statements = [
         s
@@ -164,20 +177,6 @@ def test_two_workload_names_with_one_share_identifier_are_refused(tmp_path: Path
         check_unique(renamed)
 
 
-def test_a_vcpu_limit_for_a_workload_that_is_not_deployed_is_refused(context_for: Any) -> None:
-    import aws_cdk as cdk
-
-    from mlpipe.config import ConfigError, load_config
-    from mlpipe.workload import load_all
-    from stacks.platform import create_platform
-
-    config = load_config(context_for("dev", batch={"workload_vcpu_limits": {"regresion": 100}}), environ={})
-    with pytest.raises(
-        ConfigError, match=r"batch\.workload_vcpu_limits\.regresion: no workload of that name"
-    ):
-        create_platform(cdk.App(), config, workloads=load_all(config.workloads, REPO_ROOT))
-
-
 def test_a_search_deploys_as_its_candidates_within_the_environments_limit(
     tmp_path: Path, context_for: Any
 ) -> None:
@@ -201,3 +200,49 @@ def test_a_search_deploys_as_its_candidates_within_the_environments_limit(
         match=r"search: makes 9 candidates, more than environments\.dev\.pipeline\.max_candidates \(8\)",
     ):
         create_platform(cdk.App(), config, workloads=[load(folder)])
+
+
+def test_transient_clusters_of_two_workloads_share_no_security_group(both: Any) -> None:
+    """EMR opens its managed groups to each other: clusters in the same groups could reach each other's nodes,
+    which run as another workload's instance role."""
+    assert not _resources(both, "Emr", "AWS::EC2::SecurityGroup")
+    groups = {
+        name: set(_resources(both, f"Workload-{name}", "AWS::EC2::SecurityGroup"))
+        for name in ("clickstream", "regression")
+    }
+    assert all(len(g) == 2 for g in groups.values())  # primary and core (dev: no private subnets)
+    for name, mine in groups.items():
+        (machine,) = _resources(both, f"Workload-{name}", "AWS::StepFunctions::StateMachine").values()
+        definition = json.dumps(machine["Properties"]["DefinitionString"])  # with its references
+        assert all(group in definition for group in mine)  # the CreateCluster task uses its own
+
+
+def test_a_persistent_clusters_steps_run_as_each_workloads_runtime_role(prod: Any) -> None:
+    (security,) = _resources(prod, "Emr", "AWS::EMR::SecurityConfiguration").values()
+    iam_config = security["Properties"]["SecurityConfiguration"]["AuthorizationConfiguration"][
+        "IAMConfiguration"
+    ]
+    assert iam_config["EnableApplicationScopedIAMRole"] is True
+    roles = _resources(prod, prod.workload, "AWS::IAM::Role")
+    (runtime,) = [lid for lid in roles if "RuntimeRole" in lid]
+    statements = [
+        (p["Properties"].get("Roles"), s)
+        for p in _resources(prod, prod.workload, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    # the shared cluster's role may assume this workload's runtime role (and nothing else through this policy)
+    assumed = [(r, s) for r, s in statements if "sts:AssumeRole" in s["Action"]]
+    assert assumed == [
+        (
+            ["mlpipe-prod-us-east-1-emr-cluster"],
+            {"Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Effect": "Allow",
+             "Resource": {"Fn::GetAtt": [runtime, "Arn"]}},
+        )
+    ]  # fmt: skip
+    # the state machine passes it with each step
+    assert any(
+        s["Action"] == "iam:PassRole" and s["Resource"] == {"Fn::GetAtt": [runtime, "Arn"]}
+        for _, s in statements
+    )
+    steps = [s for s in _states(_definition(prod, prod.workload)) if "addStep" in s.get("Resource", "")]
+    assert steps and all("ExecutionRoleArn" in s["Parameters"] for s in steps)
