@@ -110,6 +110,18 @@ def test_a_workloads_roles_name_nothing_of_another_workload(both: Any) -> None:
         )
         assert f"/{name}/" in policies
         assert other not in policies, f"{name}'s roles mention {other}"
+        # and no grant on a kind of data across workloads (e.g. features/*)
+        for kind in (
+            "curated",
+            "quarantine",
+            "reports",
+            "features",
+            "runs",
+            "checkpoints",
+            "tmp/runs",
+            "tmp/glue",
+        ):
+            assert f"/{kind}/*" not in policies and f"/{kind}*" not in policies, (name, kind)
 
 
 def test_the_queues_share_fairly_one_share_per_workload(both: Any) -> None:
