@@ -199,15 +199,15 @@ def _submit(args: argparse.Namespace) -> int:
         if args.output == "json":
             emit_json(submission.to_json())
         elif args.dry_run:
-            request = dict(submission.request)
-            registration = request.pop("registerJobDefinition", None)
+            shown = dict(submission.request)
+            registration = shown.pop("registerJobDefinition", None)
             if registration is not None:
                 print("dry run: nothing registered or submitted; the RegisterJobDefinition request would be:")
                 emit_json(registration)
                 print("and the SubmitJob request, on the job definition it registers:")
             else:
                 print("dry run: nothing submitted; the SubmitJob request would be:")
-            emit_json(request)
+            emit_json(shown)
         else:
             print(f"submitted job {submission.request['jobName']} ({submission.job_id})")
             print(f"follow it with: mlpipe train status {submission.job_id} --wait")
