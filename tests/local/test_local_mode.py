@@ -24,7 +24,7 @@ from mlpipe.local.executors import BatchJob, Executors, Outcome
 pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ROWS = 30_000
+ROWS = 15_000
 CLICKSTREAM = REPO_ROOT / "examples" / "clickstream"
 # Every column, file and module of the clickstream example, its name, raw prefix and metric, renamed: the
 # platform must run the copy as it runs the original, so it holds none of these names.
@@ -129,7 +129,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     # the progress names each stage of the run as it comes, and each state as it starts
     shown = "\n".join(lines)
     for stage in (
-        "generate   30,000 raw rows with",
+        f"generate   {ROWS:,} raw rows with",
         "input      1 raw files from",
         "provision  moto server",
         "upload     1 files",
