@@ -109,7 +109,8 @@ class Training:
     trainer: str = ""
     """Instead of `entrypoint`: `mlpipe.tabular`, mlpipe's own tabular trainer."""
     dockerfile: str = ""
-    """A Dockerfile of the workload built FROM mlpipe's base image (default: the base image itself)."""
+    """A Dockerfile of the workload whose only FROM line is `FROM mlpipe` (mlpipe's image), built from the
+    workload's folder at deploy; its training, evaluation and inference jobs run in it (default: mlpipe's image)."""
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,6 @@ def check_deployable(w: Workload, source: str = MANIFEST) -> None:
             "features",
             f"reads the curated data: without a [clean] stage it {not_yet}",
         )
-    _require(not w.train.dockerfile, source, "train.dockerfile", not_yet)
     _require(not w.dependencies.spark, source, "dependencies.spark", not_yet)
 
 
@@ -457,6 +457,17 @@ def _check(w: Workload, source: str) -> None:
     )
     if w.train.dockerfile:
         _check_file(w, source, "train.dockerfile", w.train.dockerfile, suffix=None)
+        froms = [
+            line.split()
+            for line in w.path(w.train.dockerfile).read_text(errors="replace").splitlines()
+            if line.strip().upper().startswith("FROM ")
+        ]
+        _require(
+            len(froms) == 1 and [part.lower() for part in froms[0][1:2]] == ["mlpipe"],
+            source,
+            "train.dockerfile",
+            "build one stage on mlpipe's image: its only FROM line is `FROM mlpipe`",
+        )
     _one_of(
         w,
         source,

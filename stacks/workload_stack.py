@@ -14,6 +14,7 @@ from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.pipeline import Pipeline
 from stacks.constructs.storage import Storage, import_lake
 from stacks.constructs.workload_code import StagedPackage, WorkloadCode
+from stacks.constructs.workload_image import WorkloadImage
 from stacks.constructs.workload_jobs import WorkloadJobs
 from stacks.defaults import removal_policy, resource_name
 
@@ -40,13 +41,18 @@ class WorkloadStack(MlpipeStack):
         super().__init__(scope, construct_id, **kwargs)
         lake = import_lake(self, config, storage.key)
         code = WorkloadCode(self, "WorkloadCode", package=package)
+        image, image_hash = batch_.image, batch_.image_asset.asset_hash
+        if workload.train.dockerfile:  # the workload's own image, built on mlpipe's at deploy
+            own = WorkloadImage(self, "Image", workload=workload, base_image=batch_.base_image)
+            image, image_hash = own.image, own.asset.asset_hash
         self.jobs = WorkloadJobs(
             self,
             "Jobs",
             config=config.batch,
             workload=workload,
             code=code,
-            image=batch_.image,
+            image=image,
+            image_hash=image_hash,
             key=storage.key,
             raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,

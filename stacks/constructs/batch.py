@@ -44,6 +44,7 @@ class BatchCompute(Construct):
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
         base_image = dlc_training_image(region, config.dlc_pytorch_version, config.dlc_python_version)
+        self.base_image = base_image  # a workload's own image builds on it too
 
         self.security_group = ec2.SecurityGroup(
             self,

@@ -198,11 +198,7 @@ def _retry(state: Task, errors: list[str], *, attempts: int = 5) -> None:
 
 
 def code_revision(
-    lambdas_dir: Path,
-    code: WorkloadCode,
-    glue_etl: GlueEtl | None,
-    steps: EmrSteps | None,
-    batch_: BatchCompute,
+    lambdas_dir: Path, code: WorkloadCode, glue_etl: GlueEtl | None, steps: EmrSteps | None, image_hash: str
 ) -> str:
     """A digest of every code asset a pipeline deploys: the model registry's CommitId.
 
@@ -218,7 +214,7 @@ def code_revision(
             f"emr={steps.features_script.asset_hash},{steps.inference_features_script.asset_hash},"
             f"{steps.py_files.asset_hash}"
         )
-    parts += [f"image={batch_.image_asset.asset_hash}", f"workload={code.sha256}"]
+    parts += [f"image={image_hash}", f"workload={code.sha256}"]
     return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -299,7 +295,7 @@ class Pipeline(Construct):
             "CURATED_BUCKET": lake.curated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": lake.artifacts_bucket.bucket_name,
             "LOG_LEVEL": "INFO",
-            "CODE_VERSION": code_revision(LAMBDAS_DIR, code, glue_etl, steps, batch_),
+            "CODE_VERSION": code_revision(LAMBDAS_DIR, code, glue_etl, steps, jobs.image_hash),
         }
         self.preprocessing = self._function(
             "Preprocessing",
@@ -453,7 +449,7 @@ class Pipeline(Construct):
             "batch": batch_settings,
             "emr": dataclasses.asdict(self._config.emr),
             "glue": dataclasses.asdict(self._config.glue),
-            "image": batch_.image_asset.asset_hash,
+            "image": jobs.image_hash,
             "commands": Stack.of(self).resolve(jobs.commands),  # token names shift; their references do not
         }
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]

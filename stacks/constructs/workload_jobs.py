@@ -69,6 +69,7 @@ class WorkloadJobs(Construct):
         workload: Workload,
         code: WorkloadCode,
         image: ecs.ContainerImage,
+        image_hash: str,
         key: kms.IKey,
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
@@ -79,6 +80,7 @@ class WorkloadJobs(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.commands = commands(workload, code)
+        self.image_hash = image_hash  # what the jobs run: mlpipe's image, or the workload's own
         # The workload's vCPU cap: each job holds its vCPUs of this resource while it runs, and Batch keeps
         # further jobs RUNNABLE until enough is free. Fair share alone has no ceiling on EC2 queues.
         self.vcpus = batch.CfnConsumableResource(

@@ -129,6 +129,22 @@ space = { lr = [0.1, 0.01], hidden = [[64], [128, 64]] }
         load(make(tmp_path / "tabular", tabular))
 
 
+@pytest.mark.parametrize(
+    "dockerfile",
+    ["FROM python:3.12\n", "FROM mlpipe AS base\nFROM base\n", "# nothing\nRUN true\n"],
+)
+def test_a_dockerfile_builds_one_stage_on_mlpipes_image(tmp_path: Path, dockerfile: str) -> None:
+    manifest = MANIFEST.replace(
+        '[train]\nentrypoint = "train.py"', '[train]\nentrypoint = "train.py"\ndockerfile = "Dockerfile"'
+    )
+    folder = make(tmp_path / "w", manifest)
+    (folder / "Dockerfile").write_text("FROM mlpipe\nRUN echo ok\n")
+    assert load(folder).train.dockerfile == "Dockerfile"
+    (folder / "Dockerfile").write_text(dockerfile)
+    with pytest.raises(WorkloadError, match=r"train\.dockerfile: build one stage on mlpipe's image"):
+        load(folder)
+
+
 def test_a_search_makes_its_candidates_the_same_way_every_time(tmp_path: Path) -> None:
     grid = (
         MANIFEST.split("[[candidates]]")[0]
@@ -288,14 +304,7 @@ def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_pat
     check_deployable(load(clickstream))  # the reference workload deploys
     text = (clickstream / "workload.toml").read_text()
     clean_section = text[text.index("[clean]") : text.index("[features]")]
-    for before, after, key in [
-        (clean_section, "", "features"),
-        (
-            '[train]\ntrainer = "mlpipe.tabular"',
-            '[train]\ntrainer = "mlpipe.tabular"\ndockerfile = "clean.py"',
-            "train.dockerfile",
-        ),
-    ]:
+    for before, after, key in [(clean_section, "", "features")]:
         folder = tmp_path / key
         shutil.copytree(clickstream, folder)
         (folder / "workload.toml").write_text(text.replace(before, after))

@@ -103,11 +103,25 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(cdk_context("prod", emr={"mode": "persistent"}), tmp_path_factory.mktemp("cdk-prod"))
 
 
+REGRESSION_DOCKERFILE = "FROM mlpipe\nCOPY extra-requirements.txt /opt/extra/\n"
+
+
 @pytest.fixture(scope="session")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """dev with both examples deployed side by side, the regression one under a vCPU cap of its own."""
+    """dev with both examples deployed side by side; the regression one under a vCPU cap of its own, and (a
+    copy of it) with a Dockerfile of its own."""
+    import shutil
+
+    regression = tmp_path_factory.mktemp("workloads") / "regression"
+    shutil.copytree(REPO_ROOT / "examples" / "regression", regression,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (regression / "Dockerfile").write_text(REGRESSION_DOCKERFILE)
+    (regression / "extra-requirements.txt").write_text("# the workload's own packages\n")
+    manifest = regression / "workload.toml"
+    manifest.write_text(manifest.read_text().replace('[train]\nentrypoint = "train.py"',
+                                                     '[train]\nentrypoint = "train.py"\ndockerfile = "Dockerfile"'))  # fmt: skip
     context = cdk_context("dev", batch={"workload_vcpu_limits": {"regression": 100}})
-    context["workloads"] = ["examples/clickstream", "examples/regression"]
+    context["workloads"] = ["examples/clickstream", str(regression)]
     return synthesize(context, tmp_path_factory.mktemp("cdk-both"))
 
 

@@ -197,14 +197,14 @@ def test_lineage_records_a_digest_of_the_deployed_code(dev: Any, tmp_path: Path)
     (version,) = versions - {None}
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", version) and mlpipe.__version__ not in version
 
-    def assets(image: str, workload: str = "w1", glue: str = "a") -> tuple[Any, Any, Any, Any]:
+    def assets(image: str, workload: str = "w1", glue: str = "a") -> tuple[Any, Any, Any, str]:
         asset, package = SimpleNamespace(asset_hash="a"), SimpleNamespace(sha256=workload)
         emr = SimpleNamespace(features_script=asset, inference_features_script=asset, py_files=asset)
         return (
             package,
             SimpleNamespace(script=SimpleNamespace(asset_hash=glue)),
             emr,
-            SimpleNamespace(image_asset=SimpleNamespace(asset_hash=image)),
+            image,
         )
 
     code = tmp_path / "lambdas"

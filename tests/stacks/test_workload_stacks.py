@@ -258,3 +258,31 @@ def test_a_persistent_clusters_steps_run_as_each_workloads_runtime_role(prod: An
     )
     steps = [s for s in _states(_definition(prod, prod.workload)) if "addStep" in s.get("Resource", "")]
     assert steps and all("ExecutionRoleArn" in s["Parameters"] for s in steps)
+
+
+def test_a_workload_with_a_dockerfile_runs_its_jobs_in_its_own_image_on_mlpipes(both: Any) -> None:
+    from conftest import REGRESSION_DOCKERFILE
+
+    def images(concern: str) -> set[str]:
+        return {
+            json.dumps((d["Properties"].get("ContainerProperties") or
+                        d["Properties"]["NodeProperties"]["NodeRangeProperties"][0]["Container"])["Image"])
+            for d in _resources(both, concern, "AWS::Batch::JobDefinition").values()
+        }  # fmt: skip
+
+    (mlpipe_image,) = images("Workload-clickstream")
+    (own_image,) = images("Workload-regression")  # all four jobs, one image
+    assert own_image != mlpipe_image
+    assets = json.loads((both.outdir / "MlpipeDev-Workload-regression.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    source = image["source"]
+    assert source["dockerFile"] == "Dockerfile.mlpipe"
+    assert source["dockerBuildArgs"]["BASE_IMAGE"].endswith("pytorch-training:2.8-gpu-py312")
+    context = both.outdir / source["directory"]
+    dockerfile = (context / "Dockerfile.mlpipe").read_text()
+    # mlpipe's image as the stage `mlpipe`, then the workload's lines, in the workload's folder
+    assert " AS mlpipe\n" in dockerfile and dockerfile.endswith(REGRESSION_DOCKERFILE)
+    assert dockerfile.index(" AS mlpipe") < dockerfile.index(REGRESSION_DOCKERFILE)
+    assert (context / "extra-requirements.txt").is_file() and (context / "train.py").is_file()
+    assert (context / ".mlpipe" / "src" / "mlpipe_batch" / "run.py").is_file()
+    assert "COPY .mlpipe/src/ src/" in dockerfile
