@@ -172,7 +172,8 @@ class Search:
 @dataclass(frozen=True)
 class Dependencies:
     spark: tuple[str, ...] = ()
-    """Wheel files of the workload for its Glue and EMR code (staged in S3; nothing is downloaded at run time)."""
+    """Pure-Python wheel files of the workload for its Glue and EMR code, staged in S3: Glue installs them with
+    `--no-index` (`--additional-python-modules`), EMR imports them from `--py-files`; nothing is downloaded."""
     batch: tuple[str, ...] = ()
     """Wheel files of the workload installed with its code package in the training and inference jobs."""
 
@@ -294,7 +295,6 @@ def check_deployable(w: Workload, source: str = MANIFEST) -> None:
             "features",
             f"reads the curated data: without a [clean] stage it {not_yet}",
         )
-    _require(not w.dependencies.spark, source, "dependencies.spark", not_yet)
 
 
 def load_all(folders: Sequence[str], base: Path) -> tuple[Workload, ...]:
@@ -568,6 +568,14 @@ def _check(w: Workload, source: str) -> None:
             _check_file(w, source, f"dependencies.{stage}[{i}]", wheel, suffix=".whl")
     if w.dependencies.spark:
         _require(w.spark_stages, source, "dependencies.spark", "the workload has no Spark stage")
+    for i, wheel in enumerate(w.dependencies.spark):
+        _require(
+            wheel.endswith("-none-any.whl"),
+            source,
+            f"dependencies.spark[{i}]",
+            f"{wheel!r} is not a pure-Python wheel (…-none-any.whl): EMR imports Spark dependencies from --py-files, "
+            "which cannot load compiled code",
+        )
 
 
 def _check_shape(source: str, key: str, nodes: int, gpus: int) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig, workload_vcpu_limit
@@ -41,6 +42,11 @@ class WorkloadStack(MlpipeStack):
         super().__init__(scope, construct_id, **kwargs)
         lake = import_lake(self, config, storage.key)
         code = WorkloadCode(self, "WorkloadCode", package=package)
+        # The workload's pure-Python wheels for its Spark code: Glue installs them, EMR imports them.
+        spark_wheels = [
+            s3_assets.Asset(self, f"SparkWheel{i}", path=str(workload.path(wheel)))
+            for i, wheel in enumerate(workload.dependencies.spark)
+        ]
         image, image_hash = batch_.image, batch_.image_asset.asset_hash
         if workload.train.dockerfile:  # the workload's own image, built on mlpipe's at deploy
             own = WorkloadImage(self, "Image", workload=workload, base_image=batch_.base_image)
@@ -73,13 +79,20 @@ class WorkloadStack(MlpipeStack):
                 raw_bucket=lake.raw_bucket,
                 curated_bucket=lake.curated_bucket,
                 artifacts_bucket=lake.artifacts_bucket,
+                wheels=spark_wheels,
             )
             if workload.clean is not None
             else None
         )
         self.steps = (
             EmrSteps(
-                self, "Steps", emr_=emr_, workload=workload, code=code, curated_bucket=lake.curated_bucket
+                self,
+                "Steps",
+                emr_=emr_,
+                workload=workload,
+                code=code,
+                curated_bucket=lake.curated_bucket,
+                wheels=spark_wheels,
             )
             if workload.features is not None
             else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,16 @@ class JobShapes:
             candidate["gpus"] = gpus
 
 
+def spark_dependency_uris_env() -> tuple[str, ...]:
+    uris = tuple(u for u in os.environ.get("SPARK_DEPENDENCY_URIS", "").split(",") if u)
+    for uri in uris:
+        try:
+            S3Uri.parse(uri)
+        except ValueError as exc:
+            raise ConfigurationError(f"environment variable SPARK_DEPENDENCY_URIS: {exc}") from None
+    return uris
+
+
 def raw_prefix_env() -> str:
     prefix = require_env("RAW_PREFIX")
     if not prefix.endswith("/") or prefix.startswith("/"):
@@ -107,6 +118,8 @@ class PlanSettings:
     gate: float = 0.0
     """The workload's quality gate: a run may make it stricter, not looser."""
     workload_code_uri: str = ""
+    spark_dependency_uris: tuple[str, ...] = ()
+    """The workload's pure-Python wheels: on --py-files after its code package."""
     """The workload's code package: on --py-files beside the driver's library."""
     features_arguments: tuple[str, ...] = ()
     """The workload's arguments of the feature driver (module, columns, split), from its manifest."""
@@ -157,6 +170,7 @@ class PlanSettings:
             inference_features_script_uri=uris.get("INFERENCE_FEATURES_SCRIPT_URI", ""),
             emr_py_files_uri=uris.get("EMR_PY_FILES_URI", ""),
             workload_code_uri=uris["WORKLOAD_CODE_URI"],
+            spark_dependency_uris=spark_dependency_uris_env(),
             features_arguments=tuple(arguments["FEATURES_ARGUMENTS"]),
             inference_features_arguments=tuple(arguments["INFERENCE_FEATURES_ARGUMENTS"]),
             default_candidates=default_candidates,
@@ -262,7 +276,9 @@ def build_plan(
     else:  # the workload's code reads (and holds out its own test data from) the data itself
         uris["training_input"] = curated if "clean" in settings.stages else resolved["raw_uri"]
         uris["scoring_input"] = resolved["inference_input_uri"]
-    py_files = ",".join(filter(None, (settings.emr_py_files_uri, settings.workload_code_uri)))
+    py_files = ",".join(
+        filter(None, (settings.emr_py_files_uri, settings.workload_code_uri, *settings.spark_dependency_uris))
+    )
     spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
     features_args = [
         *spark_submit,

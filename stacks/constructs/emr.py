@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,9 +371,11 @@ class EmrSteps(Construct):
         workload: Workload,
         code: WorkloadCode,
         curated_bucket: s3.IBucket,
+        wheels: Sequence[s3_assets.Asset] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.code = code
+        self.wheels = list(wheels)
         self.cluster = emr_.cluster
         self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
 
@@ -431,7 +434,8 @@ class EmrSteps(Construct):
             role,
             S3_READ,
             [a.bucket.arn_for_objects(a.s3_object_key)
-             for a in (self.features_script, self.inference_features_script, self.py_files, code.asset)],
+             for a in (self.features_script, self.inference_features_script, self.py_files, code.asset,
+                       *self.wheels)],
         )  # fmt: skip
         allow_objects(role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
         # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefix.
@@ -446,6 +450,11 @@ class EmrSteps(Construct):
             "WORKLOAD_CODE_URI": self.code.asset.s3_object_url,
             "FEATURES_ARGUMENTS": json.dumps(self.features_arguments),
             "INFERENCE_FEATURES_ARGUMENTS": json.dumps(self.inference_features_arguments),
+            **(
+                {"SPARK_DEPENDENCY_URIS": ",".join(w.s3_object_url for w in self.wheels)}
+                if self.wheels
+                else {}
+            ),
         }
 
 

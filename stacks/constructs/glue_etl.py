@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -57,6 +59,7 @@ class GlueEtl(Construct):
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
+        wheels: Sequence[s3_assets.Asset] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -84,6 +87,16 @@ class GlueEtl(Construct):
         )
         allow(self.role, S3_READ, [self.script.bucket.arn_for_objects(self.script.s3_object_key)])
         self.code.grant_read(self.role)
+        if wheels:
+            allow(self.role, S3_READ, [w.bucket.arn_for_objects(w.s3_object_key) for w in wheels])
+        # The workload's wheels, installed from S3 alone: --no-index keeps pip off package indexes (Glue's
+        # --python-modules-installer-option passes it on to pip).
+        dependencies = (
+            {"--additional-python-modules": ",".join(w.s3_object_url for w in wheels),
+             "--python-modules-installer-option": "--no-index"}
+            if wheels
+            else {}
+        )  # fmt: skip
         allow_objects(self.role, raw_bucket, [workload.raw_prefix], S3_READ)
         # Partition overwrite replaces curated files, staged under the output prefix (.spark-staging-*).
         prefixes = [f"{kind}/{workload.name}/" for kind in ("curated", "quarantine", "reports")]
@@ -129,6 +142,7 @@ class GlueEtl(Construct):
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
             default_arguments={
                 **_workload_arguments(workload),
+                **dependencies,
                 "--extra-py-files": self.code.asset.s3_object_url,
                 "--job-language": "python",
                 "--job-bookmark-option": "job-bookmark-enable",

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,36 @@ def renamed_clickstream(into: Path) -> Path:
                 text = re.sub(rf"^(from|import) {module}\b", rf"\1 {renamed}", text, flags=re.MULTILINE)
         for column, renamed in COLUMNS.items():
             text = re.sub(rf"\b{column}\b", renamed, text)
+        if source.stem in ("clean", "features"):  # both Spark stages import the workload's wheel
+            text = text.replace("from __future__ import annotations\n", SPARK_WHEEL_IMPORT, 1)
         name = f"{MODULES[source.stem]}.py" if source.stem in MODULES else source.name
         (into / name).write_text(text)
+    write_wheel(into / SPARK_WHEEL, {"shopwords.py": 'TAG = "shopping"\n'})
+    manifest = into / "workload.toml"
+    manifest.write_text(manifest.read_text() + f'\n[dependencies]\nspark = ["{SPARK_WHEEL}"]\n')
     return into
+
+
+SPARK_WHEEL = "shopwords-1.0-py3-none-any.whl"
+SPARK_WHEEL_IMPORT = (
+    "from __future__ import annotations\n\nimport shopwords  # dependencies.spark: Glue installs it, EMR imports it\n\n"
+    'assert shopwords.TAG == "shopping"\n'
+)
+
+
+def write_wheel(path: Path, modules: dict[str, str]) -> None:
+    """A pure-Python wheel as pip installs it: the modules, and the dist-info that names them."""
+    name, version = path.name.split("-")[:2]
+    info = f"{name}-{version}.dist-info"
+    files = {
+        **modules,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: mlpipe-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for n, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(n, text)
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +165,11 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     ):
         assert f"] {stage}" in shown, stage
     assert "start      CleanEvents" in shown
+    # the workload's Spark wheel reached both stages (its modules import it); Glue installs it from S3 alone
+    template = json.loads((cdk_out / "MlpipeDev-Workload-shopping.template.json").read_text())
+    (job,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job"]
+    assert job["DefaultArguments"]["--python-modules-installer-option"] == "--no-index"
+    assert json.dumps(job["DefaultArguments"]["--additional-python-modules"]).count(".whl") == 1
 
     # ---- the redrive, through the command line (its `main`, in this process: a second Python would import
     # moto and the harness again; `mlpipe local run` as a process is the Ctrl-C test's)

@@ -145,6 +145,16 @@ def test_a_dockerfile_builds_one_stage_on_mlpipes_image(tmp_path: Path, dockerfi
         load(folder)
 
 
+def test_spark_dependencies_are_pure_python_wheels(tmp_path: Path) -> None:
+    manifest = MANIFEST + '\n[dependencies]\nspark = ["rules-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"]\n'
+    folder = make(tmp_path / "w", manifest, files=("rules-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",))
+    with pytest.raises(WorkloadError, match=r"dependencies\.spark\[0\]: .* is not a pure-Python wheel"):
+        load(folder)
+    pure = manifest.replace("cp312-cp312-manylinux_2_17_x86_64", "py3-none-any")
+    folder = make(tmp_path / "pure", pure, files=("rules-1.0-py3-none-any.whl",))
+    assert load(folder).dependencies.spark == ("rules-1.0-py3-none-any.whl",)
+
+
 def test_a_search_makes_its_candidates_the_same_way_every_time(tmp_path: Path) -> None:
     grid = (
         MANIFEST.split("[[candidates]]")[0]

@@ -391,3 +391,17 @@ def test_without_a_clean_stage_inference_input_lies_under_the_raw_prefix(
     assert payload["inference_manifest_uri"] == f"s3://{raw}/events/new/"
     with pytest.raises(InvalidInput, match="inference_input_uri"):
         handler(raw_input(lambda_env, inference_input_uri=f"s3://{curated}/curated/clicks/"), None)
+
+
+def test_the_workloads_spark_wheels_follow_its_code_on_the_py_files(
+    s3: Any, store: Any, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheels = "s3://assets/a/rules-1.0-py3-none-any.whl,s3://assets/b/more-2.0-py3-none-any.whl"
+    monkeypatch.setenv("SPARK_DEPENDENCY_URIS", wheels)
+    payload = handler(raw_input(lambda_env, run_id="wheels-1"), None)
+    for args in (payload["emr_features_args"], payload["emr_inference_args"]):
+        py_files = args[args.index("--py-files") + 1]
+        assert py_files == f"{lambda_env['EMR_PY_FILES_URI']},{lambda_env['WORKLOAD_CODE_URI']},{wheels}"
+    monkeypatch.setenv("SPARK_DEPENDENCY_URIS", "not-a-uri")
+    with pytest.raises(ConfigurationError, match="SPARK_DEPENDENCY_URIS"):
+        handler(raw_input(lambda_env, run_id="wheels-2"), None)
