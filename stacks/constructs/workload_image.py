@@ -30,10 +30,16 @@ _MLPIPE_FILES = ("requirements.txt", "src")
 def combined_dockerfile(workload: Workload) -> str:
     """mlpipe's Dockerfile as the stage `mlpipe`, reading its files from `.mlpipe/`, then the workload's."""
     ours = (BATCH_CONTAINERS_DIR / "Dockerfile").read_text()
-    ours = ours.replace("COPY requirements.txt .", f"COPY {_MLPIPE_DIR}/requirements.txt .")
-    ours = ours.replace("COPY src/ src/", f"COPY {_MLPIPE_DIR}/src/ src/")
-    base = "FROM ${BASE_IMAGE:?"
-    start = ours.index(base)
+    for before, after in (
+        ("COPY requirements.txt .", f"COPY {_MLPIPE_DIR}/requirements.txt ."),
+        ("COPY src/ src/", f"COPY {_MLPIPE_DIR}/src/ src/"),
+    ):
+        if ours.count(before) != 1:  # mlpipe's Dockerfile changed: this must change with it
+            raise RuntimeError(
+                f"batch_containers/Dockerfile has no single line {before!r} to point at {_MLPIPE_DIR}/"
+            )
+        ours = ours.replace(before, after)
+    start = ours.index("\nFROM ") + 1
     end = ours.index("\n", start)
     ours = f"{ours[:end]} AS {BASE_STAGE}{ours[end:]}"
     theirs = workload.path(workload.train.dockerfile).read_text()
@@ -62,7 +68,10 @@ def stage_context(workload: Workload) -> Path:
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another synth staged the same content first
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

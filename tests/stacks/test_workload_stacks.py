@@ -286,3 +286,12 @@ def test_a_workload_with_a_dockerfile_runs_its_jobs_in_its_own_image_on_mlpipes(
     assert (context / "extra-requirements.txt").is_file() and (context / "train.py").is_file()
     assert (context / ".mlpipe" / "src" / "mlpipe_batch" / "run.py").is_file()
     assert "COPY .mlpipe/src/ src/" in dockerfile
+    # Docker splits FROM into words before it expands variables: one word, or three with AS
+    froms = [line.split() for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert [len(words) for words in froms] == [4, 2] and froms[0][2:] == ["AS", "mlpipe"]
+
+
+def test_mlpipes_dockerfile_parses_as_docker_reads_a_from_line() -> None:
+    dockerfile = (REPO_ROOT / "batch_containers" / "Dockerfile").read_text()
+    froms = [line.split() for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert [len(words) for words in froms] == [2]
