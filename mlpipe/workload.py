@@ -172,8 +172,8 @@ class Search:
 @dataclass(frozen=True)
 class Dependencies:
     spark: tuple[str, ...] = ()
-    """Pure-Python wheel files of the workload for its Glue and EMR code, staged in S3: Glue installs them with
-    `--no-index` (`--additional-python-modules`), EMR imports them from `--py-files`; nothing is downloaded."""
+    """Pure-Python wheel files of the workload for its Glue and EMR code, staged in S3 as zips on the Python
+    path (Glue's `--extra-py-files`, EMR's `--py-files`): nothing is installed or downloaded."""
     batch: tuple[str, ...] = ()
     """Wheel files of the workload installed with its code package in the training and inference jobs."""
 
@@ -573,8 +573,8 @@ def _check(w: Workload, source: str) -> None:
             wheel.endswith("-none-any.whl"),
             source,
             f"dependencies.spark[{i}]",
-            f"{wheel!r} is not a pure-Python wheel (…-none-any.whl): EMR imports Spark dependencies from --py-files, "
-            "which cannot load compiled code",
+            f"{wheel!r} is not a pure-Python wheel (…-none-any.whl): Glue and EMR import Spark dependencies from "
+            "zips on the Python path, which cannot load compiled code",
         )
 
 

@@ -14,7 +14,7 @@ from stacks.constructs.emr import Emr, EmrSteps
 from stacks.constructs.glue_etl import GlueEtl
 from stacks.constructs.pipeline import Pipeline
 from stacks.constructs.storage import Storage, import_lake
-from stacks.constructs.workload_code import StagedPackage, WorkloadCode
+from stacks.constructs.workload_code import StagedPackage, WorkloadCode, stage_wheel_as_zip
 from stacks.constructs.workload_image import WorkloadImage
 from stacks.constructs.workload_jobs import WorkloadJobs
 from stacks.defaults import removal_policy, resource_name
@@ -42,9 +42,9 @@ class WorkloadStack(MlpipeStack):
         super().__init__(scope, construct_id, **kwargs)
         lake = import_lake(self, config, storage.key)
         code = WorkloadCode(self, "WorkloadCode", package=package)
-        # The workload's pure-Python wheels for its Spark code: Glue installs them, EMR imports them.
+        # The workload's pure-Python wheels for its Spark code, as zips on Glue's and EMR's Python path.
         spark_wheels = [
-            s3_assets.Asset(self, f"SparkWheel{i}", path=str(workload.path(wheel)))
+            s3_assets.Asset(self, f"SparkWheel{i}", path=str(stage_wheel_as_zip(workload.path(wheel))))
             for i, wheel in enumerate(workload.dependencies.spark)
         ]
         image, image_hash = batch_.image, batch_.image_asset.asset_hash

@@ -386,15 +386,13 @@ class SparkGlue:
         arguments = {"--JOB_NAME": job.job_name, **job.arguments}
         # Glue puts each --extra-py-files object on the script's path: here, the asset it was uploaded from.
         library: list[Path] = []
-        # The workload's pure-Python wheels (--additional-python-modules, which Glue installs with pip --no-index)
-        # go on the path as well: importing from a wheel is what EMR's --py-files does with them.
-        arguments.pop("--python-modules-installer-option", None)
-        for option in ("--extra-py-files", "--additional-python-modules"):
-            for uri in filter(None, arguments.pop(option, "").split(",")):
-                path = self.ctx.asset(uri)
-                if path is None or not path.exists():
-                    return Outcome.failure(f"the Glue {option} {uri} is not an asset of the cloud assembly")
-                library.append(path)
+        for uri in filter(None, arguments.pop("--extra-py-files", "").split(",")):
+            path = self.ctx.asset(uri)
+            if path is None or not path.exists():
+                return Outcome.failure(
+                    f"the Glue --extra-py-files {uri} is not an asset of the cloud assembly"
+                )
+            library.append(path)
         args = [part for name, value in arguments.items() for part in (name, value)]
         label = f"Glue job {job.job_name}"
         key = job_key("glue", job.job_name, dict(job.arguments))

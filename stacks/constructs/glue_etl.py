@@ -89,14 +89,6 @@ class GlueEtl(Construct):
         self.code.grant_read(self.role)
         if wheels:
             allow(self.role, S3_READ, [w.bucket.arn_for_objects(w.s3_object_key) for w in wheels])
-        # The workload's wheels, installed from S3 alone: --no-index keeps pip off package indexes (Glue's
-        # --python-modules-installer-option passes it on to pip).
-        dependencies = (
-            {"--additional-python-modules": ",".join(w.s3_object_url for w in wheels),
-             "--python-modules-installer-option": "--no-index"}
-            if wheels
-            else {}
-        )  # fmt: skip
         allow_objects(self.role, raw_bucket, [workload.raw_prefix], S3_READ)
         # Partition overwrite replaces curated files, staged under the output prefix (.spark-staging-*).
         prefixes = [f"{kind}/{workload.name}/" for kind in ("curated", "quarantine", "reports")]
@@ -142,8 +134,10 @@ class GlueEtl(Construct):
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
             default_arguments={
                 **_workload_arguments(workload),
-                **dependencies,
-                "--extra-py-files": self.code.asset.s3_object_url,
+                # the workload's code, then its wheels (as zips): all on the script's Python path
+                "--extra-py-files": ",".join(
+                    [self.code.asset.s3_object_url, *(w.s3_object_url for w in wheels)]
+                ),
                 "--job-language": "python",
                 "--job-bookmark-option": "job-bookmark-enable",
                 "--TempDir": artifacts_bucket.s3_url_for_object(temp_dir),

@@ -3,6 +3,7 @@ workload's own code from, and what the Batch launcher (`mlpipe_batch.run --code`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +43,24 @@ def stage(workload: Workload) -> StagedPackage:
         tmp.write_bytes(package.data)
         tmp.replace(path)
     return StagedPackage(path=path, sha256=package.sha256)
+
+
+def stage_wheel_as_zip(wheel: Path) -> Path:
+    """A pure-Python wheel copied to `<name>.zip`, content-addressed outside the repository.
+
+    A wheel is a zip of importable modules; as `.zip` (the asset's S3 key keeps the extension) Glue's
+    --extra-py-files and EMR's --py-files put it on the Python path. Nothing is installed, so nothing is
+    downloaded, and pip never sees the asset's hash-named key (which is not a valid wheel file name).
+    """
+    data = wheel.read_bytes()
+    folder = Path(tempfile.gettempdir()) / "mlpipe-wheels" / hashlib.sha256(data).hexdigest()[:16]
+    path = folder / f"{wheel.stem}.zip"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
 
 
 class WorkloadCode(Construct):

@@ -70,7 +70,7 @@ def renamed_clickstream(into: Path) -> Path:
 
 SPARK_WHEEL = "shopwords-1.0-py3-none-any.whl"
 SPARK_WHEEL_IMPORT = (
-    "from __future__ import annotations\n\nimport shopwords  # dependencies.spark: Glue installs it, EMR imports it\n\n"
+    "from __future__ import annotations\n\nimport shopwords  # dependencies.spark: on Glue's and EMR's Python path\n\n"
     'assert shopwords.TAG == "shopping"\n'
 )
 
@@ -165,11 +165,11 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     ):
         assert f"] {stage}" in shown, stage
     assert "start      CleanEvents" in shown
-    # the workload's Spark wheel reached both stages (its modules import it); Glue installs it from S3 alone
+    # the workload's Spark wheel reached both stages (its modules import it), as a zip on the Python path
     template = json.loads((cdk_out / "MlpipeDev-Workload-shopping.template.json").read_text())
     (job,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job"]
-    assert job["DefaultArguments"]["--python-modules-installer-option"] == "--no-index"
-    assert json.dumps(job["DefaultArguments"]["--additional-python-modules"]).count(".whl") == 1
+    assert json.dumps(job["DefaultArguments"]["--extra-py-files"]).count(".zip") == 2  # code package, wheel
+    assert "--additional-python-modules" not in job["DefaultArguments"]  # nothing for pip to fetch
 
     # ---- the redrive, through the command line (its `main`, in this process: a second Python would import
     # moto and the harness again; `mlpipe local run` as a process is the Ctrl-C test's)
