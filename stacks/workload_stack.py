@@ -112,6 +112,7 @@ class WorkloadStack(MlpipeStack):
         )
         p, j = self.pipeline, self.jobs
         self.output("Workload", workload.name, "The workload this pipeline runs")
+        self.output("JobInput", j.input_uri, "The prefix its Batch jobs read")
         self.output("ShareIdentifier", share_identifier(workload.name), "Its share of the Batch queues")
         self.output("StateMachineArn", p.state_machine.state_machine_arn, "The pipeline")
         self.output("FailureTopicArn", p.topic.topic_arn, "Failure notifications and alarms")

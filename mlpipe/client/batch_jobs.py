@@ -253,9 +253,9 @@ class TrainingJobs:
         """The job role reaches only the workload's prefixes: a location outside them would fail the job
         after its GPUs were paid for."""
         workload = self.deployment.workload
-        curated, artifacts = (self.deployment.output(f"{b}Bucket") for b in ("Curated", "Artifacts"))
+        artifacts = self.deployment.output("ArtifactsBucket")
         reach = {
-            "--input": (request.input, [f"s3://{curated}/{k}/{workload}/" for k in ("features", "curated")]),
+            "--input": (request.input, [self.deployment.output("JobInput")]),
             "--output-prefix": (request.output, [f"s3://{artifacts}/runs/{workload}/"]),
             "--checkpoint": (checkpoint, [f"s3://{artifacts}/checkpoints/{workload}/"]),
         }

@@ -52,6 +52,7 @@ OUTPUTS: dict[str, Output] = {
         Output(WORKLOAD, "EvaluationJobDefinition", "MLPIPE_EVALUATION_JOB_DEFINITION"),
         Output(WORKLOAD, "InferenceJobDefinition", "MLPIPE_INFERENCE_JOB_DEFINITION"),
         Output(WORKLOAD, "ShareIdentifier", "MLPIPE_SHARE_IDENTIFIER"),
+        Output(WORKLOAD, "JobInput", "MLPIPE_JOB_INPUT"),
         Output(WORKLOAD, "StateMachineArn", "MLPIPE_STATE_MACHINE_ARN"),
         Output(WORKLOAD, "FailureTopicArn", "MLPIPE_FAILURE_TOPIC_ARN"),
         Output(WORKLOAD, "ModelPackageGroup", "MLPIPE_MODEL_PACKAGE_GROUP"),

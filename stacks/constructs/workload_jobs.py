@@ -94,6 +94,16 @@ class WorkloadJobs(Construct):
 
         # A role per kind of job: all read features and write run outputs (committed by copy-then-delete);
         # only training touches checkpoints (which rotate: older ones are deleted).
+        # What the jobs read: the feature stage's output, else the curated data, else the raw input.
+        if workload.features is not None:
+            input_bucket, input_prefix = curated_bucket, f"features/{workload.name}/"
+        elif workload.clean is not None:
+            input_bucket, input_prefix = curated_bucket, f"curated/{workload.name}/"
+        else:
+            input_bucket, input_prefix = raw_bucket, workload.raw_prefix
+        self.input_uri = input_bucket.s3_url_for_object(input_prefix)
+        """The one prefix the jobs may read (the client checks a job's --input against it)."""
+
         def job_role(construct_id: str, description: str, artifact_prefixes: list[str]) -> iam.Role:
             role = iam.Role(
                 self,
@@ -101,13 +111,7 @@ class WorkloadJobs(Construct):
                 assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                 description=description,
             )
-            # What the jobs read: the feature stage's output, else the curated data, else the raw input.
-            if workload.features is not None:
-                allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ)
-            elif workload.clean is not None:
-                allow_objects(role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
-            else:
-                allow_objects(role, raw_bucket, [workload.raw_prefix], S3_READ)
+            allow_objects(role, input_bucket, [input_prefix], S3_READ)
             allow_objects(role, artifacts_bucket, artifact_prefixes, S3_READ_WRITE_DELETE)
             allow_key(role, key)
             if uses_code:

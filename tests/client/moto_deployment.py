@@ -306,6 +306,7 @@ def deploy(session: boto3.Session, *, stack_prefix: str = "MlpipeDev") -> Deploy
             {
                 "Workload": WORKLOAD,
                 "ShareIdentifier": WORKLOAD,
+                "JobInput": f"s3://{CURATED}/features/{WORKLOAD}/",
                 "TrainingJobDefinition": training,
                 "MultiNodeJobDefinition": multi_node,
                 "InferenceJobDefinition": inference,

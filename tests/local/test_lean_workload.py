@@ -40,3 +40,5 @@ def test_a_workload_without_spark_stages_runs_without_glue_or_emr(tmp_path: Path
     assert "elasticmapreduce" not in definition and "glue:" not in definition
     reads = json.dumps([r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"])
     assert "/lean/raw/*" in reads and "/features/lean/" not in reads and "/curated/lean/" not in reads
+    # and the client checks a job's --input against that same prefix
+    assert json.dumps(template["Outputs"]["JobInput"]["Value"]).endswith('/lean/raw/"]]}')
