@@ -118,9 +118,9 @@ class PlanSettings:
     gate: float = 0.0
     """The workload's quality gate: a run may make it stricter, not looser."""
     workload_code_uri: str = ""
+    """The workload's code package: on --py-files beside the driver's library."""
     spark_dependency_uris: tuple[str, ...] = ()
     """The workload's pure-Python wheels: on --py-files after its code package."""
-    """The workload's code package: on --py-files beside the driver's library."""
     features_arguments: tuple[str, ...] = ()
     """The workload's arguments of the feature driver (module, columns, split), from its manifest."""
     inference_features_arguments: tuple[str, ...] = ()

@@ -18,7 +18,7 @@ from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, has_objects, put_json_atom
 
 from training.expand import candidate_prefix
 
-MANIFEST_FORMAT = "mlpipe.model_manifest.v2"
+MANIFEST_FORMAT = "mlpipe.model_manifest.v3"  # v3: lineage.training_input_uri
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ BATCH_TRANSIENT_ERRORS = [
     "Batch.TooManyRequestsException",
 ]
 Task = sfn.TaskStateBase | sfn.CustomState
+STAGE_LABELS = {"clean": "Glue clean", "features": "EMR features"}
 SNS_TRANSIENT_ERRORS = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
 
 
@@ -375,6 +376,7 @@ class Pipeline(Construct):
             )
         self._transient = steps is not None and config.emr.mode == "transient"
         definition = self._definition(glue_etl, steps, batch_, jobs)
+        stages = " and ".join(STAGE_LABELS[stage] for stage in workload.stages()) or "no Spark stage"
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -388,7 +390,7 @@ class Pipeline(Construct):
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
-            comment=f"mlpipe {config.env} {workload.name}: Glue clean, EMR features, Batch GPU training and inference "
+            comment=f"mlpipe {config.env} {workload.name}: {stages}, Batch GPU training and inference "
             f"(deployment {self._fingerprint(batch_, jobs)})",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
@@ -743,7 +745,8 @@ class Pipeline(Construct):
                 max_delay=Duration.minutes(5),
                 jitter_strategy=sfn.JitterType.FULL,
             )
-        if transient and clean is not None:
+        if transient:
+            assert clean is not None  # as below: no feature stage without a clean stage
             # Glue's failure is caught inside its branch, so the Parallel still returns the cluster it
             # started and the failure path can terminate it (a failed branch would drop the cluster id).
             clean.add_catch(
@@ -785,8 +788,6 @@ class Pipeline(Construct):
                 sfn.Condition.boolean_equals("$.cluster.CleanEvents.failed", True), clean_failure
             )
             proceed = check_cleaning.otherwise
-        elif transient:
-            prepare = top_level(create, "CreateCluster")
         elif steps is not None:
             assert steps.cluster is not None
             cluster_id = steps.cluster.ref
@@ -820,8 +821,10 @@ class Pipeline(Construct):
                       for s in ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")]  # fmt: skip
             check_cluster = sfn.Choice(self, "ClusterRunning?").when(sfn.Condition.not_(sfn.Condition.or_(*usable)),
                                                                      unavailable)  # fmt: skip
-            described = top_level(describe, "DescribePersistentCluster")
-            prepare = described if clean is None else top_level(clean, "CleanEvents").next(described)
+            assert (
+                clean is not None
+            )  # a feature stage reads the curated data (mlpipe.workload refuses it alone)
+            prepare = top_level(clean, "CleanEvents").next(top_level(describe, "DescribePersistentCluster"))
             proceed = check_cluster.otherwise
         elif clean is not None:
             prepare = top_level(clean, "CleanEvents")
