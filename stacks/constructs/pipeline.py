@@ -583,16 +583,22 @@ class Pipeline(Construct):
             task_timeout=sfn.Timeout.duration(SNS_TASK_TIMEOUT),
         )
         _retry(notify, SNS_TRANSIENT_ERRORS)
-        if transient:
-            cleanup = tasks.EmrTerminateCluster(
+
+        def terminate_cluster(name: str) -> tasks.EmrTerminateCluster:
+            """Terminate the run's transient cluster (and wait until it is gone)."""
+            task = tasks.EmrTerminateCluster(
                 self,
-                "TerminateClusterAfterFailure",
+                name,
                 cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
                 integration_pattern=sfn.IntegrationPattern.RUN_JOB,
                 result_path=sfn.JsonPath.DISCARD,
                 task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
             )
-            _retry(cleanup, EMR_TRANSIENT_ERRORS)
+            _retry(task, EMR_TRANSIENT_ERRORS)
+            return task
+
+        if transient:
+            cleanup = terminate_cluster("TerminateClusterAfterFailure")
             cleanup.add_catch(fail, result_path="$.cleanup_error")
             cluster_to_terminate = (
                 sfn.Choice(self, "ClusterToTerminate?")
@@ -881,15 +887,7 @@ class Pipeline(Construct):
                 emr_step("BuildInferenceFeatures", "$.plan.emr_inference_args"), "BuildInferenceFeatures"
             )
             if transient:
-                terminate = tasks.EmrTerminateCluster(
-                    self,
-                    "TerminateCluster",
-                    cluster_id=sfn.JsonPath.string_at("$.cluster.ClusterId"),
-                    integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                    result_path=sfn.JsonPath.DISCARD,
-                    task_timeout=sfn.Timeout.duration(EMR_TERMINATE_TIMEOUT),
-                )
-                _retry(terminate, EMR_TRANSIENT_ERRORS)
+                terminate = terminate_cluster("TerminateCluster")
                 inference_features = inference_features.next(in_branch(terminate, "TerminateCluster"))
             train_and_prepare = top_level(
                 sfn.Parallel(self, "TrainAndPrepareInference", result_path=sfn.JsonPath.DISCARD)
