@@ -391,7 +391,7 @@ class Pipeline(Construct):
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
             comment=f"mlpipe {config.env} {workload.name}: {stages}, Batch GPU training and inference "
-            f"(deployment {self._fingerprint(batch_, jobs)})",
+            f"(deployment {self._fingerprint(jobs)})",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         self._allow_batch_jobs()
@@ -436,12 +436,12 @@ class Pipeline(Construct):
                               resource_name="StepFunctionsGetEventsForBatchJobsRule")],
         )  # fmt: skip
 
-    def _fingerprint(self, batch_: BatchCompute, jobs: WorkloadJobs) -> str:
-        """What the state machine refers to in other stacks, hashed into its template.
+    def _fingerprint(self, jobs: WorkloadJobs) -> str:
+        """The settings behind what the state machine runs, hashed into its template.
 
-        Other stacks' values arrive through weak references (Fn::GetStackOutput); a new job-definition revision
-        (new image or job settings) or a replaced cluster leaves this template's text unchanged, and the CLI
-        would skip the stack. The fingerprint changes with them, so this stack is deployed again.
+        The shared stacks' values arrive through weak references (Fn::GetStackOutput): new Batch or EMR
+        settings there (new queues, a replaced cluster) leave this template's text unchanged, and the CLI would
+        skip the stack. The fingerprint changes with them, so this stack is deployed again.
         """
         # Not the workloads' vCPU caps: each lives in its workload's own stack.
         batch_settings = dataclasses.asdict(self._config.batch)
