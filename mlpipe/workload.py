@@ -71,7 +71,8 @@ class CleanStage:
     module: str = ""
     """A .py file of the workload with `SCHEMA` and `parse(records)`, run by mlpipe's Glue driver."""
     script: str = ""
-    """A whole Glue script instead of `module`."""
+    """A whole Glue script instead of `module`: it gets the run's `--input`, `--output`, `--quarantine` and
+    `--report` and writes what the driver writes (docs/workloads.md#whole-scripts)."""
     dedupe_key: tuple[str, ...] = ()
     """module only: the columns that identify a record; duplicates are counted and dropped."""
     order_by: str = ""
@@ -87,7 +88,10 @@ class FeatureStage:
     module: str = ""
     """A .py file of the workload with `NUMERIC_FEATURES`, `CATEGORICAL_FEATURES` and `features(records)`."""
     script: str = ""
-    """A whole Spark script instead of `module`."""
+    """A whole Spark script instead of `module`: the training step, which writes the feature manifest
+    (docs/workloads.md#whole-scripts)."""
+    inference_script: str = ""
+    """script only: the whole Spark script of the inference step, which writes the inference manifest."""
     id_column: str = ""
     """module only: the column that identifies a row in predictions."""
     label_column: str = ""
@@ -281,14 +285,12 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
 def check_deployable(w: Workload, source: str = MANIFEST) -> None:
     """What this version's pipeline runs: refuse, naming the key, a valid manifest that asks for more.
 
-    The pipeline runs the workload's Glue and EMR stages (each optional) with mlpipe's drivers, then trains,
-    evaluates and scores with the workload's entrypoints (or mlpipe.tabular) on Batch.
+    The pipeline runs the workload's Glue and EMR stages (each optional, with mlpipe's drivers or the
+    workload's whole scripts), then trains, evaluates and scores with the workload's entrypoints (or
+    mlpipe.tabular) on Batch.
     """
     not_yet = "is not deployed by this version of mlpipe's pipeline"
-    if w.clean is not None:
-        _require(not w.clean.script, source, "clean.script", f"{not_yet}: give clean.module")
     if w.features is not None:
-        _require(not w.features.script, source, "features.script", f"{not_yet}: give features.module")
         _require(
             w.clean is not None,
             source,
@@ -447,6 +449,29 @@ def _check(w: Workload, source: str) -> None:
                 "features.test_fraction",
                 "validation and test together must leave at least 10% for training",
             )
+            _require(
+                not f.inference_script, source, "features.inference_script", "applies to features.script only"
+            )
+        else:
+            _require(
+                bool(f.inference_script), source, "features.inference_script", "required with features.script"
+            )
+            _check_file(w, source, "features.inference_script", f.inference_script)
+            defaults = FeatureStage()
+            for key in (
+                "id_column",
+                "label_column",
+                "split_by",
+                "time_column",
+                "validation_fraction",
+                "test_fraction",
+            ):
+                _require(
+                    getattr(f, key) == getattr(defaults, key),
+                    source,
+                    f"features.{key}",
+                    "applies to features.module only",
+                )
 
     _one_of(
         w,

@@ -379,12 +379,17 @@ class EmrSteps(Construct):
         self.cluster = emr_.cluster
         self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
 
-        # Spark step code: each entry script as a file, the whole folder as a zip for --py-files.
-        self.features_script = s3_assets.Asset(
-            self, "FeaturesScript", path=str(EMR_STEPS_DIR / "build_features.py")
+        # Spark step code: each entry script as a file (mlpipe's drivers, or the workload's whole scripts), and
+        # mlpipe's step library as a zip for --py-files, which whole scripts may import too.
+        f = workload.features
+        scripts = (
+            (workload.path(f.script), workload.path(f.inference_script))
+            if f is not None and f.script
+            else (EMR_STEPS_DIR / "build_features.py", EMR_STEPS_DIR / "inference_features.py")
         )
+        self.features_script = s3_assets.Asset(self, "FeaturesScript", path=str(scripts[0]))
         self.inference_features_script = s3_assets.Asset(
-            self, "InferenceFeaturesScript", path=str(EMR_STEPS_DIR / "inference_features.py")
+            self, "InferenceFeaturesScript", path=str(scripts[1])
         )
         self.py_files = s3_assets.Asset(
             self, "StepLibrary", path=str(EMR_STEPS_DIR), exclude=["__pycache__", "*.pyc"]

@@ -234,6 +234,24 @@ BAD: list[tuple[str, Any, str]] = [
         "workload.toml: features.script: 'spark/features_job.py' does not exist",
     ),
     (
+        "a features script without its inference script",
+        ('module = "features.py"', 'script = "features.py"'),
+        "workload.toml: features.inference_script: required with features.script",
+    ),
+    (
+        "a features script with the driver's keys",
+        (
+            'module = "features.py"\nid_column = "customer_id"\nlabel_column = "churned"\nsplit_by = "time"\ntime_column = "day"',
+            'script = "features.py"\ninference_script = "clean.py"\nsplit_by = "time"',
+        ),
+        "workload.toml: features.split_by: applies to features.module only",
+    ),
+    (
+        "an inference script beside the feature module",
+        ('time_column = "day"', 'time_column = "day"\ninference_script = "features.py"'),
+        "workload.toml: features.inference_script: applies to features.script only",
+    ),
+    (
         "module and script both",
         ('module = "clean.py"', 'module = "clean.py"\nscript = "train.py"'),
         "workload.toml: clean: give exactly one of module, script",
