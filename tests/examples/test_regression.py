@@ -1,18 +1,15 @@
 """The regression example (examples/regression/) through mlpipe's own drivers: the generator and its truth,
-the clean module under the Glue driver on local Spark (the accounting matches what was generated), the
-feature module under the EMR drivers, then train.py, evaluate.py and infer.py under mlpipe_batch.run with
-the code package, the model and the outputs on S3 (a moto server). Sizes are tiny: quality is bench's job.
+the clean module under the Glue driver on local Spark (the accounting matches what was generated) and the
+feature module under the EMR drivers. Sizes are tiny: quality is bench's job. Its train.py, evaluate.py and
+infer.py run under mlpipe_batch.run in tests/local/test_workloads.py (the whole pipeline, where inference and
+evaluation are checked against each other) and tests/batch_containers/test_workload_run.py (2 nodes x 2 ranks).
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
-import io
-import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,13 +19,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlpipe import code_package
 from mlpipe import workload as workload_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "regression"
 EMR_STEPS = REPO / "emr_steps"
-BATCH_SRC = REPO / "batch_containers" / "src"
 if str(EMR_STEPS) not in sys.path:
     sys.path.insert(0, str(EMR_STEPS))
 
@@ -38,11 +33,6 @@ import mlpipe_features  # noqa: E402
 
 ROWS = 4_000  # every dirty kind occurs at least 4 times
 SEED = 5
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -217,119 +207,3 @@ def test_the_feature_manifest_splits_and_columns(built: dict[str, Any], cleaned:
         values = train[c["name"]].to_numpy()
         assert values.min() >= 1 and values.max() < c["buckets"]  # curated data has no unknown value
     assert built["inference"]["splits"]["inference"]["rows"] == valid
-
-
-# --- train.py, evaluate.py, infer.py under mlpipe's launcher, on S3 ----------------------------------------
-@pytest.fixture(scope="module")
-def s3(moto_server: str) -> Any:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
-        region_name=FAKE_AWS["AWS_DEFAULT_REGION"],
-    )
-    for bucket in ("reg-artifacts", "reg-curated"):  # moto servers of one process share buckets
-        client.create_bucket(Bucket=bucket)
-    return client
-
-
-def _upload_manifest(s3: Any, manifest: dict[str, Any], prefix: str) -> str:
-    """The manifest and its shards under s3://reg-curated/<prefix>/, with the shard URIs rewritten."""
-    splits = {}
-    for name, split in manifest["splits"].items():
-        shards = []
-        for i, shard in enumerate(split["shards"]):
-            key = f"{prefix}/{name}/part-{i:05d}.parquet"
-            s3.put_object(Bucket="reg-curated", Key=key, Body=Path(shard["uri"]).read_bytes())
-            shards.append({**shard, "uri": f"s3://reg-curated/{key}"})
-        splits[name] = {**split, "shards": shards}
-    s3.put_object(
-        Bucket="reg-curated", Key=f"{prefix}/manifest.json", Body=json.dumps({**manifest, "splits": splits})
-    )
-    return f"s3://reg-curated/{prefix}/manifest.json"
-
-
-def _launch(moto_server: str, tmp_path: Path, args: list[str], port: int) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_BATCH_", "MLPIPE_", "RANK", "WORLD_SIZE", "MASTER_"))
-    }
-    env.update(FAKE_AWS, AWS_ENDPOINT_URL=moto_server, PYTHONPATH=str(BATCH_SRC), OMP_NUM_THREADS="1",
-               MLPIPE_NPROC_PER_NODE="1", MLPIPE_MASTER_PORT=str(port), MLPIPE_WORKDIR=str(tmp_path))  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-m", "mlpipe_batch.run", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-def _json(s3: Any, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket="reg-artifacts", Key=key)["Body"].read())
-
-
-@pytest.mark.spark
-@pytest.mark.torch
-@pytest.mark.xdist_group("spark")
-def test_train_evaluate_infer_through_the_launcher_keep_the_output_contracts(
-    built: dict[str, Any], s3: Any, moto_server: str, tmp_path: Path, free_port: Any
-) -> None:
-    package = code_package.build(EXAMPLE)
-    s3.put_object(Bucket="reg-artifacts", Key="code/regression.zip", Body=package.data)
-    code = ["--code", "s3://reg-artifacts/code/regression.zip", "--code-sha256", package.sha256]
-    training = _upload_manifest(s3, built["manifest"], "features/r1")
-    inference = _upload_manifest(s3, built["inference"], "features/r1/inference")
-    run = "s3://reg-artifacts/runs/r1"
-    hp = {"epochs": 3, "batch_size": 128, "hidden": [16], "lr": 0.01}
-
-    _launch(moto_server, tmp_path, [*code, "--entrypoint", "train.py", "--input", training, "--output",
-            f"{run}/candidates/mlp/", "--checkpoint", "s3://reg-artifacts/checkpoints/r1/mlp/",
-            "--hyperparameters", json.dumps(hp)], port=free_port())  # fmt: skip
-    trained = _json(s3, "runs/r1/candidates/mlp/metrics.json")
-    assert isinstance(trained["validation"]["rmse"], float) and trained["world_size"] == 1
-    listed = s3.list_objects_v2(Bucket="reg-artifacts", Prefix="runs/r1/candidates/mlp/model/")["Contents"]
-    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed) == ["model.json", "model.pt"]
-
-    model = ["--model", f"{run}/candidates/mlp/model/"]
-    _launch(moto_server, tmp_path, [*code, "--entrypoint", "evaluate.py", "--input", training, *model,
-            "--output", f"{run}/evaluation/"], port=free_port())  # fmt: skip
-    _launch(moto_server, tmp_path, [*code, "--entrypoint", "infer.py", "--input", inference, *model,
-            "--output", f"{run}/inference/"], port=free_port())  # fmt: skip
-
-    evaluation = _json(s3, "runs/r1/evaluation/metrics.json")
-    assert set(evaluation) >= {"test", "rows"} and isinstance(evaluation["test"]["rmse"], float)
-    assert evaluation["rows"] == built["manifest"]["splits"]["test"]["rows"]
-    inferred = _json(s3, "runs/r1/inference/metrics.json")
-    assert inferred == {"rows": built["inference"]["splits"]["inference"]["rows"]}
-
-    parts = s3.list_objects_v2(Bucket="reg-artifacts", Prefix="runs/r1/inference/part-")["Contents"]
-    tables = [
-        pq.read_table(io.BytesIO(s3.get_object(Bucket="reg-artifacts", Key=p["Key"])["Body"].read()))
-        for p in parts
-    ]
-    assert all(t.column_names == ["reading_id", "prediction"] for t in tables)
-    predicted = {
-        i: p
-        for t in tables
-        for i, p in zip(t["reading_id"].to_pylist(), t["prediction"].to_pylist(), strict=True)
-    }
-    assert len(predicted) == inferred["rows"]
-
-    def rmse_of(split: str) -> float:  # inference's predictions of one split's rows, against their labels
-        errors = []
-        for shard in built["manifest"]["splits"][split]["shards"]:
-            table = pq.read_table(shard["uri"], columns=["reading_id", "log_load"])
-            ids, labels = table["reading_id"].to_pylist(), table["log_load"].to_pylist()
-            errors += [predicted[i] - y for i, y in zip(ids, labels, strict=True)]
-        return math.sqrt(sum(e * e for e in errors) / len(errors))
-
-    # evaluate.py and infer.py load the model the same way, and evaluate scored the test rows alone
-    assert evaluation["test"]["rmse"] == pytest.approx(rmse_of("test"), rel=1e-6)
-    assert evaluation["test"]["rmse"] != pytest.approx(rmse_of("validation"), rel=1e-6)
-    assert trained["validation"]["rmse"] == pytest.approx(rmse_of("validation"), rel=1e-4)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-contracts")]
 
 DIRTY = {"malformed_csv", "missing_field", "out_of_range", "unknown_category", "wrong_type"}  # one line each
 

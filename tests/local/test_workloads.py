@@ -5,6 +5,7 @@ candidate included), selected and gated on RMSE; bad arguments are refused befor
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,36 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
         "attempt-1.node-0.log",
         "attempt-1.node-1.log",
     ]
-    predictions = sorted(Path(summary["predictions_path"]).glob("*.parquet"))
-    assert sum(pq.read_metadata(p).num_rows for p in predictions) == summary["rows_curated"]
+    model = Path(summary["model_path"])
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]
+    tables = [pq.read_table(p) for p in sorted(Path(summary["predictions_path"]).glob("*.parquet"))]
+    assert all(t.column_names == ["reading_id", "prediction"] for t in tables)
+    predicted = {
+        i: y
+        for t in tables
+        for i, y in zip(t["reading_id"].to_pylist(), t["prediction"].to_pylist(), strict=True)
+    }
+    assert len(predicted) == summary["rows_curated"]  # the inference input is every curated reading
+
+    # evaluate.py and infer.py load the model the same way, and evaluate.py scored the test rows alone
+    run = model.parents[2]
+    manifest = json.loads(next(workdir.glob(f"s3/*/features/regression/{run_id}/manifest.json")).read_text())
+
+    def rmse_of(split: str) -> float:  # inference's predictions of one split's rows, against their labels
+        errors = []
+        for shard in manifest["splits"][split]["shards"]:
+            table = pq.read_table(shard["uri"], columns=["reading_id", "log_load"])
+            ids, labels = table["reading_id"].to_pylist(), table["log_load"].to_pylist()
+            errors += [predicted[i] - y for i, y in zip(ids, labels, strict=True)]
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+    tested = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert tested["rows"] == manifest["splits"]["test"]["rows"]
+    assert tested["test"]["rmse"] == pytest.approx(rmse_of("test"), rel=1e-6) == summary["test_value"]
+    assert tested["test"]["rmse"] != pytest.approx(rmse_of("validation"), rel=1e-6)
+    trained = json.loads((run / "candidates" / "ddp-2" / "metrics.json").read_text())
+    assert trained["world_size"] == 2
+    assert trained["validation"]["rmse"] == pytest.approx(rmse_of("validation"), rel=1e-4)
 
 
 @pytest.mark.parametrize(
