@@ -146,6 +146,11 @@ class PipelineConfig:
     """Timeout of one state-machine execution."""
     lambda_memory_mib: int = 1024
     """Memory of each pipeline Lambda."""
+    lambda_reserved_concurrency: int | None = None
+    """Concurrent executions reserved for (and the ceiling of) each pipeline Lambda, so that a runaway fan-out
+    cannot take the account's pool. Default: none reserved. Lambda refuses a reservation that leaves the account
+    fewer than 100 unreserved (3 functions per workload reserve this much each), and a new account's quota may
+    be lower than that."""
     notification_email: str = ""
     """If set, this address is subscribed to the failure and alarm topic (it must confirm)."""
 
@@ -504,6 +509,11 @@ def _check(config: MlpipeConfig, path: str) -> None:
     )
     _require(
         512 <= pipe.lambda_memory_mib <= 10_240, f"{path}.pipeline.lambda_memory_mib", "must be 512 to 10240"
+    )
+    _require(
+        pipe.lambda_reserved_concurrency is None or pipe.lambda_reserved_concurrency >= 1,
+        f"{path}.pipeline.lambda_reserved_concurrency",
+        "must be at least 1 (0 would stop every invocation); leave it out to reserve none",
     )
     _require(
         pipe.notification_email == ""

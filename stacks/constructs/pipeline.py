@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from aws_cdk import AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -252,6 +252,19 @@ class Pipeline(Construct):
             enforce_ssl=True,
             display_name=f"mlpipe {config.env} {workload.name}: pipeline failures and alarms",
         )
+        # enforce_ssl makes a topic policy, which replaces SNS's default one: without this statement no alarm
+        # may publish. Scoped to this account's alarms, as AWS's re:Post answer for such topics does.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisAccountsAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"ArnLike": {"aws:SourceArn": Stack.of(self).format_arn(
+                    service="cloudwatch", resource="alarm", resource_name="*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME)}},
+            )
+        )  # fmt: skip
         if config.pipeline.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.pipeline.notification_email))
 
@@ -517,6 +530,8 @@ class Pipeline(Construct):
             timeout=LAMBDA_TIMEOUT,
             memory_size=self._config.pipeline.lambda_memory_mib,
             environment=environment,
+            environment_encryption=self._lake.key,
+            reserved_concurrent_executions=self._config.pipeline.lambda_reserved_concurrency,
             description=f"mlpipe {name.lower()} step",
         )
         allow_key(role, self._lake.key)

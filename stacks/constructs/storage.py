@@ -15,6 +15,18 @@ from mlpipe.config import MlpipeConfig
 from stacks.constructs.common import acknowledge
 from stacks.defaults import CHECKPOINT_EXPIRY, TMP_EXPIRY, bucket_name, glue_database_name, removal_policy
 
+# How long an overwritten or deleted object's previous version can be restored, per bucket.
+RAW_VERSIONS_KEPT = Duration.days(30)
+CURATED_VERSIONS_KEPT = Duration.days(7)
+ARTIFACT_VERSIONS_KEPT = Duration.days(30)
+
+
+def _expire_noncurrent(kept: Duration) -> s3.LifecycleRule:
+    """Old versions go after `kept`; a delete marker left with no version behind it goes too."""
+    return s3.LifecycleRule(
+        id="expire-noncurrent-versions", noncurrent_version_expiration=kept, expired_object_delete_marker=True
+    )
+
 
 @dataclass(frozen=True)
 class DataLake:
@@ -85,14 +97,15 @@ class Storage(Construct):
                 },
             )
         )
-        # CloudWatch alarms publish to the KMS-encrypted notification topic.
+        # CloudWatch alarms publish to the KMS-encrypted notification topics: the statement of SNS's guide
+        # ("Enable compatibility between event sources from AWS services and encrypted topics"), which has no
+        # condition. Each topic's own policy says which alarms may publish.
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarmsToPublishToEncryptedTopics",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
         )
 
@@ -158,15 +171,35 @@ class Storage(Construct):
         abort_uploads = s3.LifecycleRule(
             id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)
         )
-        self.raw_bucket = self._data_bucket(config, "raw", removal, lifecycle=[abort_uploads])
+        # Versioned: an overwritten or deleted raw object can be restored for RAW_VERSIONS_KEPT; curated data
+        # is derived from raw and rewritten by every clean run, so its old versions go sooner.
+        self.raw_bucket = self._data_bucket(
+            config,
+            "raw",
+            removal,
+            versioned=True,
+            lifecycle=[abort_uploads, _expire_noncurrent(RAW_VERSIONS_KEPT)],
+        )
         self.curated_bucket = self._data_bucket(
             config,
             "curated",
             removal,
+            versioned=True,
             lifecycle=[
                 abort_uploads,
-                s3.LifecycleRule(id="expire-tmp", prefix="tmp/", expiration=TMP_EXPIRY),
-                s3.LifecycleRule(id="expire-quarantine", prefix="quarantine/", expiration=Duration.days(90)),
+                s3.LifecycleRule(
+                    id="expire-tmp",
+                    prefix="tmp/",
+                    expiration=TMP_EXPIRY,
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-quarantine",
+                    prefix="quarantine/",
+                    expiration=Duration.days(90),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                _expire_noncurrent(CURATED_VERSIONS_KEPT),
             ],
         )
         self.artifacts_bucket = self._data_bucket(
@@ -188,9 +221,7 @@ class Storage(Construct):
                     expiration=TMP_EXPIRY,
                     noncurrent_version_expiration=Duration.days(1),
                 ),
-                s3.LifecycleRule(
-                    id="expire-noncurrent-versions", noncurrent_version_expiration=Duration.days(30)
-                ),
+                _expire_noncurrent(ARTIFACT_VERSIONS_KEPT),
             ],
         )
 

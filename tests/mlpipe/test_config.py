@@ -77,6 +77,10 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
         ({"log_retention_days": 31}, "environments.dev.log_retention_days: must be one of"),
         ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),
         ({"pipeline": {"max_candidates": 100}}, "environments.dev.pipeline.max_candidates"),
+        (
+            {"pipeline": {"lambda_reserved_concurrency": 0}},
+            "environments.dev.pipeline.lambda_reserved_concurrency: must be at least 1 (0 would stop every",
+        ),
         ({"account": "12345"}, "environments.dev.account: must be 12 digits"),
         # two g5.12xlarge nodes of 46 vCPUs: a cap below 92 would keep a multi-node job RUNNABLE for ever
         (

@@ -99,8 +99,9 @@ def dev(dev_cloud_assembly: Path) -> Synth:
 
 @pytest.fixture(scope="session")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """prod network profile with a persistent EMR cluster."""
-    return synthesize(cdk_context("prod", emr={"mode": "persistent"}), tmp_path_factory.mktemp("cdk-prod"))
+    """prod network profile with a persistent EMR cluster and Lambda concurrency reserved."""
+    context = cdk_context("prod", emr={"mode": "persistent"}, pipeline={"lambda_reserved_concurrency": 5})
+    return synthesize(context, tmp_path_factory.mktemp("cdk-prod"))
 
 
 REGRESSION_DOCKERFILE = "FROM mlpipe\nCOPY extra-requirements.txt /opt/extra/\n"

@@ -104,8 +104,83 @@ def test_artifacts_are_versioned_and_checkpoints_expire(dev: Any) -> None:
     assert rules["expire-tmp"]["Prefix"] == "tmp/" and rules["expire-tmp"]["ExpirationInDays"] == 7
 
 
+@pytest.mark.parametrize(("purpose", "days"), [("Raw", 30), ("Curated", 7), ("Artifacts", 30)])
+def test_an_overwritten_or_deleted_object_can_be_restored_for_a_while(
+    dev: Any, purpose: str, days: int
+) -> None:
+    """Versioning keeps the previous version of what a run overwrites or deletes; a lifecycle rule over the
+    whole bucket expires it after `days`, and removes the delete markers left with nothing behind them."""
+    (bucket,) = [
+        v["Properties"]
+        for k, v in dev.json("Storage")["Resources"].items()
+        if k.startswith(f"Storage{purpose}Bucket") and v["Type"] == "AWS::S3::Bucket"
+    ]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    (whole,) = [r for r in rules if "Prefix" not in r and "NoncurrentVersionExpiration" in r]
+    assert whole["NoncurrentVersionExpiration"] == {"NoncurrentDays": days}
+    assert whole["ExpiredObjectDeleteMarker"] is True and "ExpirationInDays" not in whole  # S3 refuses both
+    # what expires by prefix leaves a noncurrent version: it goes the next day, not after `days`
+    for rule in (r for r in rules if "ExpirationInDays" in r):
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}, rule["Id"]
+
+
+def test_lambdas_encrypt_their_environment_with_the_project_key_and_reserve_only_when_asked(
+    both: Any, prod: Any
+) -> None:
+    key = next(k for k, v in both.json("Storage")["Resources"].items() if v["Type"] == "AWS::KMS::Key")
+
+    def functions(synth: Any) -> list[dict[str, Any]]:
+        return [
+            r["Properties"]
+            for c in synth.templates
+            if c.startswith("Workload-")
+            for r in synth.json(c)["Resources"].values()
+            if r["Type"] == "AWS::Lambda::Function"
+        ]
+
+    assert len(functions(both)) == 6
+    for function in functions(both):
+        assert key in json.dumps(function["KmsKeyArn"])  # the Storage stack's key, by reference
+        assert "ReservedConcurrentExecutions" not in function  # by default the account's pool stays whole
+    # prod's test configuration sets pipeline.lambda_reserved_concurrency = 5
+    assert [f["ReservedConcurrentExecutions"] for f in functions(prod)] == [5, 5, 5]
+
+
 def test_key_rotates(dev: Any) -> None:
     dev.template("Storage").has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_each_workloads_alarms_may_publish_to_its_encrypted_topic(both: Any) -> None:
+    """enforce_ssl gives a topic a policy, and a topic policy replaces SNS's default one: it must let this
+    account's alarms publish (re:Post "Why didn't I receive an SNS notification for my CloudWatch alarm
+    trigger?"). The key lets CloudWatch encrypt for the topic with SNS's documented statement, which has no
+    condition (SNS guide, "Enable compatibility between event sources from AWS services and encrypted
+    topics")."""
+    for concern in (c for c in both.templates if c.startswith("Workload-")):
+        resources = both.json(concern)["Resources"]
+        (topic,) = (name for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic")
+        (policy,) = (r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::TopicPolicy")
+        assert policy["Topics"] == [{"Ref": topic}], concern
+        allowed = [
+            s
+            for s in policy["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Allow" and s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+        ]
+        assert [(s["Action"], s["Resource"]) for s in allowed] == [("sns:Publish", {"Ref": topic})], concern
+        source = json.dumps(allowed[0]["Condition"]["ArnLike"]["aws:SourceArn"])
+        assert ":cloudwatch:" in source and '"AWS::AccountId"' in source and source.endswith(':alarm:*"]]}')
+
+    key_statements = next(
+        r["Properties"]["KeyPolicy"]["Statement"]
+        for r in both.json("Storage")["Resources"].values()
+        if r["Type"] == "AWS::KMS::Key"
+    )
+    (cloudwatch,) = (
+        s for s in key_statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    )
+    assert sorted(_as_list(cloudwatch["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert cloudwatch["Resource"] == "*" and "Condition" not in cloudwatch
 
 
 def test_destroy_stateful_flag_opts_in_to_deletion(tmp_path: Any, context_for: Any) -> None:
