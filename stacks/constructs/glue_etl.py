@@ -22,19 +22,21 @@ from stacks.defaults import GLUE_JOBS_DIR
 def _workload_arguments(workload: Workload) -> dict[str, str]:
     """The driver's arguments that the workload's manifest decides (the run adds its locations)."""
     clean, raw = workload.clean, workload.raw
-    if clean is None or clean.script:  # a whole script of the workload takes only the run's arguments
+    if clean is None:
         return {}
-    arguments = {
-        "--workload-module": module_name(clean.module),
-        "--dedupe-key": ",".join(clean.dedupe_key),
-        "--format": raw.format,
-    }
+    # How the raw records are written: mlpipe's driver and a whole script of the workload both get it.
+    arguments = {"--format": raw.format}
+    if raw.format == "csv":
+        arguments.update({"--csv-header": str(raw.csv_header).lower(), "--csv-delimiter": raw.csv_delimiter})
+    if clean.script:
+        return arguments
+    arguments.update(
+        {"--workload-module": module_name(clean.module), "--dedupe-key": ",".join(clean.dedupe_key)}
+    )
     if clean.order_by:
         arguments["--order-by"] = clean.order_by
     if clean.partition_column:
         arguments["--partition-column"] = clean.partition_column
-    if raw.format == "csv":
-        arguments.update({"--csv-header": str(raw.csv_header).lower(), "--csv-delimiter": raw.csv_delimiter})
     return arguments
 
 

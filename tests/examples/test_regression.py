@@ -2,7 +2,8 @@
 the clean module under the Glue driver on local Spark (the accounting matches what was generated) and the
 feature module under the EMR drivers. Sizes are tiny: quality is bench's job. Its train.py, evaluate.py and
 infer.py run under mlpipe_batch.run in tests/local/test_workloads.py (the whole pipeline, where inference and
-evaluation are checked against each other) and tests/batch_containers/test_workload_run.py (2 nodes x 2 ranks).
+evaluation are checked against each other); its train.py also in tests/batch_containers/test_workload_run.py
+(2 nodes x 2 ranks).
 """
 
 from __future__ import annotations

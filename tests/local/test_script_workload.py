@@ -42,17 +42,25 @@ def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(tmp_path: Path
     template = json.loads((cdk_out / "MlpipeDev-Workload-scripted.template.json").read_text())
     resources = template["Resources"].values()
     job = next(r["Properties"] for r in resources if r["Type"] == "AWS::Glue::Job")
-    env = json.dumps([r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"])
+    variables = {
+        name: value
+        for r in resources
+        if r["Type"] == "AWS::Lambda::Function"
+        for name, value in r["Properties"]["Environment"]["Variables"].items()
+    }
     keys = {path.read_bytes(): key for key, path in asset_paths(cdk_out).items() if path.is_file()}
 
     assert keys[(SCRIPTED / "clean_job.py").read_bytes()] in json.dumps(job["Command"]["ScriptLocation"])
+    # the raw records' format from workload.toml; none of the driver's own arguments
+    assert job["DefaultArguments"]["--format"] == "csv" and job["DefaultArguments"]["--csv-delimiter"] == ","
     assert "--workload-module" not in job["DefaultArguments"]
     for variable, script in (
         ("FEATURES", "features_job.py"),
         ("INFERENCE_FEATURES", "inference_features_job.py"),
     ):
-        uri = env.split(f'"{variable}_SCRIPT_URI": ', 1)[1].split("]]}", 1)[0]  # this variable's Fn::Join
-        assert keys[(SCRIPTED / script).read_bytes()] in uri, variable
+        assert keys[(SCRIPTED / script).read_bytes()] in json.dumps(variables[f"{variable}_SCRIPT_URI"]), (
+            variable
+        )
     repo = Path(__file__).resolve().parents[2]
     for driver in (
         "glue_jobs/mlpipe_clean.py",

@@ -1,7 +1,7 @@
 """A team's whole Glue script in place of mlpipe's clean driver: it keeps the driver's contract.
 
-It takes the run's `--input`, `--output`, `--quarantine` and `--report` (Glue adds its own arguments, which
-it ignores), writes curated Parquet, quarantines the lines it cannot parse with their reason, drops repeated
+It takes the run's `--input`, `--output`, `--quarantine` and `--report`, and `[raw]`'s `--csv-delimiter` (Glue
+adds its own arguments, which it ignores), writes curated Parquet, quarantines the lines it cannot parse with their reason, drops repeated
 ids, and writes the `mlpipe.clean_report.v1` report last.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-HEADER = "id,a,b,grp,label"
+COLUMNS = ("id", "a", "b", "grp", "label")
 
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
@@ -31,11 +32,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("input", "output", "quarantine", "report"):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--csv-delimiter", default=",")
     args, _glue_arguments = parser.parse_known_args()
+    header = args.csv_delimiter.join(COLUMNS)
     spark = SparkSession.builder.getOrCreate()
 
-    lines = spark.read.option("recursiveFileLookup", "true").text(args.input).where(F.col("value") != HEADER)
-    fields = F.split("value", ",")
+    lines = spark.read.option("recursiveFileLookup", "true").text(args.input).where(F.col("value") != header)
+    fields = F.split("value", re.escape(args.csv_delimiter))
     parsed = lines.select(
         "value",
         fields[0].alias("id"),
