@@ -34,6 +34,25 @@ EMR_CREATE_CLUSTER_TIMEOUT = Duration.minutes(60)
 EMR_STEP_TIMEOUT = Duration.hours(6)
 EMR_TERMINATE_TIMEOUT = Duration.minutes(30)
 SNS_TASK_TIMEOUT = Duration.minutes(1)
+# A Glue run that cannot get resources retries for at most 15 minutes before it fails (Glue's "job run
+# statuses"); the state allows that, then the run's own Timeout, then a margin for start and stop.
+GLUE_START_WAIT_MINUTES = 15
+TASK_BOUND_MARGIN_MINUTES = 10
+
+
+def glue_task_bound(config: MlpipeConfig) -> Duration:
+    """The Glue clean state's TimeoutSeconds: the longest a run can take that has not failed on its own."""
+    return Duration.minutes(GLUE_START_WAIT_MINUTES + config.glue.timeout_minutes + TASK_BOUND_MARGIN_MINUTES)
+
+
+def batch_task_bound(config: MlpipeConfig) -> Duration:
+    """A Batch state's TimeoutSeconds. A job's timeout counts from each attempt's start (Batch's "job
+    timeouts"), so RUNNABLE time is not in it; each attempt may wait RUNNABLE up to the queues' limit first."""
+    b = config.batch
+    per_attempt = b.runnable_timeout_minutes + b.job_timeout_minutes
+    return Duration.minutes(b.retry_attempts * per_attempt + TASK_BOUND_MARGIN_MINUTES)
+
+
 # Every task's retries on transient errors: exponential backoff from RETRY_INTERVAL, capped at RETRY_MAX_DELAY.
 RETRY_INTERVAL = Duration.seconds(2)
 RETRY_MAX_DELAY = Duration.seconds(60)

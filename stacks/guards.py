@@ -203,6 +203,33 @@ def check_history(config: MlpipeConfig, graph: Mapping[str, Any]) -> int:
     return events
 
 
+# The failure path's own tasks (notify, then terminate a transient cluster) run after a task's Catch.
+FAILURE_PATH = ("NotifyFailure", "TerminateClusterAfterFailure")
+
+
+def check_task_timeouts(graph: Mapping[str, Any]) -> int:
+    """Every Task state has its own TimeoutSeconds, and the longest, followed by the failure path, ends before
+    the execution's TimeoutSeconds: a stuck task then fails through its Catch (notify, clean up) instead of
+    the execution timing out, which runs no Catch. Returns the longest task's seconds."""
+    tasks = [(name, state) for name, state, _ in _states(graph) if state["Type"] == "Task"]
+    missing = [name for name, state in tasks if not isinstance(state.get("TimeoutSeconds"), int)]
+    if missing:
+        raise GuardError(f"pipeline: task state(s) without TimeoutSeconds: {', '.join(missing)}")
+    failure_path = sum(state["TimeoutSeconds"] for name, state in tasks if name in FAILURE_PATH)
+    name, longest = max(
+        ((n, s["TimeoutSeconds"]) for n, s in tasks if n not in FAILURE_PATH), key=lambda t: t[1]
+    )
+    execution = graph.get("TimeoutSeconds")
+    if not isinstance(execution, int) or longest + failure_path >= execution:
+        need = -(-(longest + failure_path + 1) // 3600)
+        raise GuardError(
+            f"pipeline.execution_timeout_hours: {name} may run {longest / 3600:.1f} h and the failure path "
+            f"{failure_path / 60:.0f} min, which an execution timeout of {(execution or 0) / 3600:g} h cuts "
+            f"off before the failure is caught: raise it to at least {need}, or lower the jobs' limits"
+        )
+    return int(longest)
+
+
 def check_lambda_environment(function: str, environment: Mapping[str, str]) -> int:
     """Lambda refuses an environment over 4 KiB (keys and values together)."""
     size = sum(len(k.encode()) + len(v.encode()) for k, v in environment.items())

@@ -8,10 +8,11 @@ Plan ─► PrepareData ║ Glue clean ║ (transient) create EMR cluster ║ �
 
 (persistent EMR: Plan ─► CleanEvents ─► DescribePersistentCluster ─► ClusterRunning? ─► BuildFeatures ...)
 
-Every task retries transient service errors with exponential backoff and full jitter, has a timeout (the
-state's own, or for the Glue and Batch .sync tasks the job's: Glue's Timeout, Batch's attempt duration and
-the queues' RUNNABLE limit; the execution timeout bounds them all), and is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
-cluster is terminated, and the execution ends in a Fail state carrying the error and cause. State payloads
+Every task retries transient service errors with exponential backoff and full jitter, has its own
+TimeoutSeconds (for the Glue and Batch .sync tasks an outer bound over the job's own limits: stacks/defaults.py),
+and is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
+cluster is terminated, and the execution ends in a Fail state carrying the error and cause. A synth refuses an
+execution timeout that would cut off the longest task's Catch (stacks/guards.py). State payloads
 carry S3 pointers and small fields only.
 """
 
@@ -67,6 +68,8 @@ from stacks.defaults import (
     RETRY_INTERVAL,
     RETRY_MAX_DELAY,
     SNS_TASK_TIMEOUT,
+    batch_task_bound,
+    glue_task_bound,
     longest_bucket_name,
     resource_name,
 )
@@ -388,6 +391,7 @@ class Pipeline(Construct):
                 service="elasticmapreduce", resource="cluster", resource_name=steps.cluster.ref
             )
         self._transient = steps is not None and config.emr.mode == "transient"
+        self._glue_job_name: str | None = None
         definition = self._definition(glue_etl, steps, batch_, jobs)
         stages = " and ".join(STAGE_LABELS[stage] for stage in workload.stages()) or "no Spark stage"
         self.state_machine = sfn.StateMachine(
@@ -426,6 +430,18 @@ class Pipeline(Construct):
             [Stack.of(self).format_arn(service="batch", resource="job", resource_name="*")],
             reason="Jobs are created at run time; TerminateJob stops the ones a stopped execution started.",
         )
+        if (
+            self._glue_job_name is not None
+        ):  # what StartJobRun .sync needs (Step Functions' Glue IAM policies)
+            allow(
+                self.state_machine.role,
+                ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                [
+                    Stack.of(self).format_arn(
+                        service="glue", resource="job", resource_name=self._glue_job_name
+                    )
+                ],
+            )
         self._acknowledge_state_machine_role()
         self._check_limits(jobs)
 
@@ -483,6 +499,7 @@ class Pipeline(Construct):
         parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) else [resolved]
         graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
         guards.check_history(config, graph)
+        guards.check_task_timeouts(graph)
 
     # ------------------------------------------------------------------------------------------------
     def _model_package_arn(self, env: str) -> str:
@@ -719,11 +736,11 @@ class Pipeline(Construct):
                     "JobDefinition": definition.job_definition_arn,
                     "ShareIdentifier": self._share,
                     ("Parameters.$" if isinstance(parameters, str) else "Parameters"): parameters,
-                    # Each attempt's limit, stated again per job. No state timeout: time spent RUNNABLE (behind
-                    # other shares, or the vCPU cap) and Spot retries would count against it; the execution
-                    # timeout bounds the wait.
+                    # Each attempt's limit, stated again per job.
                     "Timeout": {"AttemptDurationSeconds": int(batch_timeout.to_seconds())},
                 },
+                # The job's limit counts neither RUNNABLE time nor Spot retries: the state's bound does.
+                "TimeoutSeconds": int(batch_task_bound(config).to_seconds()),
                 "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
                 "ResultPath": "$.job",
                 # No per-job tags: they would need batch:TagResource; the job definitions propagate theirs.
@@ -742,19 +759,29 @@ class Pipeline(Construct):
         # first, then `proceed(rest)` decides whether the rest runs.
         prepare: sfn.IChainable | None = None
         proceed: Callable[[sfn.IChainable], sfn.IChainable] = lambda rest: rest  # noqa: E731
-        clean: tasks.GlueStartJobRun | None = None
+        clean: sfn.CustomState | None = None
         if glue_etl is not None:
-            clean = tasks.GlueStartJobRun(
+            # StartJobRun (.sync) as CDK's GlueStartJobRun writes it, plus the state's own outer bound, which
+            # that class leaves out: Timeout is the run's, and a run may first wait for resources.
+            clean = sfn.CustomState(
                 self,
                 "CleanEvents",
-                glue_job_name=glue_etl.job_name,
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                arguments=sfn.TaskInput.from_json_path_at("$.plan.glue_arguments"),
-                result_path=sfn.JsonPath.DISCARD,
-                # Glue's .sync integration passes this to the job run as its Timeout: the job's own.
-                task_timeout=sfn.Timeout.duration(Duration.minutes(config.glue.timeout_minutes)),
+                state_json={
+                    "Type": "Task",
+                    "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
+                    "Parameters": {
+                        "JobName": glue_etl.job_name,
+                        "Arguments.$": "$.plan.glue_arguments",
+                        "Timeout": config.glue.timeout_minutes,
+                    },
+                    "TimeoutSeconds": int(glue_task_bound(config).to_seconds()),
+                    # The run's id and state only (a JSON null would be dropped from a custom state).
+                    "ResultSelector": {"JobRunId.$": "$.Id", "JobRunState.$": "$.JobRunState"},
+                    "ResultPath": "$.clean",
+                },
             )
             _retry(clean, GLUE_TRANSIENT_ERRORS)
+            self._glue_job_name = glue_etl.job_name
         if transient:
             assert steps is not None and steps.cluster_spec is not None
             create = create_cluster_task(self, "CreateCluster", steps.cluster_spec)

@@ -128,12 +128,18 @@ def local(assembly: CloudAssembly) -> Iterator[Callable[..., Local]]:
             glue: FakeGlue | None = None,
             emr: FakeEmr | None = None,
             lambdas: Callable[[LambdaInvoker], LambdaInvoker] | None = None,
+            timeouts: dict[str, int] | None = None,
         ) -> Local:
             doubles = (batch or FakeBatch(), glue or FakeGlue(), emr or FakeEmr())
             executors = Executors(batch=doubles[0], glue=doubles[1], emr=doubles[2])
             pipeline = LocalPipeline(assembly, executors)
             if lambdas is not None:
                 pipeline = LocalPipeline(assembly, executors, lambdas=lambdas(pipeline.lambdas))
+            for path, state in states(pipeline.machine.definition):  # seconds instead of hours, by state name
+                name = path.rsplit("/", 1)[-1]
+                if timeouts and name in timeouts:
+                    assert "TimeoutSeconds" in state, f"{name} has no TimeoutSeconds to shorten"
+                    state["TimeoutSeconds"] = timeouts[name]  # type: ignore[index]
             stack.enter_context(pipeline)
             sqs, sns = pipeline.client("sqs"), pipeline.client("sns")
             queue_url = sqs.create_queue(QueueName="failure-notifications")["QueueUrl"]

@@ -101,6 +101,29 @@ def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: An
         guards.check_history(huge, graph)
 
 
+def test_every_task_ends_through_its_catch_before_the_execution_times_out(dev: Any) -> None:
+    """An execution that times out runs no Catch: no notification, no cluster terminated. So every Task
+    has its own TimeoutSeconds, and the longest, then the failure path, fits in the execution's."""
+    template = dev.json(dev.workload)
+    (machine,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+    longest = guards.check_task_timeouts(graph)
+    assert longest == (3 * (240 + 240) + 10) * 60  # a Batch job: 3 attempts, each RUNNABLE then running
+
+    short = {**graph, "TimeoutSeconds": 12 * 3600}  # the default before Batch's bound was counted
+    with pytest.raises(
+        guards.GuardError, match=r"^pipeline.execution_timeout_hours: \S+ may run 24.2 h .* at least 25"
+    ):
+        guards.check_task_timeouts(short)
+    unbounded = json.loads(json.dumps(graph))
+    del unbounded["States"]["PrepareData"]["Branches"][0]["States"]["CleanEvents"]["TimeoutSeconds"]
+    with pytest.raises(guards.GuardError, match=r"task state\(s\) without TimeoutSeconds: CleanEvents"):
+        guards.check_task_timeouts(unbounded)
+
+
 def test_lambda_environment_over_4_kib_fails() -> None:
     with pytest.raises(guards.GuardError, match="Lambda Preprocessing: its environment would be"):
         guards.check_lambda_environment("Preprocessing", {"DEFAULT_CANDIDATES": "x" * 5000})

@@ -61,12 +61,7 @@ def test_every_task_retries_with_jitter_has_a_timeout_and_is_caught(dev: Any) ->
     tasks = [(n, s) for n, s in states(definition(dev)) if s["Type"] == "Task"]
     assert len(tasks) >= 12
     for name, state in tasks:
-        # The Glue and Batch .sync integrations hand the task timeout to the job itself (Glue: Timeout in
-        # minutes; Batch: AttemptDurationSeconds): the service stops the job and the task fails with it.
-        timeout = state.get("Parameters", {}).get("Timeout")
-        if isinstance(timeout, dict):
-            timeout = timeout.get("AttemptDurationSeconds")
-        assert "TimeoutSeconds" in state or (timeout or 0) > 0, name
+        assert state["TimeoutSeconds"] > 0, name  # the .sync jobs' own limits are not enough: see below
         retries = state.get("Retry", [])
         assert retries and all(r["JitterStrategy"] == "FULL" and r["BackoffRate"] > 1 for r in retries), name
         assert "States.ALL" not in [e for r in retries for e in r["ErrorEquals"]], (
@@ -74,6 +69,38 @@ def test_every_task_retries_with_jitter_has_a_timeout_and_is_caught(dev: Any) ->
         )
         if name not in ("NotifyFailure", "TerminateClusterAfterFailure"):
             assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), name
+
+
+def test_the_glue_state_outlasts_the_run_it_starts(dev: Any) -> None:
+    """Glue's .sync integration passes the job's Timeout (minutes) to the run; a run that cannot get resources
+    first retries for up to 15 minutes (Glue, "job run statuses"). The state's bound covers both, plus a
+    margin, and Step Functions may start, follow and stop that one job."""
+    clean = dict(states(definition(dev)))["CleanEvents"]
+    assert clean["Parameters"]["Timeout"] == 120
+    assert clean["TimeoutSeconds"] == (15 + 120 + 10) * 60
+    assert clean["Parameters"]["Arguments.$"] == "$.plan.glue_arguments"
+    assert clean["ResultPath"] == "$.clean" and set(clean["ResultSelector"]) == {
+        "JobRunId.$",
+        "JobRunState.$",
+    }
+    policies = [
+        s
+        for r in dev.json(dev.workload)["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if any(
+            str(a).startswith("glue:")
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        )
+    ]
+    (glue,) = policies
+    assert sorted(glue["Action"]) == [
+        "glue:BatchStopJobRun",
+        "glue:GetJobRun",
+        "glue:GetJobRuns",
+        "glue:StartJobRun",
+    ]
+    assert ":job/" in json.dumps(glue["Resource"]) and "*" not in json.dumps(glue["Resource"])
 
 
 def test_failures_notify_once_then_fail_with_the_cause(dev: Any) -> None:
