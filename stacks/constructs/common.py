@@ -8,6 +8,7 @@ for that one resource and that one finding, with the reason, and listed in docs/
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -47,6 +48,15 @@ def encrypted_log_group(
         retention=log_retention(retention_days),
         removal_policy=removal,
     )
+
+
+def content_name(scope: IConstruct, prefix: str, content: Any) -> str:
+    """`<prefix>-<digest of content>`, the content as CloudFormation receives it (a reference as its expression).
+    For a named resource that any change replaces (Glue's and EMR's security configurations): new content gets a
+    new name, so CloudFormation can create the replacement before it deletes the old one."""
+    resolved = Stack.of(scope).resolve(content)
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{prefix}-{digest[:8]}"
 
 
 def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:

@@ -10,7 +10,6 @@ that run as the workload's runtime role.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from stacks.constructs.common import (
     allow,
     allow_key,
     allow_objects,
+    content_name,
 )
 from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
@@ -152,19 +152,15 @@ class Emr(Construct):
             }
             return {**encryption, **authorization}
 
-        # Named (clusters and cdk-nag find it by name), with a digest of its settings in the name: a change
-        # makes a new configuration, which CloudFormation creates before it deletes the old one.
-        digest = hashlib.sha256(
-            json.dumps(settings("key", "certificates"), sort_keys=True).encode()
-        ).hexdigest()
-        self.security_configuration_name = f"{name_prefix}-{digest[:8]}"
+        # Named (clusters and cdk-nag find it by name) after its content, the key and certificates it names
+        # included: a change makes a new configuration, which CloudFormation creates before deleting the old.
+        content = settings(key.key_arn, artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY))
+        self.security_configuration_name = content_name(self, name_prefix, content)
         self.security_configuration = emr.CfnSecurityConfiguration(
             self,
             "SecurityConfiguration",
             name=self.security_configuration_name,
-            security_configuration=settings(
-                key.key_arn, artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY)
-            ),
+            security_configuration=content,
         )
 
         # Service role: AWS's scoped managed policy v2 acts only on resources tagged for EMR.

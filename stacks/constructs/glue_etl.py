@@ -14,7 +14,14 @@ from constructs import Construct
 
 from mlpipe.config import GLUE_VERSION, GlueConfig
 from mlpipe.workload import Workload
-from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, allow, allow_key, allow_objects
+from stacks.constructs.common import (
+    S3_READ,
+    S3_READ_WRITE_DELETE,
+    allow,
+    allow_key,
+    allow_objects,
+    content_name,
+)
 from stacks.constructs.workload_code import WorkloadCode, module_name
 from stacks.defaults import GLUE_JOBS_DIR
 
@@ -73,6 +80,12 @@ class GlueEtl(Construct):
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(key),
             removal_policy=RemovalPolicy.DESTROY,  # settings, not data: a redeploy recreates it
+        )
+        # Named after its content: any change replaces a security configuration, under a new name.
+        configuration = self.security_configuration.node.default_child
+        assert isinstance(configuration, glue.CfnSecurityConfiguration)
+        configuration.name = content_name(
+            self, f"{stack.stack_name}-clean", configuration.encryption_configuration
         )
 
         clean = workload.clean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -397,6 +398,52 @@ def test_persistent_cluster_waits_for_its_security_configuration(prod: Any) -> N
     assert config_id in cluster["DependsOn"]
     name = template["Resources"][config_id]["Properties"]["Name"]
     assert cluster["Properties"]["SecurityConfiguration"] == name and name.startswith("mlpipe-prod-")
+
+
+def test_a_security_configuration_is_named_after_its_content() -> None:
+    """Any change to an EMR or Glue security configuration replaces it, and a fixed name makes that
+    replacement fail (CloudFormation creates the new resource before deleting the old). So its name carries a
+    digest of its content, references included: another key means another name."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+
+    from stacks.constructs.common import content_name
+
+    stack = cdk.Stack(cdk.App(), "S")
+    first, second = kms.Key(stack, "First"), kms.Key(stack, "Second")
+
+    def named(key: kms.IKey, mode: str = "SSE-KMS") -> str:
+        return content_name(stack, "mlpipe-dev", {"S3": {"EncryptionMode": mode, "AwsKmsKey": key.key_arn}})
+
+    assert named(first) == named(first)  # the same content, the same name: a redeploy changes nothing
+    assert len({named(first), named(second), named(first, "CSE-KMS")}) == 3
+    assert re.fullmatch(r"mlpipe-dev-[0-9a-f]{8}", named(first))
+
+
+def test_clusters_and_jobs_use_the_content_named_configurations(dev: Any, prod: Any, both: Any) -> None:
+    def names(synth: Any, concern: str, kind: str) -> list[str]:
+        return [
+            r["Properties"]["Name"] for r in synth.json(concern)["Resources"].values() if r["Type"] == kind
+        ]
+
+    emr = {
+        s: names(synth, "Emr", "AWS::EMR::SecurityConfiguration")
+        for s, synth in (("dev", dev), ("prod", prod))
+    }
+    assert emr["dev"] != emr["prod"]  # prod's persistent cluster adds the runtime-role authorization
+    assert names(both, "Emr", "AWS::EMR::SecurityConfiguration") == emr["dev"]  # same content, same name
+    glue = {
+        w: names(both, f"Workload-{w}", "AWS::Glue::SecurityConfiguration")
+        for w in ("clickstream", "regression")
+    }
+    assert [n.rsplit("-", 1)[0] for n in glue["clickstream"]] == ["MlpipeDev-Workload-clickstream-clean"]
+    assert glue["clickstream"] != glue["regression"]
+    for resource in dev.json(dev.workload)["Resources"].values():
+        if resource["Type"] == "AWS::Glue::Job":  # by Ref, which gives the configuration's name
+            config_id = resource["Properties"]["SecurityConfiguration"]["Ref"]
+            assert (
+                dev.json(dev.workload)["Resources"][config_id]["Type"] == "AWS::Glue::SecurityConfiguration"
+            )
 
 
 def test_docker_builds_find_their_dockerfiles_in_the_staged_context(dev: Any) -> None:
