@@ -127,6 +127,12 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.fixture(scope="session")
+def regression_dockerfile() -> str:
+    """The Dockerfile that `both` gives its copy of the regression example."""
+    return REGRESSION_DOCKERFILE
+
+
+@pytest.fixture(scope="session")
 def context_for() -> Any:
     """`cdk_context` as a fixture, for tests that synthesize a configuration of their own."""
     return cdk_context

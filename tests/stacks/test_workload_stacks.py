@@ -261,9 +261,9 @@ def test_a_persistent_clusters_steps_run_as_each_workloads_runtime_role(prod: An
     assert steps and all("ExecutionRoleArn" in s["Parameters"] for s in steps)
 
 
-def test_a_workload_with_a_dockerfile_runs_its_jobs_in_its_own_image_on_mlpipes(both: Any) -> None:
-    from conftest import REGRESSION_DOCKERFILE
-
+def test_a_workload_with_a_dockerfile_runs_its_jobs_in_its_own_image_on_mlpipes(
+    both: Any, regression_dockerfile: str
+) -> None:
     def images(concern: str) -> set[str]:
         return {
             json.dumps((d["Properties"].get("ContainerProperties") or
@@ -282,8 +282,8 @@ def test_a_workload_with_a_dockerfile_runs_its_jobs_in_its_own_image_on_mlpipes(
     context = both.outdir / source["directory"]
     dockerfile = (context / "Dockerfile.mlpipe").read_text()
     # mlpipe's image as the stage `mlpipe`, then the workload's lines, in the workload's folder
-    assert " AS mlpipe\n" in dockerfile and dockerfile.endswith(REGRESSION_DOCKERFILE)
-    assert dockerfile.index(" AS mlpipe") < dockerfile.index(REGRESSION_DOCKERFILE)
+    assert " AS mlpipe\n" in dockerfile and dockerfile.endswith(regression_dockerfile)
+    assert dockerfile.index(" AS mlpipe") < dockerfile.index(regression_dockerfile)
     assert (context / "extra-requirements.txt").is_file() and (context / "train.py").is_file()
     assert (context / ".mlpipe" / "src" / "mlpipe_batch" / "run.py").is_file()
     assert "COPY .mlpipe/src/ src/" in dockerfile
