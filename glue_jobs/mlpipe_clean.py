@@ -630,10 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from awsglue.context import GlueContext  # type: ignore[import-not-found]
         from awsglue.job import Job  # type: ignore[import-not-found]
+        from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
     except ImportError:
         GlueContext = None  # plain PySpark
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv)
         if is_local(args["input"]) and not local_path(args["input"]).exists():
             raise UsageError(f"input not found: {args['input']}")  # before paying for a JVM
         if GlueContext is None:
@@ -652,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
 
             glue_context = GlueContext(SparkContext.getOrCreate())
             job = Job(glue_context)
-            job.init(args["JOB_NAME"], args)
+            # The job's own view of its arguments (job_bookmark_option, JOB_RUN_ID, ...): with any other
+            # dictionary the bookmark is off and every run reads the whole input again.
+            job.init(args["JOB_NAME"], getResolvedOptions([PROG, *argv], ["JOB_NAME"]))
             report = run(glue_context.spark_session, args, workload, glue_context=glue_context)
             job.commit()  # advance the bookmark only after every output is written
     except UsageError as exc:
