@@ -83,11 +83,13 @@ class BatchConfig:
     spot_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge")
     """GPU instance types of the Spot compute environment."""
     on_demand_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g5.12xlarge")
-    """GPU instance types of the On-Demand compute environment (multi-node jobs run here)."""
+    """GPU instance types of the On-Demand compute environment (the Spot-first queue's fallback)."""
     max_vcpus_spot: int = 64
     """Upper bound of the Spot compute environment (its minimum is always 0)."""
     max_vcpus_on_demand: int = 96
     """Upper bound of the On-Demand compute environment (its minimum is always 0)."""
+    max_vcpus_multinode: int = 96
+    """Upper bound of the multi-node jobs' On-Demand compute environment (its minimum is always 0)."""
     training_gpus: int = 1
     """GPUs per single-node training job."""
     training_vcpus: int = 4
@@ -95,7 +97,7 @@ class BatchConfig:
     training_memory_mib: int = 15_000
     """Memory per single-node training job."""
     multinode_instance_type: str = "g5.12xlarge"
-    """Instance type of every node of a multi-node DDP job (must be an On-Demand type)."""
+    """Instance type of every node of a multi-node DDP job: the only type of its own On-Demand environment."""
     multinode_nodes: int = 2
     """Nodes per multi-node DDP job."""
     multinode_gpus_per_node: int = 4
@@ -453,9 +455,9 @@ def _check(config: MlpipeConfig, path: str) -> None:
             path,
         )
     _require(
-        batch.multinode_instance_type in batch.on_demand_instance_types,
+        batch.multinode_instance_type in GPU_INSTANCES,
         f"{path}.batch.multinode_instance_type",
-        "must be one of batch.on_demand_instance_types (Batch multi-node jobs do not run on Spot)",
+        f"{batch.multinode_instance_type!r} is not a known GPU instance type",
     )
     node = GPU_INSTANCES[batch.multinode_instance_type]
     _require(
@@ -465,8 +467,8 @@ def _check(config: MlpipeConfig, path: str) -> None:
     )
     _require(2 <= batch.multinode_nodes <= 16, f"{path}.batch.multinode_nodes", "must be 2 to 16")
     _require(
-        batch.multinode_nodes * node.vcpus <= batch.max_vcpus_on_demand,
-        f"{path}.batch.max_vcpus_on_demand",
+        batch.multinode_nodes * node.vcpus <= batch.max_vcpus_multinode,
+        f"{path}.batch.max_vcpus_multinode",
         f"must hold a whole multi-node job ({batch.multinode_nodes} x {node.vcpus} vCPUs)",
     )
     _require(

@@ -25,9 +25,10 @@ _DOCKER_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 class BatchCompute(Construct):
     """GPU compute on AWS Batch.
 
-    Two managed EC2 compute environments scale from 0 vCPUs: Spot (price-capacity-optimized) and On-Demand.
-    The `spot_first` queue tries Spot and falls back to On-Demand; the `on_demand` queue (higher priority)
-    serves multi-node jobs, which Batch does not run on Spot. Hosts come from a launch template that
+    Three managed EC2 compute environments scale from 0 vCPUs: Spot (price-capacity-optimized), On-Demand, and
+    On-Demand for multi-node jobs (one subnet, a cluster placement group). The `spot_first` queue tries Spot and
+    falls back to On-Demand; the `on_demand` queue (higher priority) serves multi-node jobs, which Batch does
+    not run on Spot, on their own environment. Hosts come from a launch template that
     requires IMDSv2 and encrypts the root volume.
     """
 
@@ -74,12 +75,21 @@ class BatchCompute(Construct):
         )
         gpu_ami = [batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)]
 
-        def environment(construct_id: str, *, spot: bool, instance_types: tuple[str, ...], max_vcpus: int):
+        def environment(
+            construct_id: str,
+            *,
+            spot: bool,
+            instance_types: tuple[str, ...],
+            max_vcpus: int,
+            vpc_subnets: ec2.SubnetSelection = subnets,
+            placement_group: ec2.IPlacementGroup | None = None,
+        ) -> batch.ManagedEc2EcsComputeEnvironment:
             env = batch.ManagedEc2EcsComputeEnvironment(
                 self,
                 construct_id,
                 vpc=vpc,
-                vpc_subnets=subnets,
+                vpc_subnets=vpc_subnets,
+                placement_group=placement_group,
                 security_groups=[self.security_group],
                 spot=spot,
                 allocation_strategy=(
@@ -114,6 +124,22 @@ class BatchCompute(Construct):
             spot=False,
             instance_types=config.on_demand_instance_types,
             max_vcpus=config.max_vcpus_on_demand,
+        )
+        # Multi-node jobs on their own On-Demand environment: one instance type, in one subnet, in a cluster
+        # placement group (Batch's guide, "Compute environments for multi-node parallel jobs": a cluster placement
+        # group in a single Availability Zone), so the nodes of a DDP job sit close together.
+        first_subnet = vpc.select_subnets(
+            subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
+        ).subnets[0]
+        self.multinode_environment = environment(
+            "MultiNodeEnvironment",
+            spot=False,
+            instance_types=(config.multinode_instance_type,),
+            max_vcpus=config.max_vcpus_multinode,
+            vpc_subnets=ec2.SubnetSelection(subnets=[first_subnet]),
+            placement_group=ec2.PlacementGroup(
+                self, "MultiNodePlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
+            ),
         )
 
         # A job that can never start (no capacity, a quota of 0, more resources than any instance has) is
@@ -157,7 +183,7 @@ class BatchCompute(Construct):
             "FairShareOnDemandQueue",
             priority=20,
             compute_environments=[
-                batch.OrderedComputeEnvironment(compute_environment=self.on_demand_environment, order=1),
+                batch.OrderedComputeEnvironment(compute_environment=self.multinode_environment, order=1),
             ],
             job_state_time_limit_actions=stuck_runnable,
             scheduling_policy=self.scheduling_policy,

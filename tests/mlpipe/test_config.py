@@ -66,7 +66,7 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
             "environments.dev.batch.multinode_gpus_per_node: 8 GPUs per node, but g5.12xlarge has 4",
         ),
         (
-            {"batch": {"multinode_instance_type": "g5.48xlarge"}},
+            {"batch": {"multinode_instance_type": "m5.large"}},
             "environments.dev.batch.multinode_instance_type",
         ),
         (

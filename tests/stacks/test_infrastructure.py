@@ -152,7 +152,7 @@ def test_batch_hosts_require_imdsv2_and_encrypted_volumes(dev: Any) -> None:
 def test_batch_compute_scales_from_zero_spot_first(dev: Any) -> None:
     t = dev.json("Batch")
     envs = [e["Properties"]["ComputeResources"] for e in _of_type(t, "AWS::Batch::ComputeEnvironment")]
-    assert sorted(e["Type"] for e in envs) == ["EC2", "SPOT"]
+    assert sorted(e["Type"] for e in envs) == ["EC2", "EC2", "SPOT"]  # On-Demand, multi-node, Spot
     assert all(e["MinvCpus"] == 0 for e in envs)
     assert [e["AllocationStrategy"] for e in envs if e["Type"] == "SPOT"] == ["SPOT_PRICE_CAPACITY_OPTIMIZED"]
     queues = sorted(
@@ -177,6 +177,37 @@ def test_the_two_environment_queue_tries_spot_first_then_on_demand(dev: Any) -> 
     environments = template.find_resources("AWS::Batch::ComputeEnvironment")
     kind = {name: e["Properties"]["ComputeResources"]["Type"] for name, e in environments.items()}
     assert (kind[first.as_string()], kind[then.as_string()]) == ("SPOT", "EC2")
+
+
+@pytest.mark.parametrize(("synth_name", "max_vcpus"), [("dev", 96), ("prod", 384)])
+def test_multi_node_jobs_run_on_their_own_environment_in_one_subnet_and_a_cluster_placement_group(
+    synth_name: str, max_vcpus: int, request: Any
+) -> None:
+    """AWS Batch user guide, "Compute environments for multi-node parallel jobs": create a cluster placement
+    group in a single Availability Zone and associate it with the compute resources."""
+    synth = request.getfixturevalue(synth_name)
+    resources = synth.json("Batch")["Resources"]
+    (queue,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Batch::JobQueue" and r["Properties"]["Priority"] == 20  # the On-Demand queue
+    ]
+    ((environment_id, _),) = [o["ComputeEnvironment"]["Fn::GetAtt"] for o in queue["ComputeEnvironmentOrder"]]
+    compute = resources[environment_id]["Properties"]["ComputeResources"]
+    assert compute["Type"] == "EC2" and compute["InstanceTypes"] == [
+        synth.config.batch.multinode_instance_type
+    ]
+    assert len(compute["Subnets"]) == 1 and compute["MinvCpus"] == 0 and compute["MaxvCpus"] == max_vcpus
+    (group_id, _) = compute["PlacementGroup"]["Fn::GetAtt"]
+    assert resources[group_id]["Type"] == "AWS::EC2::PlacementGroup"
+    assert resources[group_id]["Properties"]["Strategy"] == "cluster"
+    # the Spot-first queue's On-Demand fallback keeps every On-Demand type, in every subnet
+    others = [
+        r["Properties"]["ComputeResources"]
+        for k, r in resources.items()
+        if r["Type"] == "AWS::Batch::ComputeEnvironment" and k != environment_id
+    ]
+    assert all(len(c["Subnets"]) > 1 and "PlacementGroup" not in c for c in others)
 
 
 def test_training_retries_spot_reclaims_only_and_times_out(dev: Any) -> None:

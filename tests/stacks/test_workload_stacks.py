@@ -94,7 +94,7 @@ def test_each_workload_has_its_own_pipeline_stack(both: Any) -> None:
         outputs = both.json(concern)["Outputs"]
         assert outputs["Workload"]["Value"] == name
     # the shared parts exist once
-    assert len(_resources(both, "Batch", "AWS::Batch::ComputeEnvironment")) == 2
+    assert len(_resources(both, "Batch", "AWS::Batch::ComputeEnvironment")) == 3
     assert len(_resources(both, "Emr", "AWS::EMR::SecurityConfiguration")) == 1
     assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Dashboard")) == 1
     assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Alarm")) == 4  # two per workload
