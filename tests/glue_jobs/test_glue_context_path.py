@@ -97,15 +97,8 @@ def test_the_glue_path_reads_a_bookmarked_source_and_commits_after_every_output(
     assert "reports/r1/clean_report.json" in written
     assert any(f.startswith("curated/dt=") and f.endswith(".parquet") for f in written)
 
-
-def test_a_rerun_behind_the_bookmark_reads_only_new_objects_and_keeps_the_curated_data(
-    glue: Any, tmp_path: Path
-) -> None:
-    _generate(tmp_path, "day1", rows=300, seed=1)
-    assert _run(glue, tmp_path, "r1")["rows_in"] == 300
-
-    # Nothing new: the bookmark makes the source empty, the run succeeds, and the curated data that the
-    # pipeline's next stages read (its execution input's data) is all still there.
+    # A re-run with nothing new: the bookmark makes the source empty, the run succeeds, and the curated data
+    # that the pipeline's next stages read (what its execution input names) is all still there.
     nothing = _run(glue, tmp_path, "r2")
     assert (nothing["rows_in"], nothing["rows_curated"]) == (0, 0)
     assert _curated_rows(tmp_path) == 300
