@@ -34,6 +34,11 @@ EMR_CREATE_CLUSTER_TIMEOUT = Duration.minutes(60)
 EMR_STEP_TIMEOUT = Duration.hours(6)
 EMR_TERMINATE_TIMEOUT = Duration.minutes(30)
 SNS_TASK_TIMEOUT = Duration.minutes(1)
+# EMR's TLS certificates (lambdas/certificates/): valid a year, renewed 45 days before the end, alarmed at 30.
+CERTIFICATES_DAYS = 365
+CERTIFICATES_ALARM_DAYS = 30
+CERTIFICATES_NAMESPACE = "mlpipe/EmrCertificates"
+CERTIFICATES_METRIC = "DaysToExpiry"
 # A Glue run that cannot get resources retries for at most 15 minutes before it fails (Glue's "job run
 # statuses"); the state allows that, then the run's own Timeout, then a margin for start and stop.
 GLUE_START_WAIT_MINUTES = 15

@@ -6,15 +6,16 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
-from stacks.constructs.emr import Emr
+from stacks.constructs.emr import TLS_CERTIFICATES_KEY, Emr
+from stacks.constructs.emr_certificates import EmrCertificates
 from stacks.constructs.network import Network
 from stacks.constructs.storage import Storage, import_lake
-from stacks.defaults import resource_name
+from stacks.defaults import removal_policy, resource_name
 
 
 class EmrStack(MlpipeStack):
-    """EMR on EC2 for every workload: security configuration, service role, security groups; the cluster when
-    persistent."""
+    """EMR on EC2 for every workload: security configuration and its TLS certificates, service role, security
+    groups; the cluster when persistent."""
 
     def __init__(
         self,
@@ -46,5 +47,18 @@ class EmrStack(MlpipeStack):
             artifacts_bucket=lake.artifacts_bucket,
             logs_bucket=lake.logs_bucket,
         )
+        # In-transit encryption reads its certificates at every cluster's bootstrap: they exist before the
+        # security configuration that names them, and are renewed before they end.
+        self.certificates = EmrCertificates(
+            self,
+            "TlsCertificates",
+            env=config.env,
+            bucket=lake.artifacts_bucket,
+            key=TLS_CERTIFICATES_KEY,
+            kms_key=lake.key,
+            log_retention_days=config.log_retention_days,
+            removal=removal_policy(config),
+        )
+        self.emr.security_configuration.add_resource_dependency(self.certificates.resource.node.default_child)  # type: ignore[arg-type]
         if self.emr.cluster is not None:
             self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")

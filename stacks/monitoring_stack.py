@@ -7,12 +7,14 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
+from stacks.constructs.emr_certificates import days_to_expiry
 from stacks.constructs.monitoring import Monitoring, WorkloadSection
 from stacks.defaults import resource_name
 
 
 class MonitoringStack(MlpipeStack):
-    """The dashboard (a section per workload) and the alarms on failed and timed-out executions."""
+    """The dashboard (a section per workload), the alarms on failed and timed-out executions, and the alarm on
+    EMR's TLS certificates."""
 
     def __init__(
         self,
@@ -29,4 +31,5 @@ class MonitoringStack(MlpipeStack):
             "Monitoring",
             dashboard_name=resource_name(config),
             workloads=workloads,
+            certificates=days_to_expiry(config.env),
         )

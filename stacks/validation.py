@@ -38,6 +38,8 @@ BINDINGS = (
     "aws_ecr_assets",
     "aws_ecs",
     "aws_emr",
+    "aws_events",
+    "aws_events_targets",
     "aws_glue",
     "aws_iam",
     "aws_kms",

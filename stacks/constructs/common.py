@@ -13,14 +13,22 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, AssetHashType, CfnResource, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
-from stacks.defaults import log_retention
+from stacks.defaults import (
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_LAYER_ZIP,
+    LAMBDA_REQUIREMENTS,
+    LAMBDA_RUNTIME,
+    LAMBDAS_DIR,
+    log_retention,
+)
 
 S3_READ = ("s3:GetObject",)
 S3_WRITE = ("s3:PutObject", "s3:AbortMultipartUpload")
@@ -47,6 +55,48 @@ def encrypted_log_group(
         encryption_key=key,
         retention=log_retention(retention_days),
         removal_policy=removal,
+    )
+
+
+def drop_redundant_dependency(resource: Construct, role: iam.IRole) -> None:
+    """CDK adds DependsOn the role next to the GetAtt of its ARN; cfn-lint (W3005) rightly calls it redundant.
+
+    The DependsOn on the role's DefaultPolicy stays: that one orders the policy before first use.
+    """
+    cfn = resource.node.default_child
+    policy = role.node.try_find_child("DefaultPolicy")
+    if (
+        isinstance(cfn, CfnResource)
+        and policy is not None
+        and isinstance(policy.node.default_child, CfnResource)
+    ):
+        cfn.add_override("DependsOn", [Stack.of(resource).get_logical_id(policy.node.default_child)])
+
+
+def lambda_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """The Lambdas' runtime dependencies (lambdas/requirements.txt), built by `make setup`."""
+    if not LAMBDA_LAYER_ZIP.is_file():
+        raise RuntimeError(f"{LAMBDA_LAYER_ZIP} is missing: run `make setup` (it builds the Lambda layer)")
+    # A function of the pinned requirements and the target platform: hash those, not the zip's megabytes.
+    layer_hash = hashlib.sha256(
+        LAMBDA_REQUIREMENTS.read_bytes() + f"{LAMBDA_RUNTIME.name}/{LAMBDA_ARCHITECTURE.name}".encode()
+    ).hexdigest()
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(
+            str(LAMBDA_LAYER_ZIP), asset_hash=layer_hash, asset_hash_type=AssetHashType.CUSTOM
+        ),
+        compatible_runtimes=[LAMBDA_RUNTIME],
+        compatible_architectures=[LAMBDA_ARCHITECTURE],
+        description="mlpipe Lambda runtime dependencies (lambdas/requirements.txt)",
+    )
+
+
+def lambda_code() -> lambda_.Code:
+    """Every mlpipe Lambda's code: the lambdas/ folder, each function naming its own handler."""
+    return lambda_.Code.from_asset(
+        str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc", "requirements.txt"]
     )
 
 

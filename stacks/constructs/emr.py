@@ -40,8 +40,7 @@ from stacks.constructs.common import (
 from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
 
-# Where the platform team uploads the PEM certificates for in-transit encryption
-# (scripts/emr_tls_certificates.py makes and uploads them; see docs/deployment.md).
+# Where the PEM certificates for in-transit encryption lie (the Emr stack's EmrCertificates makes and renews them).
 TLS_CERTIFICATES_KEY = "emr/tls/certificates.zip"
 _SPOT_TIMEOUT_MINUTES = 10
 

@@ -13,6 +13,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.defaults import CERTIFICATES_ALARM_DAYS
+
 _PERIOD = Duration.minutes(5)
 # Step Functions reports each service integration's outcomes under its resource ARN.
 _INTEGRATIONS = {
@@ -46,6 +48,7 @@ class Monitoring(Construct):
         *,
         dashboard_name: str,
         workloads: Sequence[WorkloadSection],
+        certificates: cw.Metric | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         partition = Stack.of(self).partition
@@ -79,6 +82,29 @@ class Monitoring(Construct):
         self.alarms: dict[str, list[cw.Alarm]] = {}
         for section in workloads:
             self.alarms[section.name] = self._section(section)
+        if certificates is not None:
+            self.certificates_alarm = self._certificates(certificates, workloads)
+
+    def _certificates(self, days_left: cw.Metric, workloads: Sequence[WorkloadSection]) -> cw.Alarm:
+        """EMR's TLS certificates end within CERTIFICATES_ALARM_DAYS (renewal failed), or nothing reported for
+        a day (the renewal itself stopped): every workload's EMR steps depend on them, so every topic hears."""
+        alarm = cw.Alarm(
+            self,
+            "EmrCertificatesExpiring",
+            metric=days_left,
+            threshold=CERTIFICATES_ALARM_DAYS,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.BREACHING,
+            alarm_description=f"EMR's TLS certificates end within {CERTIFICATES_ALARM_DAYS} days, or their daily "
+            "renewal check stopped reporting: clusters fail at bootstrap once they end",
+        )
+        for w in workloads:
+            alarm.add_alarm_action(cw_actions.SnsAction(w.topic))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="EMR TLS certificates: days left", width=8, left=[days_left])
+        )
+        return alarm
 
     def _section(self, w: WorkloadSection) -> list[cw.Alarm]:
         scope = Construct(self, w.name)  # a workload's alarms keep their ids whatever other workloads exist

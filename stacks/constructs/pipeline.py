@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from aws_cdk import ArnFormat, AssetHashType, Aws, CfnResource, Duration, FileSystem, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, FileSystem, RemovalPolicy, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -47,7 +47,10 @@ from stacks.constructs.common import (
     allow,
     allow_key,
     allow_objects,
+    drop_redundant_dependency,
     encrypted_log_group,
+    lambda_code,
+    lambda_layer,
 )
 from stacks.constructs.emr import EmrSteps, create_cluster_task
 from stacks.constructs.glue_etl import GlueEtl
@@ -58,8 +61,6 @@ from stacks.defaults import (
     EMR_STEP_TIMEOUT,
     EMR_TERMINATE_TIMEOUT,
     LAMBDA_ARCHITECTURE,
-    LAMBDA_LAYER_ZIP,
-    LAMBDA_REQUIREMENTS,
     LAMBDA_RUNTIME,
     LAMBDA_TASK_TIMEOUT,
     LAMBDA_TIMEOUT,
@@ -100,21 +101,6 @@ BATCH_TRANSIENT_ERRORS = [
 Task = sfn.TaskStateBase | sfn.CustomState
 STAGE_LABELS = {"clean": "Glue clean", "features": "EMR features"}
 SNS_TRANSIENT_ERRORS = ["SNS.InternalErrorException", "SNS.ThrottledException", "SNS.KMSThrottlingException"]
-
-
-def _drop_redundant_dependency(resource: Construct, role: iam.IRole) -> None:
-    """CDK adds DependsOn the role next to the GetAtt of its ARN; cfn-lint (W3005) rightly calls it redundant.
-
-    The DependsOn on the role's DefaultPolicy stays: that one orders the policy before first use.
-    """
-    cfn = resource.node.default_child
-    policy = role.node.try_find_child("DefaultPolicy")
-    if (
-        isinstance(cfn, CfnResource)
-        and policy is not None
-        and isinstance(policy.node.default_child, CfnResource)
-    ):
-        cfn.add_override("DependsOn", [Stack.of(resource).get_logical_id(policy.node.default_child)])
 
 
 # EMR actions on an existing cluster (their resource type is `cluster`), as CDK's EMR tasks grant them.
@@ -282,27 +268,8 @@ class Pipeline(Construct):
         )  # the registry is stateful: retained by default
 
         # ---- Lambdas --------------------------------------------------------------------------------
-        if not LAMBDA_LAYER_ZIP.is_file():
-            raise RuntimeError(
-                f"{LAMBDA_LAYER_ZIP} is missing: run `make setup` (it builds the Lambda layer)"
-            )
-        # The layer is a function of the pinned requirements and the target platform: hash those, not 150 MB.
-        layer_hash = hashlib.sha256(
-            LAMBDA_REQUIREMENTS.read_bytes() + f"{LAMBDA_RUNTIME.name}/{LAMBDA_ARCHITECTURE.name}".encode()
-        ).hexdigest()
-        self.layer = lambda_.LayerVersion(
-            self,
-            "RuntimeDependencies",
-            code=lambda_.Code.from_asset(
-                str(LAMBDA_LAYER_ZIP), asset_hash=layer_hash, asset_hash_type=AssetHashType.CUSTOM
-            ),
-            compatible_runtimes=[LAMBDA_RUNTIME],
-            compatible_architectures=[LAMBDA_ARCHITECTURE],
-            description="mlpipe Lambda runtime dependencies (lambdas/requirements.txt)",
-        )
-        self._code = lambda_.Code.from_asset(
-            str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc", "requirements.txt"]
-        )
+        self.layer = lambda_layer(self, "RuntimeDependencies")
+        self._code = lambda_code()
         self._removal = removal
         common_env = {
             "WORKLOAD_NAME": workload.name,
@@ -416,7 +383,7 @@ class Pipeline(Construct):
             steps is not None and steps.execution_role is not None
         ):  # AddJobFlowSteps with an ExecutionRoleArn passes that role
             allow(self.state_machine.role, ["iam:PassRole"], [steps.execution_role.role_arn])
-        _drop_redundant_dependency(self.state_machine, self.state_machine.role)
+        drop_redundant_dependency(self.state_machine, self.state_machine.role)
         # Stopping an execution (or a failed branch) terminates the Batch jobs it started; .sync polls them.
         allow(
             self.state_machine.role,
@@ -552,7 +519,7 @@ class Pipeline(Construct):
             description=f"mlpipe {name.lower()} step",
         )
         allow_key(role, self._lake.key)
-        _drop_redundant_dependency(function, role)
+        drop_redundant_dependency(function, role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

@@ -46,7 +46,9 @@ def test_lambda_environment_is_the_stacks(assembly: CloudAssembly) -> None:
         "preprocessing.handler.handler",
         "training.handler.handler",
         "inference.handler.handler",
+        "certificates.handler.handler",  # the Emr stack's, which no state calls
     }
+    assert specs["certificates.handler.handler"].environment["CERTIFICATES_KEY"] == "emr/tls/certificates.zip"
     plan = specs["preprocessing.handler.handler"].environment
     assert plan["RAW_BUCKET"] == "mlpipe-dev-raw-123456789012-us-east-1"
     assert plan["FEATURES_SCRIPT_URI"].startswith("s3://") and "${" not in plan["FEATURES_SCRIPT_URI"]

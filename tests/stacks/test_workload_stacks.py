@@ -77,9 +77,15 @@ def test_adding_a_workload_changes_no_resource_of_another(dev: Any, both: Any) -
         alone, together = _resources(dev, concern), _resources(both, concern)
         assert set(alone) <= set(together), concern
         changed = {k for k in alone if alone[k] != together[k]}
+        # the fair-share policy (a share per workload), the dashboard (a section per workload) and the
+        # certificates' alarm (every workload's topic), each updated in place
+        assert {k for k in changed if alone[k]["Type"] == "AWS::CloudWatch::Alarm"} <= {
+            k for k in alone if k.startswith("MonitoringEmrCertificatesExpiring")
+        }, (concern, changed)
         assert {alone[k]["Type"] for k in changed} <= {
             "AWS::Batch::SchedulingPolicy",
             "AWS::CloudWatch::Dashboard",
+            "AWS::CloudWatch::Alarm",
         }, (concern, changed)
 
 
@@ -97,7 +103,9 @@ def test_each_workload_has_its_own_pipeline_stack(both: Any) -> None:
     assert len(_resources(both, "Batch", "AWS::Batch::ComputeEnvironment")) == 3
     assert len(_resources(both, "Emr", "AWS::EMR::SecurityConfiguration")) == 1
     assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Dashboard")) == 1
-    assert len(_resources(both, "Monitoring", "AWS::CloudWatch::Alarm")) == 4  # two per workload
+    assert (
+        len(_resources(both, "Monitoring", "AWS::CloudWatch::Alarm")) == 5
+    )  # two per workload, certificates
 
 
 def test_a_workloads_roles_name_nothing_of_another_workload(both: Any) -> None:
