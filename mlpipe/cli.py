@@ -28,6 +28,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "mlpipe.commands.train", "submit and follow Batch training jobs"),
     ("local", "mlpipe.commands.local", "run the whole pipeline on this machine, offline (local mode)"),
     ("workload", "mlpipe.commands.workload", "start a workload folder (init) or check one (workload.toml)"),
+    (
+        "preflight",
+        "mlpipe.commands.preflight",
+        "check the account before a deploy or a run (quotas, bootstrap)",
+    ),
 )
 
 
