@@ -53,6 +53,8 @@ class Answers:
     region: str
     ec2_quotas: dict[str, dict[str, Any]] = field(default_factory=dict)  # quota name -> Quota
     lambda_settings: dict[str, Any] = field(default_factory=dict)  # GetAccountSettings' AccountLimit
+    lambda_reserved_now: int = 0
+    """What this deployment's functions reserve already: the account's unreserved figure excludes it."""
     lambda_quota_code: str = ""
     bootstrap_version: int | None = None
     required_bootstrap_version: int = MIN_BOOTSTRAP_VERSION
@@ -118,7 +120,7 @@ def evaluate(config: MlpipeConfig, answers: Answers, *, now: datetime) -> list[F
         findings.append(Finding(True, "lambda", "no reserved concurrency configured"))
     else:
         wanted = reserved * LAMBDA_FUNCTIONS_PER_WORKLOAD * len(config.workloads)
-        unreserved = int(limit.get("UnreservedConcurrentExecutions", 0))
+        unreserved = int(limit.get("UnreservedConcurrentExecutions", 0)) + answers.lambda_reserved_now
         total = int(limit.get("ConcurrentExecutions", 0))
         passed = unreserved - wanted >= UNRESERVED_MINIMUM
         message = (
@@ -190,7 +192,14 @@ def gather(config: MlpipeConfig, session: Any, *, cdk_out: Path, qualifier: str 
         for q in page["Quotas"]:
             if q["QuotaName"] == "Concurrent executions":
                 answers.lambda_quota_code = q["QuotaCode"]
-    answers.lambda_settings = session.client("lambda").get_account_settings()["AccountLimit"]
+    lambda_ = session.client("lambda")
+    answers.lambda_settings = lambda_.get_account_settings()["AccountLimit"]
+    ours = config.stack_name("Workload-")  # the pipeline functions' names start with their stack's
+    for page in lambda_.get_paginator("list_functions").paginate():
+        for function in page["Functions"]:
+            if function["FunctionName"].startswith(ours):
+                concurrency = lambda_.get_function_concurrency(FunctionName=function["FunctionName"])
+                answers.lambda_reserved_now += int(concurrency.get("ReservedConcurrentExecutions", 0))
     try:
         parameter = session.client("ssm").get_parameter(Name=f"/cdk-bootstrap/{qualifier}/version")
         answers.bootstrap_version = int(parameter["Parameter"]["Value"])

@@ -209,8 +209,9 @@ FAILURE_PATH = ("NotifyFailure", "TerminateClusterAfterFailure")
 
 def check_task_timeouts(graph: Mapping[str, Any]) -> int:
     """Every Task state has its own TimeoutSeconds, and the longest, followed by the failure path, ends before
-    the execution's TimeoutSeconds: a stuck task then fails through its Catch (notify, clean up) instead of
-    the execution timing out, which runs no Catch. Returns the longest task's seconds."""
+    the execution's TimeoutSeconds: a task stuck from the start then fails through its Catch (notify, clean up)
+    instead of the execution timing out, which runs no Catch. A task that sticks late in a long run can still
+    meet the execution's limit first. Returns the longest task's seconds."""
     tasks = [(name, state) for name, state, _ in _states(graph) if state["Type"] == "Task"]
     missing = [name for name, state in tasks if not isinstance(state.get("TimeoutSeconds"), int)]
     if missing:

@@ -1,5 +1,5 @@
 """EMR in-transit encryption's certificates, made and renewed by the deployment: the Emr stack's custom resource
-calls this function when it is created or updated, and a schedule calls it once a day.
+calls this function when it is created or updated, and a schedule calls it every 6 hours.
 
 It keeps one object: a zip with `privateKey.pem`, `certificateChain.pem` and `trustedCertificates.pem`, the names
 EMR's security configuration requires ("Providing certificates for encrypting data in transit"), for a
@@ -7,7 +7,8 @@ self-signed certificate of the region's private DNS names (`*.ec2.internal` in u
 `*.<region>.compute.internal` elsewhere). The object is encrypted with the project key and carries the
 certificate's end of validity in its metadata. Each call renews a certificate that ends within
 RENEW_BEFORE_DAYS, and reports the days left as the metric `DaysToExpiry`, on which an alarm fires 30 days
-before the end. A custom resource's Delete removes the object: it holds a private key.
+before the end. A custom resource's Delete removes the object with every earlier version: it holds a private
+key.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def make_certificates(region: str, days: int, now: datetime) -> tuple[bytes, dat
     pem = certificate.public_bytes(serialization.Encoding.PEM)
     private = key.private_bytes(
         serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     archive = io.BytesIO()
@@ -103,14 +104,27 @@ def make_certificates(region: str, days: int, now: datetime) -> tuple[bytes, dat
 
 
 def stored_not_after(s3: Any, settings: Settings) -> datetime | None:
-    try:
-        head = s3.head_object(Bucket=settings.bucket, Key=settings.key)
-    except s3.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    value = head.get("Metadata", {}).get(NOT_AFTER)
+    """The stored certificate's end of validity, or None when there is none. Existence is asked with
+    ListObjectsV2 on the key as prefix (what the role's ListBucket allows): HeadObject on a missing key
+    answers 403 to a role that may not list the bucket."""
+    listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix=settings.key, MaxKeys=1).get("Contents", [])
+    if not any(o["Key"] == settings.key for o in listed):
+        return None
+    value = s3.head_object(Bucket=settings.bucket, Key=settings.key).get("Metadata", {}).get(NOT_AFTER)
     return datetime.fromisoformat(value) if value else None
+
+
+def delete_all_versions(s3: Any, settings: Settings) -> int:
+    """The object and every earlier version of it (the bucket is versioned): no copy of a key stays."""
+    deleted = 0
+    for page in s3.get_paginator("list_object_versions").paginate(
+        Bucket=settings.bucket, Prefix=settings.key
+    ):
+        for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            if version["Key"] == settings.key:
+                s3.delete_object(Bucket=settings.bucket, Key=settings.key, VersionId=version["VersionId"])
+                deleted += 1
+    return deleted
 
 
 def ensure(s3: Any, settings: Settings, now: datetime) -> tuple[datetime, bool]:
@@ -173,21 +187,22 @@ def _respond(event: dict[str, Any], status: str, reason: str, data: dict[str, st
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings = Settings.from_env()
-    s3 = boto3.client("s3")
-    now = datetime.now(UTC)
-    if "RequestType" not in event:  # the daily schedule
-        not_after, renewed = ensure(s3, settings, now)
+    if "RequestType" not in event:  # the schedule: an error fails the invocation, and EventBridge retries
+        settings, now = Settings.from_env(), datetime.now(UTC)
+        not_after, renewed = ensure(boto3.client("s3"), settings, now)
         days = report(boto3.client("cloudwatch"), settings, not_after, now)
         LOG.info(json.dumps({"not_after": not_after.isoformat(), "renewed": renewed, "days_left": days}))
         return {"not_after": not_after.isoformat(), "renewed": renewed, "days_left": days}
-    # A custom resource: always answer CloudFormation, or the stack waits an hour for a reply.
+    # A custom resource: answer CloudFormation whatever happens, and return (not raise) after a failure, so
+    # that Lambda's asynchronous retries do not act again after CloudFormation moved on (a rollback's Delete).
     try:
+        settings, now = Settings.from_env(), datetime.now(UTC)
+        s3 = boto3.client("s3")
         event.setdefault("PhysicalResourceId", f"s3://{settings.bucket}/{settings.key}")
         if event["RequestType"] == "Delete":
-            s3.delete_object(Bucket=settings.bucket, Key=settings.key)
-            _respond(event, "SUCCESS", "deleted", {})
-            return {"deleted": True}
+            deleted = delete_all_versions(s3, settings)
+            _respond(event, "SUCCESS", f"deleted {deleted} version(s)", {})
+            return {"deleted": deleted}
         not_after, renewed = ensure(s3, settings, now)
         report(boto3.client("cloudwatch"), settings, not_after, now)
         _respond(event, "SUCCESS", "renewed" if renewed else "current", {"NotAfter": not_after.isoformat()})
@@ -195,4 +210,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception as exc:
         LOG.exception("certificates: %s failed", event.get("RequestType"))
         _respond(event, "FAILED", f"{type(exc).__name__}: {exc}", {})
-        raise
+        return {"failed": f"{type(exc).__name__}: {exc}"}

@@ -1,5 +1,5 @@
 """The certificates of EMR's in-transit encryption, part of the deployment: a function (lambdas/certificates/)
-that a custom resource calls at deploy time and a rule calls daily, to make, store and renew them."""
+that a custom resource calls at deploy time and a rule calls every 6 hours, to make, store and renew them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def days_to_expiry(env: str) -> cw.Metric:
 
 class EmrCertificates(Construct):
     """Makes the certificates zip at `key` of `bucket` when the stack deploys (a custom resource), renews it
-    before it ends (a daily rule) and reports the days left; the object is encrypted with `kms_key`."""
+    before it ends (a rule, every 6 hours) and reports the days left; the object is encrypted with `kms_key`."""
 
     def __init__(
         self,
@@ -68,9 +68,18 @@ class EmrCertificates(Construct):
             description="mlpipe EMR TLS certificates",
         )
         allow(role, ["logs:CreateLogStream", "logs:PutLogEvents"], [log_group.log_group_arn])
-        allow(role, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [bucket.arn_for_objects(key)])
-        # Without ListBucket a missing object answers 403, not 404: scoped to this one key.
-        allow(role, ["s3:ListBucket"], [bucket.bucket_arn], conditions={"StringEquals": {"s3:prefix": key}})
+        allow(
+            role,
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+            [bucket.arn_for_objects(key)],
+        )
+        # Listing, with this key as the prefix only: whether the object exists, and its versions to delete.
+        allow(
+            role,
+            ["s3:ListBucket", "s3:ListBucketVersions"],
+            [bucket.bucket_arn],
+            conditions={"StringEquals": {"s3:prefix": key}},
+        )
         allow_key(role, kms_key)
         allow(
             role,
@@ -109,12 +118,13 @@ class EmrCertificates(Construct):
             "Certificates",
             service_token=self.function.function_arn,
             resource_type="Custom::EmrCertificates",
-            properties={"Object": key, "ValidityDays": str(CERTIFICATES_DAYS)},
+            properties={"Object": key},
         )
+        # Four reports a day: one missed run does not leave the alarm's day without a figure.
         events.Rule(
             self,
             "Daily",
-            schedule=events.Schedule.rate(Duration.days(1)),
+            schedule=events.Schedule.rate(Duration.hours(6)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=2)],
             description="mlpipe: renew EMR's TLS certificates before they end; report the days left",
         )

@@ -50,7 +50,7 @@ def _ec2_quotas(value: float) -> list[dict[str, Any]]:
 class RecordedSession:
     """A boto3 session for `preflight.gather`: moto's clients, and stubbed ones where moto has no model."""
 
-    def __init__(self, *, quotas: float, unreserved: int, total: int) -> None:
+    def __init__(self, *, quotas: float, unreserved: int, total: int, reserved_now: int = 0) -> None:
         self.region_name = "us-east-1"
         self._quotas = boto3.client("service-quotas", region_name="us-east-1")
         self._lambda = boto3.client("lambda", region_name="us-east-1")
@@ -65,6 +65,18 @@ class RecordedSession:
         )
         limit = {"ConcurrentExecutions": total, "UnreservedConcurrentExecutions": unreserved}
         lambda_stub.add_response("get_account_settings", {"AccountLimit": limit}, {})
+        # one of the deployment's functions, and another of the account
+        functions = [
+            {"FunctionName": "MlpipeDev-Workload-clickstream-PipelinePlan1A2B"},
+            {"FunctionName": "other"},
+        ]
+        lambda_stub.add_response("list_functions", {"Functions": functions}, {})
+        answer = {"ReservedConcurrentExecutions": reserved_now} if reserved_now else {}
+        lambda_stub.add_response(
+            "get_function_concurrency",
+            answer,
+            {"FunctionName": "MlpipeDev-Workload-clickstream-PipelinePlan1A2B"},
+        )
         self._stubs = [quotas_stub, lambda_stub]
         for stub in self._stubs:
             stub.activate()
@@ -141,6 +153,26 @@ def test_a_ready_account_passes(aws: None, tmp_path: Path) -> None:
     findings = pf.evaluate(config, pf.gather(config, session, cdk_out=tmp_path), now=NOW)
     assert [f.line() for f in findings if not f.passed] == []
     assert {f.check for f in findings} == {"ec2 quota", "lambda", "cdk bootstrap", "emr certificates"}
+
+
+def test_what_the_deployment_reserves_already_is_not_counted_twice(aws: None, tmp_path: Path) -> None:
+    """After a deploy the account's unreserved figure excludes the functions' reservations: a re-run of
+    preflight adds them back before it compares."""
+    config = _config(lambda_reserved_concurrency=5)
+    before = RecordedSession(quotas=384, unreserved=110, total=1000)
+    (lambda_finding,) = [
+        f
+        for f in pf.evaluate(config, pf.gather(config, before, cdk_out=tmp_path), now=NOW)
+        if f.check == "lambda"
+    ]
+    assert not lambda_finding.passed  # 110 - 15 leaves 95
+    after = RecordedSession(quotas=384, unreserved=110, total=1000, reserved_now=15)
+    (lambda_finding,) = [
+        f
+        for f in pf.evaluate(config, pf.gather(config, after, cdk_out=tmp_path), now=NOW)
+        if f.check == "lambda"
+    ]
+    assert lambda_finding.passed and "leaves 110" in lambda_finding.message
 
 
 def test_certificates_near_their_end_and_an_old_bootstrap_fail() -> None:

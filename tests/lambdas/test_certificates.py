@@ -41,7 +41,9 @@ def _certificate(data: bytes) -> tuple[x509.Certificate, Any]:
         assert sorted(zf.namelist()) == sorted(certificates.FILES)  # exactly the names EMR reads
         chain, trusted = zf.read("certificateChain.pem"), zf.read("trustedCertificates.pem")
         assert chain == trusted  # self-signed: its own trust anchor
-        key = serialization.load_pem_private_key(zf.read("privateKey.pem"), password=None)
+        private = zf.read("privateKey.pem")
+        assert private.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8, as openssl writes it
+        key = serialization.load_pem_private_key(private, password=None)
     return x509.load_pem_x509_certificate(chain), key
 
 
@@ -129,16 +131,28 @@ def test_create_answers_cloudformation_and_delete_removes_the_private_key(
     assert created["Status"] == "SUCCESS" and created["PhysicalResourceId"] == f"s3://{BUCKET}/{KEY}"
     assert datetime.fromisoformat(created["Data"]["NotAfter"]) > datetime.now(UTC) + timedelta(days=364)
 
+    certificates.handler(_custom_resource("Update"), None)  # current: kept, not renewed
+    assert responses[-1]["Status"] == "SUCCESS" and responses[-1]["Reason"] == "current"
+
+    # a renewal in a versioned bucket leaves the earlier key as a version: Delete removes every one
+    aws["s3"].put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    settings = certificates.Settings.from_env()
+    certificates.ensure(aws["s3"], settings, datetime.now(UTC) + timedelta(days=330))
+    certificates.ensure(aws["s3"], settings, datetime.now(UTC) + timedelta(days=700))
     certificates.handler({**_custom_resource("Delete"), "PhysicalResourceId": f"s3://{BUCKET}/{KEY}"}, None)
     assert responses[-1]["Status"] == "SUCCESS"
-    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET)
+    versions = aws["s3"].list_object_versions(Bucket=BUCKET)
+    assert not versions.get("Versions") and not versions.get("DeleteMarkers")
 
 
 def test_a_failure_is_reported_to_cloudformation_not_left_waiting(
     aws: dict[str, Any], responses: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CERTIFICATES_BUCKET", "no-such-bucket")
-    with pytest.raises(Exception, match="NoSuchBucket"):
-        certificates.handler(_custom_resource("Update"), None)
-    (failed,) = responses
-    assert failed["Status"] == "FAILED" and "NoSuchBucket" in failed["Reason"]
+    result = certificates.handler(_custom_resource("Update"), None)  # returns: no asynchronous retry
+    assert "NoSuchBucket" in result["failed"]
+    monkeypatch.delenv("CERTIFICATE_DAYS")  # a broken environment is answered too
+    certificates.handler(_custom_resource("Create"), None)
+    first, second = responses
+    assert first["Status"] == "FAILED" and "NoSuchBucket" in first["Reason"]
+    assert second["Status"] == "FAILED" and "CERTIFICATE_DAYS" in second["Reason"]

@@ -38,7 +38,7 @@ def test_the_certificates_exist_before_the_security_configuration_that_names_the
     assert env["KMS_KEY_ARN"] == key_arn
 
     (rule,) = _of(emr, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    assert rule["Properties"]["ScheduleExpression"] == "rate(6 hours)"
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
 
 
@@ -53,7 +53,7 @@ def test_the_function_touches_that_one_object_only(dev: Any) -> None:
     by_action = {
         a: s for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"):
         assert json.dumps(by_action[action]["Resource"]).endswith('/emr/tls/certificates.zip"]]}'), action
     assert by_action["s3:ListBucket"]["Condition"] == {
         "StringEquals": {"s3:prefix": "emr/tls/certificates.zip"}
