@@ -144,10 +144,11 @@ class PipelineConfig:
     the largest candidates the execution-input schema admits could exceed Step Functions' 256 KiB payload)."""
     map_max_concurrency: int = 4
     """Candidates trained at the same time."""
-    execution_timeout_hours: int = 48
-    """Timeout of one state-machine execution: the backstop, longer than any one task's own bound (the longest,
-    a Batch job's: batch.retry_attempts x (runnable_timeout_minutes + job_timeout_minutes)) plus the failure path,
-    so that a stuck task fails through its Catch. A synth refuses a shorter one."""
+    execution_timeout_hours: int = 120
+    """Timeout of one state-machine execution: the backstop, longer than a run whose every task takes its whole
+    own timeout (a Batch job's: batch.retry_attempts x (runnable_timeout_minutes + job_timeout_minutes)), the
+    training Map's rounds of pipeline.max_candidates included, plus the failure path; so that a stuck task fails
+    through its Catch. A synth refuses a shorter one (the defaults need 107)."""
     lambda_memory_mib: int = 1024
     """Memory of each pipeline Lambda."""
     lambda_reserved_concurrency: int | None = None

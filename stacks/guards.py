@@ -207,28 +207,60 @@ def check_history(config: MlpipeConfig, graph: Mapping[str, Any]) -> int:
 FAILURE_PATH = ("NotifyFailure", "TerminateClusterAfterFailure")
 
 
-def check_task_timeouts(graph: Mapping[str, Any]) -> int:
-    """Every Task state has its own TimeoutSeconds, and the longest, followed by the failure path, ends before
-    the execution's TimeoutSeconds: a task stuck from the start then fails through its Catch (notify, clean up)
-    instead of the execution timing out, which runs no Catch. A task that sticks late in a long run can still
-    meet the execution's limit first. Returns the longest task's seconds."""
+def _longest_path(node: Mapping[str, Any], max_items: int) -> int:
+    """The longest a run of `node` (a state machine, a branch or a Map's processor) can take along its success
+    path when every task takes its whole TimeoutSeconds: a Parallel as its longest branch, a Map as its
+    rounds (at most `max_items` items, MaxConcurrency at a time) of its longest item."""
+    states = node["States"]
+    memo: dict[str, int] = {}
+
+    def own(state: Mapping[str, Any]) -> int:
+        if state["Type"] == "Task":
+            return int(state["TimeoutSeconds"])
+        if state["Type"] == "Parallel":
+            return max(_longest_path(b, max_items) for b in state["Branches"])
+        if state["Type"] == "Map":
+            concurrency = int(state.get("MaxConcurrency") or max_items)
+            return -(-max_items // concurrency) * _longest_path(state["ItemProcessor"], max_items)
+        return 0
+
+    def longest_from(name: str) -> int:
+        if name not in memo:
+            memo[name] = 0  # a cycle adds nothing more
+            state = states[name]
+            after = [
+                state.get("Next"),
+                state.get("Default"),
+                *(c.get("Next") for c in state.get("Choices", [])),
+            ]
+            memo[name] = own(state) + max((longest_from(n) for n in after if n in states), default=0)
+        return memo[name]
+
+    return longest_from(node["StartAt"])
+
+
+def check_task_timeouts(config: MlpipeConfig, graph: Mapping[str, Any]) -> int:
+    """Every Task state has its own TimeoutSeconds, and the execution's TimeoutSeconds outlasts the longest
+    run in which every task takes all of its, followed by the failure path (a Map counts its rounds of the
+    workload's most candidates): whichever task sticks, its own timeout fires first and the failure goes
+    through its Catch (notify, clean up), which an execution timeout would skip. Returns that longest run's
+    seconds, failure path included."""
     tasks = [(name, state) for name, state, _ in _states(graph) if state["Type"] == "Task"]
     missing = [name for name, state in tasks if not isinstance(state.get("TimeoutSeconds"), int)]
     if missing:
         raise GuardError(f"pipeline: task state(s) without TimeoutSeconds: {', '.join(missing)}")
     failure_path = sum(state["TimeoutSeconds"] for name, state in tasks if name in FAILURE_PATH)
-    name, longest = max(
-        ((n, s["TimeoutSeconds"]) for n, s in tasks if n not in FAILURE_PATH), key=lambda t: t[1]
-    )
+    longest = _longest_path(graph, config.pipeline.max_candidates) + failure_path
     execution = graph.get("TimeoutSeconds")
-    if not isinstance(execution, int) or longest + failure_path >= execution:
-        need = -(-(longest + failure_path + 1) // 3600)
+    if not isinstance(execution, int) or longest >= execution:
+        need = -(-(longest + 1) // 3600)
         raise GuardError(
-            f"pipeline.execution_timeout_hours: {name} may run {longest / 3600:.1f} h and the failure path "
-            f"{failure_path / 60:.0f} min, which an execution timeout of {(execution or 0) / 3600:g} h cuts "
-            f"off before the failure is caught: raise it to at least {need}, or lower the jobs' limits"
+            f"pipeline.execution_timeout_hours: a run whose every task takes its whole timeout lasts "
+            f"{longest / 3600:.1f} h with the failure path, and an execution timeout of "
+            f"{(execution or 0) / 3600:g} h would cut it off before the failure is caught: raise it to at least "
+            f"{need} (at most 168), or lower the jobs' limits or pipeline.max_candidates"
         )
-    return int(longest)
+    return longest
 
 
 def check_lambda_environment(function: str, environment: Mapping[str, str]) -> int:

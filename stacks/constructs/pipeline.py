@@ -12,7 +12,7 @@ Every task retries transient service errors with exponential backoff and full ji
 TimeoutSeconds (for the Glue and Batch .sync tasks an outer bound over the job's own limits: stacks/defaults.py),
 and is caught: the failure is published once to the SNS topic (naming the state and the cause), a transient
 cluster is terminated, and the execution ends in a Fail state carrying the error and cause. A synth refuses an
-execution timeout that would cut off the longest task's Catch (stacks/guards.py). State payloads
+execution timeout shorter than a run whose every task takes its whole timeout (stacks/guards.py). State payloads
 carry S3 pointers and small fields only.
 """
 
@@ -466,7 +466,7 @@ class Pipeline(Construct):
         parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) else [resolved]
         graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
         guards.check_history(config, graph)
-        guards.check_task_timeouts(graph)
+        guards.check_task_timeouts(config, graph)
 
     # ------------------------------------------------------------------------------------------------
     def _model_package_arn(self, env: str) -> str:

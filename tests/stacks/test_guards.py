@@ -101,27 +101,37 @@ def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: An
         guards.check_history(huge, graph)
 
 
-def test_every_task_ends_through_its_catch_before_the_execution_times_out(dev: Any) -> None:
-    """An execution that times out runs no Catch: no notification, no cluster terminated. So every Task
-    has its own TimeoutSeconds, and the longest, then the failure path, fits in the execution's."""
+def test_every_task_ends_through_its_catch_before_the_execution_times_out(dev: Any, context_for: Any) -> None:
+    """An execution that times out runs no Catch: no notification, no cluster terminated. So every Task has
+    its own TimeoutSeconds, and the execution's outlasts a run whose every task takes all of its own, the
+    training Map's rounds and the failure path included."""
     template = dev.json(dev.workload)
     (machine,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
-    longest = guards.check_task_timeouts(graph)
-    assert longest == (3 * (240 + 240) + 10) * 60  # a Batch job: 3 attempts, each RUNNABLE then running
+    config = load_config(context_for("dev"), environ={})
+    batch = (3 * (240 + 240) + 10) * 60  # a Batch job: 3 attempts, each RUNNABLE then running, + 10 min
+    longest = guards.check_task_timeouts(config, graph)
+    # Plan; Glue (2 h + 25 min) beside the cluster's start; the feature step; 8 candidates 4 at a time: 2 rounds
+    # of training beside the inference features; selection; evaluation; gate; inference beside registration;
+    # then the failure path (notify, terminate the cluster)
+    lambda_ = 6 * 60
+    expected = lambda_ + (15 + 120 + 10) * 60 + 6 * 3600 + lambda_ + 2 * batch + lambda_ + batch + lambda_
+    expected += batch + 60 + 30 * 60
+    assert longest == expected and graph["TimeoutSeconds"] == 120 * 3600 > longest
 
-    short = {**graph, "TimeoutSeconds": 12 * 3600}  # the default before Batch's bound was counted
     with pytest.raises(
-        guards.GuardError, match=r"^pipeline.execution_timeout_hours: \S+ may run 24.2 h .* at least 25"
+        guards.GuardError, match=r"^pipeline.execution_timeout_hours: .* lasts 106.0 h .* at least 107"
     ):
-        guards.check_task_timeouts(short)
+        guards.check_task_timeouts(config, {**graph, "TimeoutSeconds": 48 * 3600})
+    fewer = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, max_candidates=4))
+    assert guards.check_task_timeouts(fewer, graph) == expected - batch  # one round of training
     unbounded = json.loads(json.dumps(graph))
     del unbounded["States"]["PrepareData"]["Branches"][0]["States"]["CleanEvents"]["TimeoutSeconds"]
     with pytest.raises(guards.GuardError, match=r"task state\(s\) without TimeoutSeconds: CleanEvents"):
-        guards.check_task_timeouts(unbounded)
+        guards.check_task_timeouts(config, unbounded)
 
 
 def test_lambda_environment_over_4_kib_fails() -> None:
