@@ -86,13 +86,18 @@ def test_too_many_candidates_for_one_state_payload(context_for: Any) -> None:
         guards.check_candidates_payload(config, 63)
 
 
-def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: Any) -> None:
-    template = dev.json(dev.workload)
+def _graph(synth: Any) -> Any:
+    """The workload's state machine definition, references read as "REF"."""
+    template = synth.json(synth.workload)
     (machine,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+    return json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+
+
+def test_too_many_candidates_for_the_execution_history(dev: Any, context_for: Any) -> None:
+    graph = _graph(dev)
     config = load_config(context_for("dev"), environ={})
     events = guards.check_history(config, graph)
     assert 200 < events < 2_000
@@ -105,12 +110,7 @@ def test_every_task_ends_through_its_catch_before_the_execution_times_out(dev: A
     """An execution that times out runs no Catch: no notification, no cluster terminated. So every Task has
     its own TimeoutSeconds, and the execution's outlasts a run whose every task takes all of its own, the
     training Map's rounds and the failure path included."""
-    template = dev.json(dev.workload)
-    (machine,) = [
-        r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
-    ]
-    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    graph = json.loads("".join(p if isinstance(p, str) else "REF" for p in parts))
+    graph = _graph(dev)
     config = load_config(context_for("dev"), environ={})
     batch = (3 * (240 + 240) + 10) * 60  # a Batch job: 3 attempts, each RUNNABLE then running, + 10 min
     longest = guards.check_task_timeouts(config, graph)
