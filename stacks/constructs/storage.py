@@ -21,6 +21,14 @@ CURATED_VERSIONS_KEPT = Duration.days(7)
 ARTIFACT_VERSIONS_KEPT = Duration.days(30)
 
 
+def _expire_prefix(rule_id: str, prefix: str, after: Duration) -> s3.LifecycleRule:
+    """Objects under `prefix` expire after `after`; in a versioned bucket the version that leaves goes the next
+    day, not after the bucket's whole keeping time."""
+    return s3.LifecycleRule(
+        id=rule_id, prefix=prefix, expiration=after, noncurrent_version_expiration=Duration.days(1)
+    )
+
+
 def _expire_noncurrent(kept: Duration) -> s3.LifecycleRule:
     """Old versions go after `kept`; a delete marker left with no version behind it goes too."""
     return s3.LifecycleRule(
@@ -177,28 +185,16 @@ class Storage(Construct):
             config,
             "raw",
             removal,
-            versioned=True,
             lifecycle=[abort_uploads, _expire_noncurrent(RAW_VERSIONS_KEPT)],
         )
         self.curated_bucket = self._data_bucket(
             config,
             "curated",
             removal,
-            versioned=True,
             lifecycle=[
                 abort_uploads,
-                s3.LifecycleRule(
-                    id="expire-tmp",
-                    prefix="tmp/",
-                    expiration=TMP_EXPIRY,
-                    noncurrent_version_expiration=Duration.days(1),
-                ),
-                s3.LifecycleRule(
-                    id="expire-quarantine",
-                    prefix="quarantine/",
-                    expiration=Duration.days(90),
-                    noncurrent_version_expiration=Duration.days(1),
-                ),
+                _expire_prefix("expire-tmp", "tmp/", TMP_EXPIRY),
+                _expire_prefix("expire-quarantine", "quarantine/", Duration.days(90)),
                 _expire_noncurrent(CURATED_VERSIONS_KEPT),
             ],
         )
@@ -206,21 +202,10 @@ class Storage(Construct):
             config,
             "artifacts",
             removal,
-            versioned=True,
             lifecycle=[
                 abort_uploads,
-                s3.LifecycleRule(
-                    id="expire-checkpoints",
-                    prefix="checkpoints/",
-                    expiration=CHECKPOINT_EXPIRY,
-                    noncurrent_version_expiration=Duration.days(1),
-                ),
-                s3.LifecycleRule(
-                    id="expire-tmp",
-                    prefix="tmp/",
-                    expiration=TMP_EXPIRY,
-                    noncurrent_version_expiration=Duration.days(1),
-                ),
+                _expire_prefix("expire-checkpoints", "checkpoints/", CHECKPOINT_EXPIRY),
+                _expire_prefix("expire-tmp", "tmp/", TMP_EXPIRY),
                 _expire_noncurrent(ARTIFACT_VERSIONS_KEPT),
             ],
         )
@@ -240,7 +225,6 @@ class Storage(Construct):
         removal: RemovalPolicy,
         *,
         lifecycle: list[s3.LifecycleRule],
-        versioned: bool = False,
     ) -> s3.Bucket:
         return s3.Bucket(
             self,
@@ -252,7 +236,7 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=versioned,
+            versioned=True,  # every data bucket: what a run overwrites or deletes can be restored
             server_access_logs_bucket=self.logs_bucket,
             server_access_logs_prefix=f"s3/{purpose}/",
             lifecycle_rules=lifecycle,
