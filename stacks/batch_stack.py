@@ -8,10 +8,11 @@ from constructs import Construct
 from mlpipe.config import MlpipeConfig
 from mlpipe.workload import Workload, share_identifier
 from stacks.base import MlpipeStack
-from stacks.constructs.batch import BatchCompute
+from stacks.constructs.batch import JOB_LOG_GROUP, BatchCompute, publish_queues
 from stacks.constructs.common import encrypted_log_group
-from stacks.constructs.network import Network
-from stacks.constructs.storage import Storage
+from stacks.constructs.handoff import publish
+from stacks.constructs.network import import_network
+from stacks.constructs.storage import import_lake
 from stacks.defaults import removal_policy
 
 
@@ -24,16 +25,15 @@ class BatchStack(MlpipeStack):
         construct_id: str,
         *,
         config: MlpipeConfig,
-        network: Network,
-        storage: Storage,
         workloads: Sequence[Workload],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        network = import_network(self, config)
         self.log_group = encrypted_log_group(
             self,
             "JobLogs",
-            key=storage.key,
+            key=import_lake(self, config).key,
             retention_days=config.log_retention_days,
             removal=removal_policy(config),
         )
@@ -42,11 +42,13 @@ class BatchStack(MlpipeStack):
             "Batch",
             config=config.batch,
             vpc=network.vpc,
-            subnets=network.workload_subnets,
+            subnets=network.subnets,
             shares=[share_identifier(w.name) for w in workloads],
         )
         b = self.batch
         self.output("SpotFirstQueue", b.spot_first_queue.job_queue_arn, "Spot first, then On-Demand")
         self.output("OnDemandQueue", b.on_demand_queue.job_queue_arn, "On-Demand (multi-node jobs)")
         self.output("JobLogGroup", self.log_group.log_group_name, "Logs of every Batch job")
+        publish_queues(self, config, b)
+        publish(self, config, JOB_LOG_GROUP, self.log_group.log_group_arn, "the log group of every Batch job")
         self.output("Workloads", ",".join(w.name for w in workloads), "The workloads that share these queues")

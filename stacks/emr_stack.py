@@ -6,10 +6,11 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
-from stacks.constructs.emr import TLS_CERTIFICATES_KEY, Emr
+from stacks.constructs.emr import CLUSTER_ID, TLS_CERTIFICATES_KEY, Emr
 from stacks.constructs.emr_certificates import EmrCertificates
-from stacks.constructs.network import Network
-from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.handoff import publish
+from stacks.constructs.network import import_network
+from stacks.constructs.storage import import_lake
 from stacks.defaults import removal_policy, resource_name
 
 
@@ -23,12 +24,12 @@ class EmrStack(MlpipeStack):
         construct_id: str,
         *,
         config: MlpipeConfig,
-        network: Network,
-        storage: Storage,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        lake = import_lake(self, config, storage.key)
+        lake = import_lake(self, config)
+        # Only the persistent cluster runs in this stack; transient ones are created by each workload's runs.
+        network = import_network(self, config) if config.emr.mode == "persistent" else None
         self.emr = Emr(
             self,
             "Emr",
@@ -40,8 +41,7 @@ class EmrStack(MlpipeStack):
                 if config.emr.mode == "persistent"
                 else resource_name(config)
             ),
-            vpc=network.vpc,
-            subnets=network.workload_subnets,
+            network=network,
             private=config.network.profile == "prod",
             key=lake.key,
             artifacts_bucket=lake.artifacts_bucket,
@@ -62,3 +62,4 @@ class EmrStack(MlpipeStack):
         self.emr.security_configuration.add_resource_dependency(self.certificates.resource.node.default_child)  # type: ignore[arg-type]
         if self.emr.cluster is not None:
             self.output("ClusterId", self.emr.cluster.ref, "The persistent EMR cluster")
+            publish(self, config, CLUSTER_ID, self.emr.cluster.ref, "the persistent EMR cluster")

@@ -6,9 +6,10 @@ from typing import Any
 from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
+from mlpipe.workload import Workload
 from stacks.base import MlpipeStack
 from stacks.constructs.emr_certificates import days_to_expiry
-from stacks.constructs.monitoring import Monitoring, WorkloadSection
+from stacks.constructs.monitoring import Monitoring, import_section
 from stacks.defaults import resource_name
 
 
@@ -22,7 +23,7 @@ class MonitoringStack(MlpipeStack):
         construct_id: str,
         *,
         config: MlpipeConfig,
-        workloads: Sequence[WorkloadSection],
+        workloads: Sequence[Workload],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -30,6 +31,8 @@ class MonitoringStack(MlpipeStack):
             self,
             "Monitoring",
             dashboard_name=resource_name(config),
-            workloads=workloads,
+            workloads=[
+                import_section(self, config, w.name, has_clean_stage=w.clean is not None) for w in workloads
+            ],
             certificates=days_to_expiry(config.env),
         )

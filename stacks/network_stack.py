@@ -7,7 +7,7 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
-from stacks.constructs.network import Network
+from stacks.constructs.network import Network, publish_network
 from stacks.defaults import bucket_name
 
 
@@ -18,3 +18,4 @@ class NetworkStack(MlpipeStack):
         super().__init__(scope, construct_id, **kwargs)
         logs_bucket = s3.Bucket.from_bucket_name(self, "LogsBucket", bucket_name(config, "logs"))
         self.network = Network(self, "Network", config=config.network, logs_bucket=logs_bucket)
+        publish_network(self, config, self.network)

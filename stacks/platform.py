@@ -12,7 +12,6 @@ from mlpipe.config import MlpipeConfig
 from mlpipe.workload import Workload, WorkloadError, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
-from stacks.constructs.monitoring import WorkloadSection
 from stacks.constructs.workload_code import stage
 from stacks.emr_stack import EmrStack
 from stacks.monitoring_stack import MonitoringStack
@@ -65,17 +64,13 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
     storage = StorageStack(
         app, name("Storage"), **kwargs("Storage", "KMS key, data-lake buckets, Glue database")
     )
-    s = storage.storage
     network = NetworkStack(
         app, name("Network"), **kwargs("Network", f"VPC ({config.network.profile} profile)")
     )
-    n = network.network
-    emr = EmrStack(app, name("Emr"), network=n, storage=s, **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"))
+    emr = EmrStack(app, name("Emr"), **kwargs("Emr", f"EMR on EC2 ({config.emr.mode})"))
     batch = BatchStack(
         app,
         name("Batch"),
-        network=n,
-        storage=s,
         workloads=workloads,
         **kwargs("Batch", "AWS Batch GPU compute and fair-share queues"),
     )
@@ -87,10 +82,8 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
             name(concern),
             workload=workload,
             package=stage(workload),
-            storage=s,
             emr_=emr.emr,
             batch_=batch.batch,
-            job_log_group=batch.log_group,
             **kwargs(
                 concern, f"workload {workload.name}: Glue, EMR steps, Batch jobs, Lambdas, state machine"
             ),
@@ -98,21 +91,20 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
     monitoring = MonitoringStack(
         app,
         name("Monitoring"),
-        workloads=[
-            WorkloadSection(
-                name=w,
-                state_machine=stack.pipeline.state_machine,
-                functions=[stack.pipeline.preprocessing, stack.pipeline.training, stack.pipeline.inference],
-                glue_job_name=stack.glue.job_name if stack.glue is not None else None,
-                topic=stack.pipeline.topic,
-            )
-            for w, stack in pipelines.items()
-        ],
+        workloads=workloads,
         **kwargs("Monitoring", "dashboard and alarms"),
     )
     platform = Platform(storage, network, emr, batch, pipelines, monitoring)
-    for stack in platform.stacks()[1:]:
-        stack.add_stack_dependency(storage)  # they name the lake's buckets without cross-stack references
+    # Each stack reads the values of those it depends on at its deploy (handoff.py): they deploy first.
+    for stack in (network, emr, batch):
+        stack.add_stack_dependency(storage)
+    emr.add_stack_dependency(network)
+    batch.add_stack_dependency(network)
+    for pipeline in pipelines.values():
+        for producer in (storage, network, emr, batch):
+            pipeline.add_stack_dependency(producer)
+        monitoring.add_stack_dependency(pipeline)
+    monitoring.add_stack_dependency(storage)
     for stack in platform.stacks():
         Tags.of(stack).add("project", "mlpipe")
         Tags.of(stack).add("mlpipe:env", config.env)

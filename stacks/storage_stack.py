@@ -6,7 +6,8 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.base import MlpipeStack
-from stacks.constructs.storage import Storage
+from stacks.constructs.handoff import publish
+from stacks.constructs.storage import KEY_ARN, Storage
 
 
 class StorageStack(MlpipeStack):
@@ -21,3 +22,4 @@ class StorageStack(MlpipeStack):
             "ArtifactsBucket", self.storage.artifacts_bucket.bucket_name, "Models, metrics, checkpoints"
         )
         self.output("KeyArn", self.storage.key.key_arn, "KMS key of the data lake")
+        publish(self, config, KEY_ARN, self.storage.key.key_arn, "the data lake's KMS key")

@@ -50,6 +50,7 @@ BINDINGS = (
     "aws_sagemaker",
     "aws_sns",
     "aws_sns_subscriptions",
+    "aws_ssm",
     "aws_stepfunctions",
     "aws_stepfunctions_tasks",
 )

@@ -9,11 +9,14 @@ from constructs import Construct
 from mlpipe.config import MlpipeConfig, workload_vcpu_limit
 from mlpipe.workload import Workload, share_identifier
 from stacks.base import MlpipeStack
-from stacks.constructs.batch import BatchCompute
-from stacks.constructs.emr import Emr, EmrSteps
+from stacks.constructs.batch import JOB_LOG_GROUP, BatchCompute, import_queues
+from stacks.constructs.emr import CLUSTER_ID, Emr, EmrSteps
 from stacks.constructs.glue_etl import GlueEtl
+from stacks.constructs.handoff import receive
+from stacks.constructs.monitoring import WorkloadSection, publish_section
+from stacks.constructs.network import import_network
 from stacks.constructs.pipeline import Pipeline
-from stacks.constructs.storage import Storage, import_lake
+from stacks.constructs.storage import import_lake
 from stacks.constructs.workload_code import StagedPackage, WorkloadCode, stage_wheel_as_zip
 from stacks.constructs.workload_image import WorkloadImage
 from stacks.constructs.workload_jobs import WorkloadJobs
@@ -33,14 +36,16 @@ class WorkloadStack(MlpipeStack):
         config: MlpipeConfig,
         workload: Workload,
         package: StagedPackage,
-        storage: Storage,
         emr_: Emr,
         batch_: BatchCompute,
-        job_log_group: logs.ILogGroup,
         **kwargs: Any,
     ) -> None:
+        """`emr_` and `batch_` give settings only: their stacks' values arrive as handoffs (handoff.py)."""
         super().__init__(scope, construct_id, **kwargs)
-        lake = import_lake(self, config, storage.key)
+        lake = import_lake(self, config)
+        job_log_group = logs.LogGroup.from_log_group_arn(
+            self, "JobLogs", receive(self, config, JOB_LOG_GROUP)
+        )
         code = WorkloadCode(self, "WorkloadCode", package=package)
         # The workload's pure-Python wheels for its Spark code, as zips on Glue's and EMR's Python path.
         spark_wheels = [
@@ -59,7 +64,7 @@ class WorkloadStack(MlpipeStack):
             code=code,
             image=image,
             image_hash=image_hash,
-            key=storage.key,
+            key=lake.key,
             raw_bucket=lake.raw_bucket,
             curated_bucket=lake.curated_bucket,
             artifacts_bucket=lake.artifacts_bucket,
@@ -75,7 +80,7 @@ class WorkloadStack(MlpipeStack):
                 config=config.glue,
                 workload=workload,
                 code=code,
-                key=storage.key,
+                key=lake.key,
                 raw_bucket=lake.raw_bucket,
                 curated_bucket=lake.curated_bucket,
                 artifacts_bucket=lake.artifacts_bucket,
@@ -91,8 +96,11 @@ class WorkloadStack(MlpipeStack):
                 emr_=emr_,
                 workload=workload,
                 code=code,
-                curated_bucket=lake.curated_bucket,
+                # A transient cluster runs in this stack's security groups; the persistent one has its own.
+                network=None if emr_.persistent else import_network(self, config),
+                lake=lake,
                 wheels=spark_wheels,
+                cluster_id=receive(self, config, CLUSTER_ID) if emr_.persistent else None,
             )
             if workload.features is not None
             else None
@@ -105,12 +113,23 @@ class WorkloadStack(MlpipeStack):
             code=code,
             glue_etl=self.glue,
             steps=self.steps,
-            batch_=batch_,
+            queues=import_queues(self, config),
             jobs=self.jobs,
             workload=workload,
             removal=removal_policy(config),
         )
         p, j = self.pipeline, self.jobs
+        publish_section(
+            self,
+            config,
+            WorkloadSection(
+                name=workload.name,
+                state_machine=p.state_machine,
+                functions=[p.preprocessing, p.training, p.inference],
+                glue_job_name=self.glue.job_name if self.glue is not None else None,
+                topic=p.topic,
+            ),
+        )
         self.output("Workload", workload.name, "The workload this pipeline runs")
         self.output("JobInput", j.input_uri, "The prefix its Batch jobs read")
         self.output("ShareIdentifier", share_identifier(workload.name), "Its share of the Batch queues")

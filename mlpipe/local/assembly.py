@@ -5,7 +5,8 @@ CloudFormation gives each resource a physical name at deploy time. Locally there
 reference resolves to a deterministic stand-in: the name the template gives (`FunctionName`, `BucketName`,
 `Name`, ...) when it gives one, otherwise `<stack name>-<logical id>`; ARNs are built from that name, the
 assembly's region and `account`. Only the intrinsics that the templates use are understood (`Ref`,
-`Fn::GetAtt`, `Fn::Join`, `Fn::Sub`, `Fn::GetStackOutput`, `Fn::ImportValue`); anything else raises
+`Fn::GetAtt`, `Fn::Join`, `Fn::Sub`, `Fn::GetStackOutput`, `Fn::ImportValue`, and Parameter Store parameters
+that another stack of the assembly stores); anything else raises
 `UnresolvableReference`, so a template that changes shape fails loudly instead of resolving to nonsense.
 """
 
@@ -135,6 +136,9 @@ class CloudAssembly:
         }
         if name in pseudo:
             return pseudo[name]
+        parameter = stack.template.get("Parameters", {}).get(name)
+        if parameter is not None:
+            return str(self._parameter(stack, name, parameter))
         resource = self._resource(stack, name)
         rule = _TYPES.get(resource["Type"])
         if rule is None:
@@ -180,6 +184,20 @@ class CloudAssembly:
         except KeyError:
             raise UnresolvableReference(f"{stack.name} has no output {output_name!r}") from None
         return self.resolve(value, stack)
+
+    def _parameter(self, stack: Stack, name: str, parameter: Mapping[str, Any]) -> Any:
+        """A parameter read from Parameter Store at deploy: the value that a stack of the assembly stores there."""
+        if parameter.get("Type") != "AWS::SSM::Parameter::Value<String>":
+            raise UnresolvableReference(
+                f"{stack.name} parameter {name} of type {parameter.get('Type')} is not supported"
+            )
+        for other, _, resource in self.find("AWS::SSM::Parameter"):
+            props = resource.get("Properties", {})
+            if self.resolve(props.get("Name"), other) == parameter.get("Default"):
+                return self.resolve(props["Value"], other)
+        raise UnresolvableReference(
+            f"no stack stores the parameter {parameter.get('Default')} that {stack.name} reads"
+        )
 
     def _import(self, export_name: str) -> Any:
         for stack in self.stacks.values():

@@ -4,6 +4,7 @@ workload's job definitions (stacks/constructs/workload_jobs.py) run."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_batch as batch
@@ -12,8 +13,9 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from mlpipe.config import BatchConfig
+from mlpipe.config import BatchConfig, MlpipeConfig
 from stacks.constructs.common import acknowledge
+from stacks.constructs.handoff import publish, receive
 from stacks.defaults import BATCH_CONTAINERS_DIR
 from stacks.dlc_image import dlc_training_image
 
@@ -39,7 +41,7 @@ class BatchCompute(Construct):
         *,
         config: BatchConfig,
         vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        subnets: Sequence[ec2.ISubnet],
         shares: Sequence[str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -75,13 +77,15 @@ class BatchCompute(Construct):
         )
         gpu_ami = [batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)]
 
+        all_subnets = ec2.SubnetSelection(subnets=list(subnets))
+
         def environment(
             construct_id: str,
             *,
             spot: bool,
             instance_types: tuple[str, ...],
             max_vcpus: int,
-            vpc_subnets: ec2.SubnetSelection = subnets,
+            vpc_subnets: ec2.SubnetSelection = all_subnets,
             placement_group: ec2.IPlacementGroup | None = None,
         ) -> batch.ManagedEc2EcsComputeEnvironment:
             env = batch.ManagedEc2EcsComputeEnvironment(
@@ -128,15 +132,12 @@ class BatchCompute(Construct):
         # Multi-node jobs on their own On-Demand environment: one instance type, in one subnet, in a cluster
         # placement group (Batch's guide, "Compute environments for multi-node parallel jobs": a cluster placement
         # group in a single Availability Zone), so the nodes of a DDP job sit close together.
-        first_subnet = vpc.select_subnets(
-            subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
-        ).subnets[0]
         self.multinode_environment = environment(
             "MultiNodeEnvironment",
             spot=False,
             instance_types=(config.multinode_instance_type,),
             max_vcpus=config.max_vcpus_multinode,
-            vpc_subnets=ec2.SubnetSelection(subnets=[first_subnet]),
+            vpc_subnets=ec2.SubnetSelection(subnets=[subnets[0]]),
             placement_group=ec2.PlacementGroup(
                 self, "MultiNodePlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
             ),
@@ -199,3 +200,31 @@ class BatchCompute(Construct):
             exclude=_DOCKER_EXCLUDES,
         )
         self.image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
+
+
+JOB_LOG_GROUP = "batch/job-log-group-arn"  # the handoff path of the jobs' log group
+
+
+@dataclass(frozen=True)
+class JobQueues:
+    """The shared fair-share queues, as a workload's stack sees them."""
+
+    spot_first: batch.IJobQueue
+    on_demand: batch.IJobQueue
+
+
+def publish_queues(scope: Construct, config: MlpipeConfig, compute: BatchCompute) -> None:
+    publish(scope, config, "batch/spot-first-queue-arn", compute.spot_first_queue.job_queue_arn,
+            "the Spot-first job queue")  # fmt: skip
+    publish(scope, config, "batch/on-demand-queue-arn", compute.on_demand_queue.job_queue_arn,
+            "the On-Demand (multi-node) job queue")  # fmt: skip
+
+
+def import_queues(scope: Construct, config: MlpipeConfig) -> JobQueues:
+    def queue(construct_id: str, path: str) -> batch.IJobQueue:
+        return batch.JobQueue.from_job_queue_arn(scope, construct_id, receive(scope, config, path))
+
+    return JobQueues(
+        spot_first=queue("SpotFirstQueue", "batch/spot-first-queue-arn"),
+        on_demand=queue("OnDemandQueue", "batch/on-demand-queue-arn"),
+    )

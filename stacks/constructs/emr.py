@@ -37,6 +37,8 @@ from stacks.constructs.common import (
     allow_objects,
     content_name,
 )
+from stacks.constructs.network import WorkloadNetwork
+from stacks.constructs.storage import DataLake
 from stacks.constructs.workload_code import WorkloadCode, feature_driver_arguments
 from stacks.defaults import EMR_CREATE_CLUSTER_TIMEOUT, EMR_MANAGED_POLICY_TAG, EMR_STEPS_DIR
 
@@ -51,6 +53,9 @@ class Fleet:
     instance_types: tuple[str, ...]
     on_demand: int
     spot: int
+
+
+CLUSTER_ID = "emr/cluster-id"  # the handoff path of the persistent cluster's id
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,7 @@ class Emr(Construct):
         name_prefix: str,
         role_prefix: str,
         cluster_name: str,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        network: WorkloadNetwork | None,
         private: bool,
         key: kms.IKey,
         artifacts_bucket: s3.IBucket,
@@ -199,10 +203,7 @@ class Emr(Construct):
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         )  # fmt: skip
 
-        self._vpc, self._private = vpc, private
-        self.subnet_ids = vpc.select_subnets(
-            subnet_type=subnets.subnet_type, subnet_group_name=subnets.subnet_group_name
-        ).subnet_ids
+        self.private = private
 
         self.cluster: emr.CfnCluster | None = None
         self.instance_role: iam.Role | None = None
@@ -216,7 +217,9 @@ class Emr(Construct):
                                                role_name=self.instance_role_name)  # fmt: skip
             profile = instance_profile(self, "InstanceProfile", self.instance_role)
             allow_pass_role(self.service_role, self.instance_role)
-            spec = self.cluster_spec(cluster_name, self.instance_role, self.security_groups(self))
+            assert network is not None, "the persistent cluster runs in the workload network"
+            groups = security_groups(self, network.vpc, private=private)
+            spec = self.cluster_spec(cluster_name, self.instance_role, groups, network.subnet_ids)
             self.cluster = persistent_cluster(self, "Cluster", spec)
             self.cluster.add_resource_dependency(profile)
             self.cluster.add_resource_dependency(self.security_configuration)  # referenced by name only
@@ -235,12 +238,11 @@ class Emr(Construct):
                 "through the API (IAM-authenticated), and the security groups admit no outside traffic.",
             )
 
-    def security_groups(self, scope: Construct) -> SecurityGroups:
-        return security_groups(scope, self._vpc, private=self._private)
-
-    def cluster_spec(self, name: str, role: iam.IRole, groups: SecurityGroups) -> ClusterSpec:
+    def cluster_spec(
+        self, name: str, role: iam.IRole, groups: SecurityGroups, subnet_ids: Sequence[str]
+    ) -> ClusterSpec:
         """A cluster of this configuration whose nodes run as `role` (instance profile of the same name) in
-        `groups`."""
+        `groups`, in one of `subnet_ids`."""
         config = self.config
         return ClusterSpec(
             name=name,
@@ -250,7 +252,7 @@ class Emr(Construct):
                 Fleet("CORE", config.core_instance_types, on_demand=config.core_capacity, spot=0),
                 Fleet("TASK", config.task_instance_types, on_demand=0, spot=config.task_spot_capacity),
             ),
-            subnet_ids=self.subnet_ids,
+            subnet_ids=list(subnet_ids),
             primary_security_group=groups.primary.security_group_id,
             core_security_group=groups.core.security_group_id,
             service_access_security_group=(
@@ -365,13 +367,17 @@ class EmrSteps(Construct):
         emr_: Emr,
         workload: Workload,
         code: WorkloadCode,
-        curated_bucket: s3.IBucket,
+        network: WorkloadNetwork | None,
+        lake: DataLake,
         wheels: Sequence[s3_assets.Asset] = (),
+        cluster_id: str | None = None,
     ) -> None:
+        """`network` (transient mode) and `lake` as this stack imports them; `cluster_id`: the persistent
+        cluster's."""
         super().__init__(scope, construct_id)
         self.code = code
         self.wheels = list(wheels)
-        self.cluster = emr_.cluster
+        self.cluster_id = cluster_id
         self.features_arguments, self.inference_features_arguments = feature_driver_arguments(workload)
 
         # Spark step code: each entry script as a file (mlpipe's drivers, or the workload's whole scripts), and
@@ -393,39 +399,45 @@ class EmrSteps(Construct):
         self.cluster_spec: ClusterSpec | None = None
         self.execution_role: iam.Role | None = None
         if emr_.persistent:
-            assert emr_.instance_role is not None
+            cluster_role = iam.Role.from_role_name(self, "ClusterRole", emr_.instance_role_name)
             role = iam.Role(
                 self,
                 "RuntimeRole",
-                assumed_by=iam.ArnPrincipal(emr_.instance_role.role_arn),
+                assumed_by=iam.ArnPrincipal(cluster_role.role_arn),
                 description=f"mlpipe {workload.name} EMR steps (runtime role)",
             )
             # PropagateSourceIdentity: the cluster passes the caller's identity on to the step's session.
             role.assume_role_policy.add_statements(  # type: ignore[union-attr]
                 iam.PolicyStatement(
                     actions=["sts:SetSourceIdentity"],
-                    principals=[iam.ArnPrincipal(emr_.instance_role.role_arn)],
+                    principals=[iam.ArnPrincipal(cluster_role.role_arn)],
                 )
             )
-            allow_key(role, emr_.key)
+            allow_key(role, lake.key)
             # ...and the cluster's role may assume it: a policy of this stack on the named shared role.
             iam.Policy(
                 self,
                 "ClusterAssumesRuntimeRole",
-                roles=[iam.Role.from_role_name(self, "ClusterRole", emr_.instance_role_name)],
+                roles=[cluster_role],
                 statements=[iam.PolicyStatement(actions=["sts:AssumeRole", "sts:SetSourceIdentity"],
                                                 resources=[role.role_arn])],
             )  # fmt: skip
             self.execution_role = role
         else:
-            role = instance_role(self, "InstanceRole", key=emr_.key, artifacts_bucket=emr_.artifacts_bucket,
-                                 logs_bucket=emr_.logs_bucket, description=f"mlpipe {workload.name} EMR nodes")  # fmt: skip
+            role = instance_role(self, "InstanceRole", key=lake.key, artifacts_bucket=lake.artifacts_bucket,
+                                 logs_bucket=lake.logs_bucket, description=f"mlpipe {workload.name} EMR nodes")  # fmt: skip
             profile = instance_profile(self, "InstanceProfile", role)
             # Imported by name: the PassRole of this node role that EMR's service role needs (CDK's create-cluster
             # task adds it) becomes a policy of this stack, which comes and goes with the workload.
             service_role = iam.Role.from_role_name(self, "ServiceRole", emr_.service_role_name)
+            assert network is not None, "a transient cluster runs in the workload network"
             self.cluster_spec = dataclasses.replace(
-                emr_.cluster_spec(f"{emr_.cluster_name}-{workload.name}", role, emr_.security_groups(self)),
+                emr_.cluster_spec(
+                    f"{emr_.cluster_name}-{workload.name}",
+                    role,
+                    security_groups(self, network.vpc, private=emr_.private),
+                    network.subnet_ids,
+                ),
                 service_role=service_role,
             )
             self.instance_profile = profile
@@ -437,9 +449,9 @@ class EmrSteps(Construct):
              for a in (self.features_script, self.inference_features_script, self.py_files, code.asset,
                        *self.wheels)],
         )  # fmt: skip
-        allow_objects(role, curated_bucket, [f"curated/{workload.name}/"], S3_READ)
+        allow_objects(role, lake.curated_bucket, [f"curated/{workload.name}/"], S3_READ)
         # Spark's output committer writes, renames (copy + delete) and cleans up under the output prefix.
-        allow_objects(role, curated_bucket, [f"features/{workload.name}/"], S3_READ_WRITE_DELETE)
+        allow_objects(role, lake.curated_bucket, [f"features/{workload.name}/"], S3_READ_WRITE_DELETE)
 
     def step_script_uris(self) -> dict[str, str]:
         """The S3 URIs the preprocessing Lambda puts into the spark-submit argv."""

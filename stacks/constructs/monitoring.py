@@ -13,6 +13,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from mlpipe.config import MlpipeConfig
+from stacks.constructs.handoff import publish, receive
 from stacks.defaults import CERTIFICATES_ALARM_DAYS
 
 _PERIOD = Duration.minutes(5)
@@ -35,6 +37,44 @@ class WorkloadSection:
     glue_job_name: str | None
     """None: the workload has no clean stage."""
     topic: sns.ITopic
+
+
+FUNCTIONS = ("preprocessing", "training", "inference")  # the Lambdas of every workload, by role
+
+
+def publish_section(scope: Construct, config: MlpipeConfig, section: WorkloadSection) -> None:
+    """Hand what the Monitoring stack shows of a workload over from the workload's stack."""
+    base = f"workloads/{section.name}"
+    publish(scope, config, f"{base}/state-machine-arn", section.state_machine.state_machine_arn,
+            f"{section.name}'s state machine")  # fmt: skip
+    publish(scope, config, f"{base}/failure-topic-arn", section.topic.topic_arn, f"{section.name}'s topic")
+    for role, function in zip(FUNCTIONS, section.functions, strict=True):
+        publish(scope, config, f"{base}/{role}-function", function.function_name,
+                f"{section.name}'s {role} Lambda")  # fmt: skip
+    if section.glue_job_name is not None:
+        publish(scope, config, f"{base}/clean-job", section.glue_job_name, f"{section.name}'s Glue job")
+
+
+def import_section(
+    scope: Construct, config: MlpipeConfig, name: str, *, has_clean_stage: bool
+) -> WorkloadSection:
+    """The section that `publish_section` handed over, in `scope`'s stack."""
+    base = f"workloads/{name}"
+    imports = Construct(scope, f"Workload-{name}")
+    return WorkloadSection(
+        name=name,
+        state_machine=sfn.StateMachine.from_state_machine_arn(
+            imports, "StateMachine", receive(scope, config, f"{base}/state-machine-arn")
+        ),
+        functions=[
+            lambda_.Function.from_function_name(
+                imports, role.title(), receive(scope, config, f"{base}/{role}-function")
+            )
+            for role in FUNCTIONS
+        ],
+        glue_job_name=receive(scope, config, f"{base}/clean-job") if has_clean_stage else None,
+        topic=sns.Topic.from_topic_arn(imports, "Topic", receive(scope, config, f"{base}/failure-topic-arn")),
+    )
 
 
 class Monitoring(Construct):

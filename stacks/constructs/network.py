@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Tags
+from dataclasses import dataclass
+
+from aws_cdk import Annotations, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlpipe.config import NetworkConfig
+from mlpipe.config import MlpipeConfig, NetworkConfig
+from stacks.constructs.handoff import publish, receive
 from stacks.defaults import EMR_MANAGED_POLICY_TAG
 
 # Interface endpoints that Batch (ECS agent, ECR pulls, logs), EMR, Glue and Step Functions' targets need
@@ -83,6 +86,10 @@ class Network(Construct):
             subnet_group_name=self.workload_subnets.subnet_group_name,
         ).subnets:
             Tags.of(subnet).add(*EMR_MANAGED_POLICY_TAG)
+        self.workload_subnet_ids = self.vpc.select_subnets(
+            subnet_type=self.workload_subnets.subnet_type,
+            subnet_group_name=self.workload_subnets.subnet_group_name,
+        ).subnet_ids
         self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets]
         )
@@ -111,3 +118,41 @@ class Network(Construct):
         if self.profile == "dev":
             return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
         return ec2.SubnetSelection(subnet_group_name="private")
+
+
+@dataclass(frozen=True)
+class WorkloadNetwork:
+    """The VPC and the subnets that EMR and Batch run in, as another stack sees them."""
+
+    vpc: ec2.IVpc
+    subnets: list[ec2.ISubnet]
+
+    @property
+    def subnet_ids(self) -> list[str]:
+        return [s.subnet_id for s in self.subnets]
+
+
+def publish_network(scope: Construct, config: MlpipeConfig, network: Network) -> None:
+    publish(scope, config, "network/vpc-id", network.vpc.vpc_id, "the VPC")
+    for i, subnet_id in enumerate(network.workload_subnet_ids):
+        publish(scope, config, f"network/workload-subnet-{i + 1}", subnet_id, "a subnet of EMR and Batch")
+
+
+def import_network(scope: Construct, config: MlpipeConfig) -> WorkloadNetwork:
+    """The network that `publish_network` handed over, in `scope`'s stack: one subnet per availability zone."""
+    zones = Stack.of(scope).availability_zones
+    vpc = ec2.Vpc.from_vpc_attributes(
+        scope, "Vpc", vpc_id=receive(scope, config, "network/vpc-id"), availability_zones=zones
+    )
+    subnets = [
+        ec2.Subnet.from_subnet_attributes(
+            scope,
+            f"WorkloadSubnet{i + 1}",
+            subnet_id=receive(scope, config, f"network/workload-subnet-{i + 1}"),
+            availability_zone=zone,
+        )
+        for i, zone in enumerate(zones)
+    ]
+    for subnet in subnets:  # the route tables stay the Network stack's concern; nothing here reads them
+        Annotations.of(subnet).acknowledge_warning("@aws-cdk/aws-ec2:noSubnetRouteTableId")
+    return WorkloadNetwork(vpc=vpc, subnets=subnets)

@@ -18,7 +18,6 @@ carry S3 pointers and small fields only.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from constructs import Construct
 from mlpipe.config import MlpipeConfig
 from mlpipe.workload import Workload, share_identifier
 from stacks import guards
-from stacks.constructs.batch import BatchCompute
+from stacks.constructs.batch import JobQueues
 from stacks.constructs.common import (
     S3_READ_WRITE,
     S3_READ_WRITE_DELETE,
@@ -221,7 +220,7 @@ class Pipeline(Construct):
         code: WorkloadCode,
         glue_etl: GlueEtl | None,
         steps: EmrSteps | None,
-        batch_: BatchCompute,
+        queues: JobQueues,
         jobs: WorkloadJobs,
         workload: Workload,
         removal: RemovalPolicy,
@@ -353,13 +352,13 @@ class Pipeline(Construct):
             service="elasticmapreduce", resource="cluster", resource_name="*"
         )
         self._clusters = self._region_clusters
-        if steps is not None and steps.cluster is not None:
+        if steps is not None and steps.cluster_id is not None:
             self._clusters = Stack.of(self).format_arn(
-                service="elasticmapreduce", resource="cluster", resource_name=steps.cluster.ref
+                service="elasticmapreduce", resource="cluster", resource_name=steps.cluster_id
             )
         self._transient = steps is not None and config.emr.mode == "transient"
         self._glue_job_name: str | None = None
-        definition = self._definition(glue_etl, steps, batch_, jobs)
+        definition = self._definition(glue_etl, steps, queues, jobs)
         stages = " and ".join(STAGE_LABELS[stage] for stage in workload.stages()) or "no Spark stage"
         self.state_machine = sfn.StateMachine(
             self,
@@ -374,8 +373,7 @@ class Pipeline(Construct):
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
-            comment=f"mlpipe {config.env} {workload.name}: {stages}, Batch GPU training and inference "
-            f"(deployment {self._fingerprint(jobs)})",
+            comment=f"mlpipe {config.env} {workload.name}: {stages}, Batch GPU training and inference",
         )
         allow_key(self.state_machine.role, key, ["kms:Decrypt", "kms:GenerateDataKey"])
         self._allow_batch_jobs()
@@ -431,26 +429,6 @@ class Pipeline(Construct):
             [stack.format_arn(service="events", resource="rule",
                               resource_name="StepFunctionsGetEventsForBatchJobsRule")],
         )  # fmt: skip
-
-    def _fingerprint(self, jobs: WorkloadJobs) -> str:
-        """The settings behind what the state machine runs, hashed into its template.
-
-        The shared stacks' values arrive through weak references (Fn::GetStackOutput): new Batch or EMR
-        settings there (new queues, a replaced cluster) leave this template's text unchanged, and the CLI would
-        skip the stack. The fingerprint changes with them, so this stack is deployed again.
-        """
-        # Not the workloads' vCPU caps: each lives in its workload's own stack.
-        batch_settings = dataclasses.asdict(self._config.batch)
-        for cap in ("workload_max_vcpus", "workload_vcpu_limits"):
-            del batch_settings[cap]
-        state = {
-            "batch": batch_settings,
-            "emr": dataclasses.asdict(self._config.emr),
-            "glue": dataclasses.asdict(self._config.glue),
-            "image": jobs.image_hash,
-            "commands": Stack.of(self).resolve(jobs.commands),  # token names shift; their references do not
-        }
-        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
     def _check_limits(self, jobs: WorkloadJobs) -> None:
         """Synth-time guards (stacks/guards.py): fail now rather than at the 46th candidate of a run."""
@@ -559,7 +537,7 @@ class Pipeline(Construct):
 
     # ------------------------------------------------------------------------------------------------
     def _definition(
-        self, glue_etl: GlueEtl | None, steps: EmrSteps | None, batch_: BatchCompute, jobs: WorkloadJobs
+        self, glue_etl: GlueEtl | None, steps: EmrSteps | None, queues: JobQueues, jobs: WorkloadJobs
     ) -> sfn.IChainable:
         config = self._config
         transient = steps is not None and config.emr.mode == "transient"  # a cluster per run to create
@@ -804,8 +782,8 @@ class Pipeline(Construct):
             )
             proceed = check_cleaning.otherwise
         elif steps is not None:
-            assert steps.cluster is not None
-            cluster_id = steps.cluster.ref
+            assert steps.cluster_id is not None
+            cluster_id = steps.cluster_id
             # The stack's cluster ends itself after idle_timeout_minutes: say so plainly rather than fail in a step.
             describe = tasks.CallAwsService(
                 self,
@@ -875,8 +853,8 @@ class Pipeline(Construct):
                 name,
             )
 
-        single = train("TrainSingleNode", batch_.spot_first_queue, jobs.training_job_definition)
-        multi = train("TrainMultiNode", batch_.on_demand_queue, jobs.multinode_job_definition)
+        single = train("TrainSingleNode", queues.spot_first, jobs.training_job_definition)
+        multi = train("TrainMultiNode", queues.on_demand, jobs.multinode_job_definition)
         train_map = sfn.Map(
             self,
             "TrainCandidates",
@@ -924,7 +902,7 @@ class Pipeline(Construct):
             submit(
                 "EvaluateModel",
                 job_name="States.Format('{}-evaluation', $.plan.run_id)",
-                queue=batch_.spot_first_queue,
+                queue=queues.spot_first,
                 definition=jobs.evaluation_job_definition,
                 parameters={
                     "input.$": "$.plan.manifest_uri",
@@ -974,7 +952,7 @@ class Pipeline(Construct):
             submit(
                 "BatchInference",
                 job_name="States.Format('{}-inference', $.plan.run_id)",
-                queue=batch_.spot_first_queue,
+                queue=queues.spot_first,
                 definition=jobs.inference_job_definition,
                 parameters={
                     "input.$": "$.plan.inference_manifest_uri",

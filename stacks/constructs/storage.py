@@ -13,6 +13,7 @@ from constructs import Construct
 
 from mlpipe.config import MlpipeConfig
 from stacks.constructs.common import acknowledge
+from stacks.constructs.handoff import receive
 from stacks.defaults import CHECKPOINT_EXPIRY, TMP_EXPIRY, bucket_name, glue_database_name, removal_policy
 
 # How long an overwritten or deleted object's previous version can be restored, per bucket.
@@ -36,6 +37,9 @@ def _expire_noncurrent(kept: Duration) -> s3.LifecycleRule:
     )
 
 
+KEY_ARN = "storage/key-arn"  # the handoff path of the project key's ARN
+
+
 @dataclass(frozen=True)
 class DataLake:
     """The lake as another stack sees it: the key, and the buckets imported by their deterministic names."""
@@ -47,8 +51,9 @@ class DataLake:
     logs_bucket: s3.IBucket
 
 
-def import_lake(scope: Construct, config: MlpipeConfig, key: kms.IKey) -> DataLake:
-    """Refer to the lake's buckets from another stack by name (no cross-stack export per bucket)."""
+def import_lake(scope: Construct, config: MlpipeConfig) -> DataLake:
+    """The lake in another stack: the buckets by their names, the key as the Storage stack hands it over."""
+    key = kms.Key.from_key_arn(scope, "Key", receive(scope, config, KEY_ARN))
 
     def bucket(purpose: str) -> s3.IBucket:
         return s3.Bucket.from_bucket_name(scope, f"{purpose.title()}Bucket", bucket_name(config, purpose))

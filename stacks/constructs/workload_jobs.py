@@ -21,7 +21,14 @@ from constructs import Construct
 from mlpipe.config import BatchConfig
 from mlpipe.instances import gpu_instance
 from mlpipe.workload import TABULAR_TRAINER, Workload
-from stacks.constructs.common import S3_READ, S3_READ_WRITE_DELETE, acknowledge, allow_key, allow_objects
+from stacks.constructs.common import (
+    S3_READ,
+    S3_READ_WRITE_DELETE,
+    acknowledge,
+    acknowledge_resource_wildcard,
+    allow_key,
+    allow_objects,
+)
 from stacks.constructs.workload_code import WorkloadCode
 
 TRAINING_PARAMETERS = {"input": "", "output": "", "checkpoint": "", "hyperparameters": "{}"}
@@ -159,6 +166,11 @@ class WorkloadJobs(Construct):
                 definition.execution_role,
                 "AwsSolutions-IAM5[Resource::*]",
                 "ecr:GetAuthorizationToken (pulling the image) has no resource-level permissions.",
+            )
+            acknowledge_resource_wildcard(
+                definition.execution_role,
+                log_group.log_group_arn,  # the group's ARN ends in :*, its streams
+                "The log streams of the shared Batch job log group: each job creates its own at run time.",
             )
             return definition
 

@@ -54,6 +54,16 @@ class Synth:
     def json(self, concern: str) -> dict[str, Any]:
         return json.loads(self.path(concern).read_text())
 
+    def handed_over(self, concern: str, value: Any) -> tuple[str, Any]:
+        """The stack that hands `value` (a `{"Ref": <parameter>}` of `concern`'s template) over through
+        Parameter Store (stacks/constructs/handoff.py), and the value it stores there."""
+        name = self.json(concern)["Parameters"][value["Ref"]]["Default"]
+        for producer in self.templates:
+            for resource in self.json(producer)["Resources"].values():
+                if resource["Type"] == "AWS::SSM::Parameter" and resource["Properties"]["Name"] == name:
+                    return producer, resource["Properties"]["Value"]
+        raise AssertionError(f"no stack stores {name}, which {concern} reads")
+
 
 def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     import aws_cdk as cdk

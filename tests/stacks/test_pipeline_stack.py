@@ -175,16 +175,13 @@ def test_emr_cluster_actions_reach_only_the_pipelines_clusters(synth_name: str, 
         assert set(resources) == GRANTED_CLUSTER_ACTIONS | tagging
         for action, arns in resources.items():
             assert arns == [{"Fn::Join": ["", [*arn[:2], arn[2] + "*"]]}], action
-    else:  # the ARN of the Emr stack's AWS::EMR::Cluster, whose id comes through that stack's output
+    else:  # the ARN of the Emr stack's AWS::EMR::Cluster, whose id the Emr stack hands over
         assert set(resources) == GRANTED_CLUSTER_ACTIONS
         (cluster,) = synth.template("Emr").find_resources("AWS::EMR::Cluster")
-        outputs = synth.json("Emr")["Outputs"]
         for action, arns in resources.items():
             ((join,),) = [a["Fn::Join"][1:] for a in arns]
             assert join[:3] == arn, action
-            output = join[3]["Fn::GetStackOutput"]
-            assert output["StackName"] == synth.config.stack_name("Emr"), action
-            assert outputs[output["OutputName"]]["Value"] == {"Ref": cluster}, action
+            assert synth.handed_over(synth.workload, join[3]) == ("Emr", {"Ref": cluster}), action
 
 
 def test_state_machine_logs_everything_encrypted_and_traces(dev: Any) -> None:

@@ -130,9 +130,9 @@ def test_lambdas_encrypt_their_environment_with_the_project_key_and_reserve_only
 ) -> None:
     key = next(k for k, v in both.json("Storage")["Resources"].items() if v["Type"] == "AWS::KMS::Key")
 
-    def functions(synth: Any) -> list[dict[str, Any]]:
+    def functions(synth: Any) -> list[tuple[str, dict[str, Any]]]:
         return [
-            r["Properties"]
+            (c, r["Properties"])
             for c in synth.templates
             if c.startswith("Workload-")
             for r in synth.json(c)["Resources"].values()
@@ -140,11 +140,12 @@ def test_lambdas_encrypt_their_environment_with_the_project_key_and_reserve_only
         ]
 
     assert len(functions(both)) == 6
-    for function in functions(both):
-        assert key in json.dumps(function["KmsKeyArn"])  # the Storage stack's key, by reference
+    for concern, function in functions(both):
+        # the Storage stack's key, as that stack hands it over
+        assert both.handed_over(concern, function["KmsKeyArn"]) == ("Storage", {"Fn::GetAtt": [key, "Arn"]})
         assert "ReservedConcurrentExecutions" not in function  # by default the account's pool stays whole
     # prod's test configuration sets pipeline.lambda_reserved_concurrency = 5
-    assert [f["ReservedConcurrentExecutions"] for f in functions(prod)] == [5, 5, 5]
+    assert [f["ReservedConcurrentExecutions"] for _, f in functions(prod)] == [5, 5, 5]
 
 
 def test_key_rotates(dev: Any) -> None:
