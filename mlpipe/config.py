@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
-from mlpipe.instances import GPU_INSTANCES, GpuInstance
+from mlpipe.instances import (
+    BATCH_GPU_IMAGE_TYPE,
+    FAMILIES_WITHOUT_GPU_IMAGE,
+    GPU_INSTANCES,
+    GpuInstance,
+    instance_family,
+)
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
@@ -337,8 +343,18 @@ def _require(condition: bool, path: str, message: str) -> None:
 def _gpu_types(types_: tuple[str, ...], path: str) -> list[GpuInstance]:
     _require(len(types_) > 0, path, "needs at least one instance type")
     for i, name in enumerate(types_):
-        _require(name in GPU_INSTANCES, f"{path}[{i}]", f"{name!r} is not a known GPU instance type")
+        _gpu_type(name, f"{path}[{i}]")
     return [GPU_INSTANCES[n] for n in types_]
+
+
+def _gpu_type(name: str, path: str) -> None:
+    _require(name in GPU_INSTANCES, path, f"{name!r} is not a known GPU instance type")
+    _require(
+        instance_family(name) not in FAMILIES_WITHOUT_GPU_IMAGE,
+        path,
+        f"{name!r} cannot run the compute environments' GPU AMI ({BATCH_GPU_IMAGE_TYPE} supports no "
+        f"{'/'.join(FAMILIES_WITHOUT_GPU_IMAGE)} instance)",
+    )
 
 
 def _fits(instance: GpuInstance, gpus: int, vcpus: int, memory_mib: int) -> bool:
@@ -455,11 +471,7 @@ def _check(config: MlpipeConfig, path: str) -> None:
             batch.inference_memory_mib,
             path,
         )
-    _require(
-        batch.multinode_instance_type in GPU_INSTANCES,
-        f"{path}.batch.multinode_instance_type",
-        f"{batch.multinode_instance_type!r} is not a known GPU instance type",
-    )
+    _gpu_type(batch.multinode_instance_type, f"{path}.batch.multinode_instance_type")
     node = GPU_INSTANCES[batch.multinode_instance_type]
     _require(
         batch.multinode_gpus_per_node <= node.gpus,

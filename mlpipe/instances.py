@@ -61,6 +61,17 @@ _CATALOG = (
 
 GPU_INSTANCES: dict[str, GpuInstance] = {i.name: i for i in _CATALOG}
 
+# The AMI of mlpipe's Batch GPU compute environments, and the families it cannot run. AWS Batch's
+# Ec2Configuration reference: "ECS_AL2023_NVIDIA doesn't support p3 and g3 instance types" (p3dn and g3s
+# are sizes of those families with their V100 and M60 GPUs).
+BATCH_GPU_IMAGE_TYPE = "ECS_AL2023_NVIDIA"
+FAMILIES_WITHOUT_GPU_IMAGE = ("p3", "p3dn", "g3", "g3s")
+
+
+def instance_family(name: str) -> str:
+    """`p3` for `p3.2xlarge`."""
+    return name.partition(".")[0]
+
 
 def gpu_instance(name: str) -> GpuInstance:
     """The catalog entry for `name`; KeyError names the known types when it is not a GPU type."""

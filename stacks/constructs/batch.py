@@ -14,6 +14,7 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from mlpipe.config import BatchConfig, MlpipeConfig
+from mlpipe.instances import BATCH_GPU_IMAGE_TYPE
 from stacks.constructs.common import acknowledge
 from stacks.constructs.handoff import publish, receive
 from stacks.defaults import BATCH_CONTAINERS_DIR
@@ -75,7 +76,7 @@ class BatchCompute(Construct):
                 )
             ],
         )
-        gpu_ami = [batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)]
+        gpu_ami = [batch.EcsMachineImage(image_type=batch.EcsMachineImageType(BATCH_GPU_IMAGE_TYPE))]
 
         all_subnets = ec2.SubnetSelection(subnets=list(subnets))
 

@@ -73,6 +73,16 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
             {"batch": {"spot_instance_types": ["m5.large"]}},
             "environments.dev.batch.spot_instance_types[0]: 'm5.large' is not a known GPU instance type",
         ),
+        # AWS Batch's Ec2Configuration: "ECS_AL2023_NVIDIA doesn't support p3 and g3 instance types"
+        (
+            {"batch": {"on_demand_instance_types": ["g5.12xlarge", "p3.8xlarge"]}},
+            "environments.dev.batch.on_demand_instance_types[1]: 'p3.8xlarge' cannot run the compute "
+            "environments' GPU AMI (ECS_AL2023_NVIDIA supports no p3/p3dn/g3/g3s instance)",
+        ),
+        (
+            {"batch": {"multinode_instance_type": "p3.16xlarge"}},
+            "environments.dev.batch.multinode_instance_type: 'p3.16xlarge' cannot run",
+        ),
         ({"network": {"profile": "staging"}}, "environments.dev.network.profile"),
         ({"log_retention_days": 31}, "environments.dev.log_retention_days: must be one of"),
         ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),
