@@ -96,3 +96,63 @@ def test_a_workloads_stack_reads_the_shared_values_it_uses(dev: Any) -> None:
     subnets = dev.template("Network").find_resources("AWS::EC2::Subnet")
     assert {read.pop(f"network/workload-subnet-{i}")[1]["Ref"] for i in (1, 2)} <= set(subnets)
     assert read == {}
+
+
+def _producer_and_consumer(config: Any, topic_name: str) -> tuple[str, str]:
+    """The templates of a producer whose topic is named `topic_name` and hands its ARN over, and of a consumer
+    that stores what it reads (handoff.py's publish and receive, as the platform's stacks use them)."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_sns as sns
+    from aws_cdk import aws_ssm as ssm
+
+    from stacks.constructs.handoff import publish, receive
+
+    app = cdk.App()
+
+    def stack(name: str) -> cdk.Stack:  # no bootstrap stack in moto: no bootstrap version parameter
+        return cdk.Stack(
+            app, name, synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False)
+        )
+
+    producer, consumer = stack("Producer"), stack("Consumer")
+    topic = sns.Topic(producer, "Topic", topic_name=topic_name)
+    publish(producer, config, "test/topic-arn", topic.topic_arn, "a topic")
+    seen = receive(consumer, config, "test/topic-arn")
+    ssm.StringParameter(consumer, "Seen", parameter_name="/test/seen", string_value=seen)
+    consumer.add_stack_dependency(producer)
+    assembly = app.synth()
+    return tuple(json.dumps(assembly.get_stack_by_name(n).template) for n in ("Producer", "Consumer"))  # type: ignore[return-value]
+
+
+def test_a_consumer_deployed_after_its_producer_replaced_a_resource_reads_the_new_value(dev: Any) -> None:
+    """The producer's topic is replaced (a new name); the consumer's template does not change, yet its next
+    deploy reads the new ARN. moto models neither the replacement at UpdateStack nor the fetch of Parameter
+    Store values that CloudFormation documents for an update ("When you create or update stacks and create
+    change sets, CloudFormation uses whatever values exist in Parameter Store at the time the operation is
+    run"), so each deploy here creates the stack anew."""
+    import boto3
+    from moto import mock_aws
+
+    producer_1, consumer_1 = _producer_and_consumer(dev.config, "first")
+    producer_2, consumer_2 = _producer_and_consumer(dev.config, "second")
+    assert consumer_1 == consumer_2  # only Parameter Store carries the change to the consumer
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        store = boto3.client("ssm", region_name="us-east-1")
+
+        def deploy(name: str, template: str) -> None:
+            deployed = cfn.list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"]
+            if any(s["StackName"] == name for s in deployed):
+                cfn.delete_stack(StackName=name)
+            cfn.create_stack(StackName=name, TemplateBody=template)
+
+        def seen() -> str:
+            return str(store.get_parameter(Name="/test/seen")["Parameter"]["Value"])
+
+        deploy("Producer", producer_1)
+        deploy("Consumer", consumer_1)
+        assert seen().endswith(":first")
+        deploy("Producer", producer_2)  # the topic replaced: the parameter holds the new topic's ARN
+        assert seen().endswith(":first")  # until the consumer is deployed again
+        deploy("Consumer", consumer_2)
+        assert seen() == "arn:aws:sns:us-east-1:123456789012:second"
