@@ -87,9 +87,10 @@ class EmrConfig:
 @dataclass(frozen=True)
 class BatchConfig:
     spot_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge")
-    """GPU instance types of the Spot compute environment."""
+    """GPU instance types of the Spot compute environment (not p3 or g3: the GPU AMI, ECS_AL2023_NVIDIA, does not
+    support them)."""
     on_demand_instance_types: tuple[str, ...] = ("g5.xlarge", "g5.2xlarge", "g5.12xlarge")
-    """GPU instance types of the On-Demand compute environment (the Spot-first queue's fallback)."""
+    """GPU instance types of the On-Demand compute environment (the Spot-first queue's fallback; not p3 or g3)."""
     max_vcpus_spot: int = 64
     """Upper bound of the Spot compute environment (its minimum is always 0)."""
     max_vcpus_on_demand: int = 96
@@ -103,7 +104,8 @@ class BatchConfig:
     training_memory_mib: int = 15_000
     """Memory per single-node training job."""
     multinode_instance_type: str = "g5.12xlarge"
-    """Instance type of every node of a multi-node DDP job: the only type of its own On-Demand environment."""
+    """Instance type of every node of a multi-node DDP job: the only type of its own On-Demand environment
+    (not p3 or g3)."""
     multinode_nodes: int = 2
     """Nodes per multi-node DDP job."""
     multinode_gpus_per_node: int = 4
@@ -175,7 +177,8 @@ class MlpipeConfig:
     region: str = "us-east-1"
     """AWS region; CDK_DEFAULT_REGION wins over this default, an explicit value wins over both."""
     stack_prefix: str = "Mlpipe"
-    """Prefix of every stack name; the client finds the stacks by it."""
+    """Prefix of every stack name (the client finds the stacks by it), and, lowercased, of the Parameter Store
+    names through which the stacks hand values to each other."""
     destroy_stateful: bool = False
     """Stateful resources (buckets, key, log groups, Glue database) are RETAINed unless this is true."""
     workloads: tuple[str, ...] = ()
@@ -386,6 +389,11 @@ def _check(config: MlpipeConfig, path: str) -> None:
         re.fullmatch(r"[A-Z][A-Za-z0-9]{0,19}", config.stack_prefix) is not None,
         f"{path}.stack_prefix",
         "use 1-20 letters/digits starting with a capital",
+    )
+    _require(  # it leads the Parameter Store names of the stacks' handoffs (stacks/constructs/handoff.py)
+        not config.stack_prefix.lower().startswith(("aws", "ssm")),
+        f"{path}.stack_prefix",
+        "must not begin with aws or ssm: Parameter Store reserves those names",
     )
     if config.account is not None:
         _require(re.fullmatch(r"\d{12}", config.account) is not None, f"{path}.account", "must be 12 digits")

@@ -1,4 +1,5 @@
-"""What the EC2 GPU instance types that mlpipe can use provide: GPUs, vCPUs and memory.
+"""What the EC2 GPU instance types that mlpipe knows provide: GPUs, vCPUs and memory. (p3 is listed so that
+config can say why it refuses it: see FAMILIES_WITHOUT_GPU_IMAGE.)
 
 Config validation (a GPU count that an instance type cannot give fails synth) and the client's
 pre-submission checks read this table, so it lives in the package rather than in the stacks.

@@ -50,5 +50,7 @@ class BatchStack(MlpipeStack):
         self.output("OnDemandQueue", b.on_demand_queue.job_queue_arn, "On-Demand (multi-node jobs)")
         self.output("JobLogGroup", self.log_group.log_group_name, "Logs of every Batch job")
         publish_queues(self, config, b)
-        publish(self, config, JOB_LOG_GROUP, self.log_group.log_group_arn, "the log group of every Batch job")
+        publish(
+            self, config, JOB_LOG_GROUP, self.log_group.log_group_name, "the log group of every Batch job"
+        )
         self.output("Workloads", ",".join(w.name for w in workloads), "The workloads that share these queues")

@@ -12,6 +12,7 @@ from mlpipe.config import MlpipeConfig
 from mlpipe.workload import Workload, WorkloadError, check_deployable
 from stacks.base import MlpipeStack
 from stacks.batch_stack import BatchStack
+from stacks.constructs.monitoring import MAX_TEMPLATE_PARAMETERS, parameters_read
 from stacks.constructs.workload_code import stage
 from stacks.emr_stack import EmrStack
 from stacks.monitoring_stack import MonitoringStack
@@ -50,6 +51,12 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
                 f"{source}: {'search' if workload.search else 'candidates'}: makes {count} candidates, more than "
                 f"environments.{config.env}.pipeline.max_candidates ({config.pipeline.max_candidates})"
             )
+    # The Monitoring stack reads each workload's values as template parameters (one more: the bootstrap version).
+    if parameters_read([w.clean is not None for w in workloads]) + 1 > MAX_TEMPLATE_PARAMETERS:
+        raise WorkloadError(
+            f"workloads: {len(workloads)} workloads are more than the Monitoring stack can read "
+            f"(CloudFormation allows {MAX_TEMPLATE_PARAMETERS} parameters per template)"
+        )
     env = Environment(account=config.account, region=config.region)
     name = config.stack_name
 
@@ -95,7 +102,8 @@ def create_platform(app: App, config: MlpipeConfig, *, workloads: Sequence[Workl
         **kwargs("Monitoring", "dashboard and alarms"),
     )
     platform = Platform(storage, network, emr, batch, pipelines, monitoring)
-    # Each stack reads the values of those it depends on at its deploy (handoff.py): they deploy first.
+    # A stack deploys after those whose values it reads at its deploy (handoff.py) and those whose resources it
+    # names without a reference (the lake's buckets, EMR's roles and security configuration).
     for stack in (network, emr, batch):
         stack.add_stack_dependency(storage)
     emr.add_stack_dependency(network)

@@ -40,10 +40,11 @@ class WorkloadStack(MlpipeStack):
         batch_: BatchCompute,
         **kwargs: Any,
     ) -> None:
-        """`emr_` and `batch_` give settings only: their stacks' values arrive as handoffs (handoff.py)."""
+        """`emr_` and `batch_` give what is known at synth (names, cluster settings, the image asset); values that
+        their stacks' resources get at deploy arrive as handoffs (handoff.py)."""
         super().__init__(scope, construct_id, **kwargs)
         lake = import_lake(self, config)
-        job_log_group = logs.LogGroup.from_log_group_arn(
+        job_log_group = logs.LogGroup.from_log_group_name(
             self, "JobLogs", receive(self, config, JOB_LOG_GROUP)
         )
         code = WorkloadCode(self, "WorkloadCode", package=package)

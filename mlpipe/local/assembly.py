@@ -5,8 +5,8 @@ CloudFormation gives each resource a physical name at deploy time. Locally there
 reference resolves to a deterministic stand-in: the name the template gives (`FunctionName`, `BucketName`,
 `Name`, ...) when it gives one, otherwise `<stack name>-<logical id>`; ARNs are built from that name, the
 assembly's region and `account`. Only the intrinsics that the templates use are understood (`Ref`,
-`Fn::GetAtt`, `Fn::Join`, `Fn::Sub`, `Fn::GetStackOutput`, `Fn::ImportValue`, and Parameter Store parameters
-that another stack of the assembly stores); anything else raises
+`Fn::GetAtt`, `Fn::Join`, `Fn::Sub`, and the Parameter Store parameters that one stack of the assembly stores
+for another); anything else raises
 `UnresolvableReference`, so a template that changes shape fails loudly instead of resolving to nonsense.
 """
 
@@ -116,11 +116,6 @@ class CloudAssembly:
                 return separator.join(str(self.resolve(p, stack)) for p in parts)
             if key == "Fn::Sub":
                 return self._sub(stack, arg)
-            if key == "Fn::GetStackOutput":
-                other = self.stack(arg["StackName"])
-                return self._output(other, arg["OutputName"])
-            if key == "Fn::ImportValue":
-                return self._import(self.resolve(arg, stack))
             if key.startswith("Fn::") or key == "Condition":
                 raise UnresolvableReference(f"intrinsic {key} is not supported: {json.dumps(value)[:200]}")
         return {k: self.resolve(v, stack) for k, v in value.items()}
@@ -178,13 +173,6 @@ class CloudAssembly:
             raise UnresolvableReference(f"{stack.name} has no resource or parameter {logical_id!r}") from None
         return resource
 
-    def _output(self, stack: Stack, output_name: str) -> Any:
-        try:
-            value = stack.template["Outputs"][output_name]["Value"]
-        except KeyError:
-            raise UnresolvableReference(f"{stack.name} has no output {output_name!r}") from None
-        return self.resolve(value, stack)
-
     def _parameter(self, stack: Stack, name: str, parameter: Mapping[str, Any]) -> Any:
         """A parameter read from Parameter Store at deploy: the value that a stack of the assembly stores there."""
         if parameter.get("Type") != "AWS::SSM::Parameter::Value<String>":
@@ -198,14 +186,6 @@ class CloudAssembly:
         raise UnresolvableReference(
             f"no stack stores the parameter {parameter.get('Default')} that {stack.name} reads"
         )
-
-    def _import(self, export_name: str) -> Any:
-        for stack in self.stacks.values():
-            for output in stack.template.get("Outputs", {}).values():
-                export = output.get("Export", {}).get("Name")
-                if export is not None and self.resolve(export, stack) == export_name:
-                    return self.resolve(output["Value"], stack)
-        raise UnresolvableReference(f"no stack exports {export_name!r}")
 
     def _sub(self, stack: Stack, arg: Any) -> str:
         template, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])

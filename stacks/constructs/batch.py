@@ -203,7 +203,10 @@ class BatchCompute(Construct):
         self.image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
 
 
-JOB_LOG_GROUP = "batch/job-log-group-arn"  # the handoff path of the jobs' log group
+# Handoff paths (handoff.py): the jobs' log group name, the queues' ARNs.
+JOB_LOG_GROUP = "batch/job-log-group"
+SPOT_FIRST_QUEUE = "batch/spot-first-queue-arn"
+ON_DEMAND_QUEUE = "batch/on-demand-queue-arn"
 
 
 @dataclass(frozen=True)
@@ -215,9 +218,10 @@ class JobQueues:
 
 
 def publish_queues(scope: Construct, config: MlpipeConfig, compute: BatchCompute) -> None:
-    publish(scope, config, "batch/spot-first-queue-arn", compute.spot_first_queue.job_queue_arn,
-            "the Spot-first job queue")  # fmt: skip
-    publish(scope, config, "batch/on-demand-queue-arn", compute.on_demand_queue.job_queue_arn,
+    publish(
+        scope, config, SPOT_FIRST_QUEUE, compute.spot_first_queue.job_queue_arn, "the Spot-first job queue"
+    )
+    publish(scope, config, ON_DEMAND_QUEUE, compute.on_demand_queue.job_queue_arn,
             "the On-Demand (multi-node) job queue")  # fmt: skip
 
 
@@ -226,6 +230,6 @@ def import_queues(scope: Construct, config: MlpipeConfig) -> JobQueues:
         return batch.JobQueue.from_job_queue_arn(scope, construct_id, receive(scope, config, path))
 
     return JobQueues(
-        spot_first=queue("SpotFirstQueue", "batch/spot-first-queue-arn"),
-        on_demand=queue("OnDemandQueue", "batch/on-demand-queue-arn"),
+        spot_first=queue("SpotFirstQueue", SPOT_FIRST_QUEUE),
+        on_demand=queue("OnDemandQueue", ON_DEMAND_QUEUE),
     )

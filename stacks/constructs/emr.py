@@ -94,8 +94,8 @@ class ClusterSpec:
 
 
 class Emr(Construct):
-    """What every workload's Spark steps share: the security configuration, the service role, the security
-    groups, and in persistent mode the cluster, whose steps each run as their workload's runtime role."""
+    """What every workload's Spark steps share: the security configuration, the service role, and in persistent
+    mode the cluster (with its security groups), whose steps each run as their workload's runtime role."""
 
     def __init__(
         self,
@@ -116,8 +116,6 @@ class Emr(Construct):
         stack = Stack.of(self)
         self.config = config
         self.persistent = config.mode == "persistent"
-        self.key = key
-        self.artifacts_bucket = artifacts_bucket
         self.logs_bucket = logs_bucket
         self.cluster_name = cluster_name
 
@@ -157,6 +155,8 @@ class Emr(Construct):
 
         # Named (clusters and cdk-nag find it by name) after its content, the key and certificates it names
         # included: a change makes a new configuration, which CloudFormation creates before deleting the old.
+        # The key arrives as a handoff parameter, which stands for it: an update never replaces a KMS key
+        # (CloudFormation refuses changes to its KeySpec, KeyUsage, Origin and MultiRegion).
         content = settings(key.key_arn, artifacts_bucket.s3_url_for_object(TLS_CERTIFICATES_KEY))
         self.security_configuration_name = content_name(self, name_prefix, content)
         self.security_configuration = emr.CfnSecurityConfiguration(

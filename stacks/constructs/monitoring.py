@@ -40,6 +40,14 @@ class WorkloadSection:
 
 
 FUNCTIONS = ("preprocessing", "training", "inference")  # the Lambdas of every workload, by role
+# CloudFormation's quota: "Maximum number of parameters that you can declare in your CloudFormation template."
+MAX_TEMPLATE_PARAMETERS = 200
+
+
+def parameters_read(clean_stages: Sequence[bool]) -> int:
+    """How many handoff parameters the Monitoring stack reads for workloads with (True) or without a clean
+    stage: a state machine, a topic, the Lambdas, and the Glue job when there is one."""
+    return sum(2 + len(FUNCTIONS) + int(clean) for clean in clean_stages)
 
 
 def publish_section(scope: Construct, config: MlpipeConfig, section: WorkloadSection) -> None:

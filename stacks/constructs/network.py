@@ -80,16 +80,14 @@ class Network(Construct):
                 )
             },
         )
+        workload_subnets = self.vpc.select_subnets(
+            subnet_type=self.workload_subnets.subnet_type,
+            subnet_group_name=self.workload_subnets.subnet_group_name,
+        ).subnets
         # AWS's scoped EMR service policy (v2) launches instances only into subnets tagged for it.
-        for subnet in self.vpc.select_subnets(
-            subnet_type=self.workload_subnets.subnet_type,
-            subnet_group_name=self.workload_subnets.subnet_group_name,
-        ).subnets:
+        for subnet in workload_subnets:
             Tags.of(subnet).add(*EMR_MANAGED_POLICY_TAG)
-        self.workload_subnet_ids = self.vpc.select_subnets(
-            subnet_type=self.workload_subnets.subnet_type,
-            subnet_group_name=self.workload_subnets.subnet_group_name,
-        ).subnet_ids
+        self.workload_subnet_ids = [s.subnet_id for s in workload_subnets]  # in availability-zone order
         self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets]
         )
@@ -132,23 +130,31 @@ class WorkloadNetwork:
         return [s.subnet_id for s in self.subnets]
 
 
+VPC_ID = "network/vpc-id"  # handoff paths (handoff.py)
+
+
+def workload_subnet_path(number: int) -> str:
+    """The handoff path of the workload subnet in the `number`th availability zone (from 1)."""
+    return f"network/workload-subnet-{number}"
+
+
 def publish_network(scope: Construct, config: MlpipeConfig, network: Network) -> None:
-    publish(scope, config, "network/vpc-id", network.vpc.vpc_id, "the VPC")
+    publish(scope, config, VPC_ID, network.vpc.vpc_id, "the VPC")
     for i, subnet_id in enumerate(network.workload_subnet_ids):
-        publish(scope, config, f"network/workload-subnet-{i + 1}", subnet_id, "a subnet of EMR and Batch")
+        publish(scope, config, workload_subnet_path(i + 1), subnet_id, "a subnet of EMR and Batch")
 
 
 def import_network(scope: Construct, config: MlpipeConfig) -> WorkloadNetwork:
     """The network that `publish_network` handed over, in `scope`'s stack: one subnet per availability zone."""
     zones = Stack.of(scope).availability_zones
     vpc = ec2.Vpc.from_vpc_attributes(
-        scope, "Vpc", vpc_id=receive(scope, config, "network/vpc-id"), availability_zones=zones
+        scope, "Vpc", vpc_id=receive(scope, config, VPC_ID), availability_zones=zones
     )
     subnets = [
         ec2.Subnet.from_subnet_attributes(
             scope,
             f"WorkloadSubnet{i + 1}",
-            subnet_id=receive(scope, config, f"network/workload-subnet-{i + 1}"),
+            subnet_id=receive(scope, config, workload_subnet_path(i + 1)),
             availability_zone=zone,
         )
         for i, zone in enumerate(zones)

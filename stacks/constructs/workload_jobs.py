@@ -169,7 +169,7 @@ class WorkloadJobs(Construct):
             )
             acknowledge_resource_wildcard(
                 definition.execution_role,
-                log_group.log_group_arn,  # the group's ARN ends in :*, its streams
+                log_group.log_group_arn,  # `<group ARN>:*`: its streams
                 "The log streams of the shared Batch job log group: each job creates its own at run time.",
             )
             return definition

@@ -83,6 +83,8 @@ def test_account_and_region_from_cdk_environment_unless_configured() -> None:
             {"batch": {"multinode_instance_type": "p3.16xlarge"}},
             "environments.dev.batch.multinode_instance_type: 'p3.16xlarge' cannot run",
         ),
+        # Parameter Store: "A parameter name can't be prefixed with "aws" or "ssm" (case-insensitive)."
+        ({"stack_prefix": "Ssmpipe"}, "environments.dev.stack_prefix: must not begin with aws or ssm"),
         ({"network": {"profile": "staging"}}, "environments.dev.network.profile"),
         ({"log_retention_days": 31}, "environments.dev.log_retention_days: must be one of"),
         ({"emr": {"release_label": "emr-6.15.0"}}, "environments.dev.emr.release_label"),

@@ -4,6 +4,7 @@ never through stack outputs, which CloudFormation reads only when the reading st
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,20 +83,62 @@ def test_a_workloads_stack_reads_the_shared_values_it_uses(dev: Any) -> None:
         {"Fn::GetAtt": [only("Storage", "AWS::KMS::Key"), "Arn"]},
     )
     assert read.pop("network/vpc-id") == ("Network", {"Ref": only("Network", "AWS::EC2::VPC")})
-    assert read.pop("batch/job-log-group-arn") == (
-        "Batch",
-        {"Fn::GetAtt": [only("Batch", "AWS::Logs::LogGroup"), "Arn"]},
-    )
+    assert read.pop("batch/job-log-group") == ("Batch", {"Ref": only("Batch", "AWS::Logs::LogGroup")})
     spot_first, on_demand = read.pop("batch/spot-first-queue-arn"), read.pop("batch/on-demand-queue-arn")
     assert spot_first == (
         "Batch",
         {"Fn::GetAtt": [next(q for q in queues if "SpotFirst" in q), "JobQueueArn"]},
     )
     assert on_demand == ("Batch", {"Fn::GetAtt": [next(q for q in queues if "OnDemand" in q), "JobQueueArn"]})
-    # a transient cluster's subnets: one per availability zone, EMR's workload subnets of the Network stack
-    subnets = dev.template("Network").find_resources("AWS::EC2::Subnet")
-    assert {read.pop(f"network/workload-subnet-{i}")[1]["Ref"] for i in (1, 2)} <= set(subnets)
+    # a transient cluster's subnets: the Network stack's workload subnets, in availability-zone order
+    assert [read.pop(f"network/workload-subnet-{i}") for i in (1, 2)] == [
+        ("Network", {"Ref": s}) for s in _workload_subnets(dev)
+    ]
     assert read == {}
+
+
+def _workload_subnets(synth: Any) -> list[str]:
+    """The logical ids of the subnets that the Network stack tags for EMR (where EMR and Batch run), in the order
+    of their availability zones."""
+    tagged = {
+        logical_id: r["Properties"]["AvailabilityZone"]["Fn::Select"][0]
+        for logical_id, r in synth.json("Network")["Resources"].items()
+        if r["Type"] == "AWS::EC2::Subnet"
+        and {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"} in r["Properties"]["Tags"]
+    }
+    return sorted(tagged, key=tagged.__getitem__)
+
+
+def test_prod_runs_batch_and_the_persistent_cluster_in_the_private_subnets(prod: Any) -> None:
+    private = _workload_subnets(prod)
+    assert len(private) == 2 and all("private" in s for s in private)
+    environments = prod.json("Batch")["Resources"].values()
+    for environment in (r for r in environments if r["Type"] == "AWS::Batch::ComputeEnvironment"):
+        subnets = [
+            prod.handed_over("Batch", s) for s in environment["Properties"]["ComputeResources"]["Subnets"]
+        ]
+        assert subnets in ([("Network", {"Ref": s}) for s in private], [("Network", {"Ref": private[0]})])
+    (cluster,) = (r for r in prod.json("Emr")["Resources"].values() if r["Type"] == "AWS::EMR::Cluster")
+    fleet_subnets = cluster["Properties"]["Instances"]["Ec2SubnetIds"]
+    assert [prod.handed_over("Emr", s) for s in fleet_subnets] == [("Network", {"Ref": s}) for s in private]
+
+
+def test_the_monitoring_stack_reads_what_is_counted_and_refuses_more_than_cloudformation_allows(
+    both: Any,
+) -> None:
+    import aws_cdk as cdk
+
+    from mlpipe.workload import WorkloadError, load_all
+    from stacks.constructs.monitoring import parameters_read
+    from stacks.platform import create_platform
+
+    # two workloads with a clean stage each, and the bootstrap version
+    assert len(both.json("Monitoring")["Parameters"]) == parameters_read([True, True]) + 1 == 13
+    (clickstream,) = load_all(["examples/clickstream"], Path(__file__).resolve().parents[2])
+    with pytest.raises(
+        WorkloadError, match=r"^workloads: 34 workloads are more than the Monitoring stack can read"
+    ):
+        create_platform(cdk.App(), both.config, workloads=[clickstream] * 34)
 
 
 def _producer_and_consumer(config: Any, topic_name: str) -> tuple[str, str]:
@@ -124,12 +167,13 @@ def _producer_and_consumer(config: Any, topic_name: str) -> tuple[str, str]:
     return tuple(json.dumps(assembly.get_stack_by_name(n).template) for n in ("Producer", "Consumer"))  # type: ignore[return-value]
 
 
-def test_a_consumer_deployed_after_its_producer_replaced_a_resource_reads_the_new_value(dev: Any) -> None:
-    """The producer's topic is replaced (a new name); the consumer's template does not change, yet its next
-    deploy reads the new ARN. moto models neither the replacement at UpdateStack nor the fetch of Parameter
-    Store values that CloudFormation documents for an update ("When you create or update stacks and create
-    change sets, CloudFormation uses whatever values exist in Parameter Store at the time the operation is
-    run"), so each deploy here creates the stack anew."""
+def test_a_replaced_producer_resource_reaches_the_unchanged_consumer_at_its_next_deploy(dev: Any) -> None:
+    """The producer's topic is replaced (a new name) and the consumer's template stays the same: only Parameter
+    Store carries the new ARN, which the consumer's next deploy reads. moto models neither a replacement at
+    UpdateStack nor the fetch of Parameter Store values that CloudFormation documents for updates ("When you
+    create or update stacks and create change sets, CloudFormation uses whatever values exist in Parameter
+    Store at the time the operation is run"), so each deploy here creates its stack anew; that the CDK CLI
+    deploys the unchanged consumer at all is the parameter-type rule of the test above."""
     import boto3
     from moto import mock_aws
 

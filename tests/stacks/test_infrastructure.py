@@ -434,7 +434,9 @@ def test_persistent_cluster_waits_for_its_security_configuration(prod: Any) -> N
 def test_a_security_configuration_is_named_after_its_content() -> None:
     """Any change to an EMR or Glue security configuration replaces it, and a fixed name makes that
     replacement fail (CloudFormation creates the new resource before deleting the old). So its name carries a
-    digest of its content, references included: another key means another name."""
+    digest of its content, references included: another key reference means another name. (The project key
+    itself arrives as a handoff parameter and is never replaced by an update: CloudFormation refuses changes to
+    a key's KeySpec, KeyUsage, Origin and MultiRegion.)"""
     import aws_cdk as cdk
     from aws_cdk import aws_kms as kms
 
