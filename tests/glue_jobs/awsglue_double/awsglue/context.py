@@ -42,7 +42,7 @@ class DynamicFrameReader:
                  connection_options=connection_options, format=format, format_options=format_options,
                  transformation_ctx=transformation_ctx)  # fmt: skip
         if connection_type != "s3" or format != "csv":
-            raise NotImplementedError(f"the double reads s3 csv sources only, not {connection_type} {format}")
+            raise ValueError(f"the double reads s3 csv sources only, not {connection_type} {format}")
         spark = self._glue_context.spark_session
         objects = _objects(connection_options["paths"], bool(connection_options.get("recurse")))
         if RUN.bookmarks_enabled and transformation_ctx:
