@@ -144,7 +144,7 @@ def main() -> int:
         if str(args.workload) == "init":
             workload = scratch / "init-workload"
             subprocess.run([sys.executable, "-m", "mlpipe", "workload", "init", str(workload)], check=True)
-        synthesize(cdk_out, workload)  # once, before the clock: every run below reuses it
+        synthesize(cdk_out, [workload])  # once, before the clock: every run below reuses it
         for rows in sizes:
             print(f"mlpipe local run --workload {args.workload} --rows {rows:,} ...", flush=True)
             log = scratch / f"run-{rows}.log"

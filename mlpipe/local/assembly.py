@@ -24,6 +24,8 @@ from typing import Any
 DEFAULT_ACCOUNT = "123456789012"
 PARTITION = "aws"
 URL_SUFFIX = "amazonaws.com"
+# The tag that the platform puts on each workload stack's resources (stacks/platform.py).
+WORKLOAD_TAG = "mlpipe:workload"
 
 
 class UnresolvableReference(ValueError):
@@ -44,6 +46,20 @@ class Stack:
     def of_type(self, resource_type: str) -> dict[str, Mapping[str, Any]]:
         """Logical id -> resource, for every resource of `resource_type`."""
         return {lid: r for lid, r in self.resources.items() if r.get("Type") == resource_type}
+
+    def workload(self) -> str | None:
+        """The workload whose pipeline this stack deploys (its resources' WORKLOAD_TAG); None for a shared one."""
+        for resource in self.resources.values():
+            tags = resource.get("Properties", {}).get("Tags")
+            pairs = (
+                tags.items()
+                if isinstance(tags, dict)
+                else [(t.get("Key"), t.get("Value")) for t in tags or []]
+            )
+            for key, value in pairs:
+                if key == WORKLOAD_TAG:
+                    return str(value)
+        return None
 
 
 @dataclass
@@ -75,6 +91,16 @@ class CloudAssembly:
                 f"{outdir} holds no CloudFormation stack (is it a cdk synth output folder?)"
             )
         return cls(outdir=outdir, stacks=stacks, account=account)
+
+    def for_workload(self, name: str) -> CloudAssembly:
+        """The shared stacks and workload `name`'s stack, without other workloads' stacks: what one workload's
+        run reads (an app may deploy several)."""
+        owners = {stack.name: stack.workload() for stack in self.stacks.values()}
+        if name not in owners.values():
+            found = ", ".join(sorted(filter(None, owners.values()))) or "none"
+            raise KeyError(f"no stack of workload {name!r} in {self.outdir}; workloads: {found}")
+        kept = {n: stack for n, stack in self.stacks.items() if owners[n] in (None, name)}
+        return CloudAssembly(outdir=self.outdir, stacks=kept, account=self.account)
 
     # ---- lookups --------------------------------------------------------------------------------------
     def stack(self, name: str) -> Stack:

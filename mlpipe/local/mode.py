@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +62,7 @@ from mlpipe.local.options import (
     check_redrivable,
     input_files,
     load_workload,
+    workload_folder,
 )
 
 SUMMARY_FILE = "summary.json"
@@ -91,12 +92,17 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 # ---- synth ----------------------------------------------------------------------------------------------
-def sources_digest(workload: Path | None = None) -> str:
-    """A digest of what the synth reads: mlpipe's sources and the workload folder (`workload`, else every
+def listed_workloads() -> list[Path]:
+    """The workload folders that cdk.json lists."""
+    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
+    return [REPO_ROOT / str(w) for w in listed]
+
+
+def sources_digest(workloads: Sequence[Path] | None = None) -> str:
+    """A digest of what the synth reads: mlpipe's sources and the workload folders (`workloads`, else every
     folder that cdk.json lists)."""
     digest = hashlib.sha256()
-    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
-    folders = [workload] if workload is not None else [REPO_ROOT / w for w in listed]
+    folders = list(workloads) if workloads is not None else listed_workloads()
     for base in [REPO_ROOT / name for name in SYNTH_INPUTS] + folders:
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
@@ -108,16 +114,33 @@ def sources_digest(workload: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def synthesize(outdir: Path, workload: Path | None = None) -> bool:
-    """Make `outdir` a current dev synth (of `workload` instead of cdk.json's workloads when given); returns
-    False when it already was (reused)."""
-    digest = sources_digest(workload)
-    marker = outdir / DIGEST_FILE
-    if marker.exists() and marker.read_text().strip() == digest and (outdir / "manifest.json").exists():
+def synthesized_workloads(outdir: Path) -> list[Path] | None:
+    """The workload folders of which `outdir` is a current local synth; None when it is none, or stale."""
+    try:
+        marker = json.loads((outdir / DIGEST_FILE).read_text())
+        folders = [Path(folder) for folder in marker["workloads"]]
+        digest = marker["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (outdir / "manifest.json").exists() or sources_digest(folders) != digest:
+        return None
+    return folders
+
+
+def synthesize(outdir: Path, workloads: Sequence[Path] | None = None) -> bool:
+    """Make `outdir` a current dev synth that holds `workloads` (else cdk.json's); returns False when it already
+    was one (reused: it may hold other workloads too)."""
+    folders = [folder.resolve() for folder in (workloads if workloads is not None else listed_workloads())]
+    current = synthesized_workloads(outdir)
+    if current is not None and set(folders) <= set(current):
         return False
     cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     if not cdk.exists():
         raise UsageError(f"{cdk} is missing: run `make setup` first")
+    if any(
+        "," in str(folder) for folder in folders
+    ):  # cdk.json's `-c workloads=` separates folders by commas
+        raise UsageError(f"a workload folder's path may not hold a comma: {', '.join(map(str, folders))}")
     tmp = outdir.with_name(f"{outdir.name}.tmp-{uuid.uuid4().hex[:8]}")
     # No AWS account: without credentials the CLI looks nothing up, and the templates stay
     # environment-agnostic (the harness gives them moto's account); nothing reaches AWS.
@@ -135,13 +158,14 @@ def synthesize(outdir: Path, workload: Path | None = None) -> bool:
     }
     argv = [str(cdk), "synth", "--quiet", "-c", "env=dev", "--no-notices", "--no-version-reporting", "--ci",
             "--output", str(tmp)]  # fmt: skip
-    if workload is not None:
-        argv += ["-c", f"workloads={workload}"]
+    if workloads is not None:
+        argv += ["-c", f"workloads={','.join(map(str, folders))}"]
     done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"cdk synth failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    (tmp / DIGEST_FILE).write_text(digest + "\n")
+    marker = {"digest": sources_digest(folders), "workloads": [str(folder) for folder in folders]}
+    (tmp / DIGEST_FILE).write_text(json.dumps(marker) + "\n")
     old = outdir.with_name(f"{outdir.name}.old-{uuid.uuid4().hex[:8]}")
     if outdir.exists():
         os.replace(outdir, old)
@@ -343,12 +367,16 @@ class LocalRun:
             self.cdk_out = REPO_ROOT / f"cdk.out.local-{load_workload(folder).name}"
 
     def _synth(self) -> CloudAssembly:
+        """The run's assembly: the synth's shared stacks and the run's workload stack (a reused synth may hold
+        other workloads too)."""
         with self.stages.timed("synth"):
-            fresh = synthesize(self.cdk_out, self.workload)
+            fresh = synthesize(self.cdk_out, [self.workload] if self.workload else None)
         self.say(
             f"synth      {'synthesized' if fresh else 'reused (current)'} {self.cdk_out} ({self.stages.seconds['synth']} s)"
         )
-        return CloudAssembly.load(self.cdk_out)
+        return CloudAssembly.load(self.cdk_out).for_workload(
+            load_workload(workload_folder(self.workload)).name
+        )
 
     def _execute(
         self,

@@ -55,13 +55,18 @@ class Options:
 
     def folder(self) -> Path:
         """The workload's folder: --workload, else the one that cdk.json lists."""
-        if self.workload is not None:
-            return self.workload
-        listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
-        if len(listed) != 1:
-            many = "lists several workloads" if listed else "lists no workload"
-            raise UsageError(f"cdk.json {many}: choose one with --workload")
-        return REPO_ROOT / str(listed[0])
+        return workload_folder(self.workload)
+
+
+def workload_folder(given: Path | None) -> Path:
+    """`given`, else the one workload folder that cdk.json lists."""
+    if given is not None:
+        return given
+    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
+    if len(listed) != 1:
+        many = "lists several workloads" if listed else "lists no workload"
+        raise UsageError(f"cdk.json {many}: choose one with --workload")
+    return REPO_ROOT / str(listed[0])
 
 
 def load_workload(folder: Path) -> Any:

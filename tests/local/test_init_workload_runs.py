@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,18 +18,16 @@ pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-contracts")]
 DIRTY = {"malformed_csv", "missing_field", "out_of_range", "unknown_category", "wrong_type"}  # one line each
 
 
-def test_the_init_workload_runs_end_to_end_on_its_sample(tmp_path: Path) -> None:
-    from mlpipe.commands.workload import init_workload
+def test_the_init_workload_runs_end_to_end_on_its_sample(tmp_path: Path, local_workloads: Any) -> None:
     from mlpipe.local.mode import LocalRun, Options, Printer
 
-    folder = tmp_path / "churn-demo"
-    init_workload(folder)
+    folder = local_workloads.churn  # as `mlpipe workload init` wrote it
     lines = (folder / "sample" / "customers.csv").read_text().splitlines()[1:]  # less the header
     gate = tomllib.loads((folder / "workload.toml").read_text())["metric"]["gate"]
 
     workdir = tmp_path / "run"
     said: list[str] = []
-    run = LocalRun(workdir, printer=Printer(said.append), cdk_out=tmp_path / "cdk.out")
+    run = LocalRun(workdir, printer=Printer(said.append), cdk_out=local_workloads.cdk_out)
     summary = run.run(Options(workload=folder, workdir=workdir))
     assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,10 +14,12 @@ pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
 LEAN = Path(__file__).with_name("lean_workload")
 
 
-def test_a_workload_without_spark_stages_runs_without_glue_or_emr(tmp_path: Path) -> None:
+def test_a_workload_without_spark_stages_runs_without_glue_or_emr(
+    tmp_path: Path, local_workloads: Any
+) -> None:
     from mlpipe.local.mode import LocalRun, Options, Printer
 
-    cdk_out = tmp_path / "cdk.out"
+    cdk_out = local_workloads.cdk_out
     workdir = tmp_path / "run"
     run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out)
     summary = run.run(Options(workload=LEAN, rows=2_000, workdir=workdir))

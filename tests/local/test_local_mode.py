@@ -7,13 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,68 +24,6 @@ pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 15_000
-CLICKSTREAM = REPO_ROOT / "examples" / "clickstream"
-# Every column, file and module of the clickstream example, its name, raw prefix and metric, renamed: the
-# platform must run the copy as it runs the original, so it holds none of these names.
-COLUMNS = {"event_id": "visit_key", "user_id": "shopper", "item_id": "sku", "device": "platform_kind",
-           "country": "market", "category": "aisle", "price": "amount_paid", "position": "rank_on_page",
-           "discount": "markdown", "label": "bought", "ts": "seen_at", "dt": "seen_day"}  # fmt: skip
-MODULES = {"clean": "checks", "features": "feats", "event_schema": "vocab", "generate": "make_data",
-           "generator": "synth", "truth": "oracle"}  # fmt: skip
-MANIFEST = {'name = "clickstream"': 'name = "shopping"', 'prefix = "events/"': 'prefix = "shop/raw/"',
-            'name = "auc"': 'name = "log_loss"', 'direction = "maximize"': 'direction = "minimize"',
-            "gate = 0.70": "gate = 0.69"}  # fmt: skip
-
-
-def renamed_clickstream(into: Path) -> Path:
-    """A copy of examples/clickstream with COLUMNS, MODULES and MANIFEST renamed; its metric is the tabular
-    trainer's other figure, log loss (minimized)."""
-    into.mkdir()
-    for source in CLICKSTREAM.iterdir():
-        if source.suffix not in (".py", ".toml"):
-            continue
-        text = source.read_text()
-        if source.name == "workload.toml":
-            for before, after in MANIFEST.items():
-                assert before in text, before
-                text = text.replace(before, after)
-            for module, renamed in MODULES.items():
-                text = text.replace(f'"{module}.py"', f'"{renamed}.py"')
-        else:
-            for module, renamed in MODULES.items():
-                text = re.sub(rf"^(from|import) {module}\b", rf"\1 {renamed}", text, flags=re.MULTILINE)
-        for column, renamed in COLUMNS.items():
-            text = re.sub(rf"\b{column}\b", renamed, text)
-        if source.stem in ("clean", "features"):  # both Spark stages import the workload's wheel
-            text = text.replace("from __future__ import annotations\n", SPARK_WHEEL_IMPORT, 1)
-        name = f"{MODULES[source.stem]}.py" if source.stem in MODULES else source.name
-        (into / name).write_text(text)
-    write_wheel(into / SPARK_WHEEL, {"shopwords.py": 'TAG = "shopping"\n'})
-    manifest = into / "workload.toml"
-    manifest.write_text(manifest.read_text() + f'\n[dependencies]\nspark = ["{SPARK_WHEEL}"]\n')
-    return into
-
-
-SPARK_WHEEL = "shopwords-1.0-py3-none-any.whl"
-SPARK_WHEEL_IMPORT = (
-    "from __future__ import annotations\n\nimport shopwords  # dependencies.spark: on Glue's and EMR's Python path\n\n"
-    'assert shopwords.TAG == "shopping"\n'
-)
-
-
-def write_wheel(path: Path, modules: dict[str, str]) -> None:
-    """A pure-Python wheel as pip installs it: the modules, and the dist-info that names them."""
-    name, version = path.name.split("-")[:2]
-    info = f"{name}-{version}.dist-info"
-    files = {
-        **modules,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: mlpipe-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n"
-    with zipfile.ZipFile(path, "w") as wheel:
-        for n, text in {**files, f"{info}/RECORD": record}.items():
-            wheel.writestr(n, text)
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +61,10 @@ class BrokenInference:
 
 
 def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    local_workloads: Any,
 ) -> None:
     """One small run of the renamed clickstream copy through every stage: all but the last (Batch inference)
     succeed for real, the last fails for real; `mlpipe local redrive` then completes the run without redoing
@@ -133,8 +72,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     PyTorch start-up.)"""
     from mlpipe.local.mode import LocalRun, Options, Printer
 
-    workload = renamed_clickstream(tmp_path / "shopping")
-    cdk_out = tmp_path / "cdk.out"
+    workload, cdk_out = local_workloads.shopping, local_workloads.cdk_out
     workdir = tmp_path / "run"
     lines: list[str] = []
     local = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out)
@@ -362,3 +300,38 @@ def test_a_change_to_a_listed_workloads_code_makes_the_synth_stale(
     assert mode.sources_digest() == before
     clean.write_text("SCHEMA = 'id STRING, x DOUBLE'\n")
     assert mode.sources_digest() != before
+
+
+def test_a_current_synth_is_reused_for_any_workload_it_holds_until_one_changes(tmp_path: Path) -> None:
+    from mlpipe.local import mode
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "clean.py").write_text("SCHEMA = 'id STRING'\n")
+    outdir = tmp_path / "cdk.out"
+    outdir.mkdir()
+    (outdir / "manifest.json").write_text("{}")
+    marker = {"digest": mode.sources_digest([a, b]), "workloads": [str(a), str(b)]}
+    (outdir / mode.DIGEST_FILE).write_text(json.dumps(marker))
+    assert mode.synthesized_workloads(outdir) == [a, b]
+    assert mode.synthesize(outdir, [b]) is False  # reused: it returns True only after running the CDK CLI
+    (a / "clean.py").write_text("SCHEMA = 'id STRING, x DOUBLE'\n")
+    assert mode.synthesized_workloads(outdir) is None
+    (outdir / mode.DIGEST_FILE).write_text(marker["digest"])  # an older marker: the digest alone
+    assert mode.synthesized_workloads(outdir) is None
+
+
+def test_a_run_reads_the_shared_stacks_and_its_own_workloads_stack_alone(local_workloads: Any) -> None:
+    from mlpipe.local.assembly import CloudAssembly
+    from mlpipe.local.definition import StateMachineDefinition
+
+    assembly = CloudAssembly.load(local_workloads.cdk_out)
+    lean = assembly.for_workload("lean")
+    assert [s.workload() for s in lean.stacks.values() if s.workload()] == ["lean"]
+    assert len(lean.stacks) == len(assembly.stacks) - 4  # the other four workloads' stacks
+    assert StateMachineDefinition.from_assembly(lean).stack.name == "MlpipeDev-Workload-lean"
+    with pytest.raises(
+        KeyError, match=r"'nope'.*workloads: churn-demo, lean, regression, scripted, shopping"
+    ):
+        assembly.for_workload("nope")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,11 +17,13 @@ SCRIPTED = Path(__file__).with_name("script_workload")
 ROWS = 2_000
 
 
-def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(tmp_path: Path) -> None:
+def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(
+    tmp_path: Path, local_workloads: Any
+) -> None:
     from mlpipe.local.jobs import asset_paths
     from mlpipe.local.mode import LocalRun, Options, Printer
 
-    cdk_out = tmp_path / "cdk.out"
+    cdk_out = local_workloads.cdk_out
     workdir = tmp_path / "run"
     run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out)
     summary = run.run(Options(workload=SCRIPTED, rows=ROWS, workdir=workdir))
@@ -61,10 +64,13 @@ def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(tmp_path: Path
         assert keys[(SCRIPTED / script).read_bytes()] in json.dumps(variables[f"{variable}_SCRIPT_URI"]), (
             variable
         )
+    # (the synth holds the other test workloads too, whose stacks do deploy the drivers)
     repo = Path(__file__).resolve().parents[2]
+    deployed = json.dumps(template)
     for driver in (
         "glue_jobs/mlpipe_clean.py",
         "emr_steps/build_features.py",
         "emr_steps/inference_features.py",
     ):
-        assert (repo / driver).read_bytes() not in keys, driver
+        key = keys.get((repo / driver).read_bytes())
+        assert key is None or key.split(".")[0] not in deployed, driver

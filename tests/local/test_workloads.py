@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +22,7 @@ REGRESSION = REPO_ROOT / "examples" / "regression"
 ROWS = 8_000
 
 
-def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) -> None:
+def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path, local_workloads: Any) -> None:
     from mlpipe.local.mode import LocalRun, Options, Printer
 
     data = tmp_path / "data"
@@ -42,7 +43,7 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path) 
     truth = json.loads((data / "truth.json").read_text())
     workdir = tmp_path / "run"
     lines: list[str] = []
-    run = LocalRun(workdir, printer=Printer(lines.append), cdk_out=tmp_path / "cdk.out")
+    run = LocalRun(workdir, printer=Printer(lines.append), cdk_out=local_workloads.cdk_out)
     summary = run.run(Options(workload=REGRESSION, input=data / "raw", workdir=workdir, candidates=1))
     assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
 
