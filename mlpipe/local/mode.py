@@ -137,9 +137,8 @@ def synthesize(outdir: Path, workloads: Sequence[Path] | None = None) -> bool:
     cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     if not cdk.exists():
         raise UsageError(f"{cdk} is missing: run `make setup` first")
-    if any(
-        "," in str(folder) for folder in folders
-    ):  # cdk.json's `-c workloads=` separates folders by commas
+    # `-c workloads=` separates the folders by commas
+    if any("," in str(folder) for folder in folders):
         raise UsageError(f"a workload folder's path may not hold a comma: {', '.join(map(str, folders))}")
     tmp = outdir.with_name(f"{outdir.name}.tmp-{uuid.uuid4().hex[:8]}")
     # No AWS account: without credentials the CLI looks nothing up, and the templates stay

@@ -303,6 +303,7 @@ def test_a_change_to_a_listed_workloads_code_makes_the_synth_stale(
 
 
 def test_a_current_synth_is_reused_for_any_workload_it_holds_until_one_changes(tmp_path: Path) -> None:
+    from mlpipe.cli import UsageError
     from mlpipe.local import mode
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -320,6 +321,8 @@ def test_a_current_synth_is_reused_for_any_workload_it_holds_until_one_changes(t
     assert mode.synthesized_workloads(outdir) is None
     (outdir / mode.DIGEST_FILE).write_text(marker["digest"])  # an older marker: the digest alone
     assert mode.synthesized_workloads(outdir) is None
+    with pytest.raises(UsageError, match="may not hold a comma"):  # `-c workloads=` splits at commas
+        mode.synthesize(outdir, [tmp_path / "a,b"])
 
 
 def test_a_run_reads_the_shared_stacks_and_its_own_workloads_stack_alone(local_workloads: Any) -> None:
