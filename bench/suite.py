@@ -1,0 +1,78 @@
+"""The test suite's wall time and the CPU it used, in one run, with a reading of the machine's speed.
+
+The suite runs as `make test` runs it (`pytest -n 2 --dist loadgroup --no-loadscope-reorder`, after setup).
+Its wall time is pytest's own figure. Its CPU is every process's, the JVMs and job processes included: the
+machine's busy time (/proc/stat) over the run, so run it on an otherwise idle machine. The speed reading is
+the median time of `import torch` in a new process, before and after: on this kind of shared VM it has moved
+from about 2.5 s to 7 s within an hour, and the suite with it.
+
+    .venv/bin/python bench/suite.py [pytest arguments, e.g. tests/local]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST = [
+    "-m",
+    "pytest",
+    "-n",
+    "2",
+    "--dist",
+    "loadgroup",
+    "--no-loadscope-reorder",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+]
+
+
+def busy_seconds() -> float:
+    """CPU seconds that the machine has spent busy since boot: user, nice, system, irq and softirq time."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def import_torch_seconds(repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main(argv: list[str]) -> int:
+    before = import_torch_seconds()
+    load = os.getloadavg()[0]
+    busy, started = busy_seconds(), time.perf_counter()
+    done = subprocess.run([sys.executable, *PYTEST, *argv], cwd=ROOT, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - started, busy_seconds() - busy
+    after = import_torch_seconds()
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    reported = re.search(r" in ([\d.]+)s", last)
+    if done.returncode != 0 or reported is None:
+        print(done.stdout[-3000:] + done.stderr[-3000:], file=sys.stderr)
+        print(f"bench/suite.py: the suite failed ({done.returncode})", file=sys.stderr)
+        return 1
+    print(f"suite       {last.strip('= ')}")
+    print(f"wall        {float(reported.group(1)):.1f} s (pytest), {wall:.1f} s with start-up")
+    print(
+        f"cpu         {cpu:.0f} s busy on {os.cpu_count()} cores ({cpu / wall / (os.cpu_count() or 1):.0%} of them)"
+    )
+    print(f"speed       import torch {before:.2f} s before, {after:.2f} s after (median of 3)")
+    print(f"load        {load:.2f} before the run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
