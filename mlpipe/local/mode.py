@@ -60,7 +60,9 @@ from mlpipe.local.options import (
     RUN_FILE,
     Options,
     check_redrivable,
+    check_synth_folders,
     input_files,
+    listed_workloads,
     load_workload,
     workload_folder,
 )
@@ -92,12 +94,6 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 # ---- synth ----------------------------------------------------------------------------------------------
-def listed_workloads() -> list[Path]:
-    """The workload folders that cdk.json lists."""
-    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
-    return [REPO_ROOT / str(w) for w in listed]
-
-
 def sources_digest(workloads: Sequence[Path] | None = None) -> str:
     """A digest of what the synth reads: mlpipe's sources and the workload folders (`workloads`, else every
     folder that cdk.json lists)."""
@@ -129,17 +125,25 @@ def synthesized_workloads(outdir: Path) -> list[Path] | None:
 
 def synthesize(outdir: Path, workloads: Sequence[Path] | None = None) -> bool:
     """Make `outdir` a current dev synth that holds `workloads` (else cdk.json's); returns False when it already
-    was one (reused: it may hold other workloads too)."""
+    was one (reused: it may hold other workloads too). One process at a time checks, builds and swaps it."""
     folders = [folder.resolve() for folder in (workloads if workloads is not None else listed_workloads())]
-    current = synthesized_workloads(outdir)
-    if current is not None and set(folders) <= set(current):
-        return False
+    if workloads is not None:
+        check_synth_folders(folders)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    with open(outdir.with_name(f"{outdir.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = synthesized_workloads(outdir)
+        if current is not None and set(folders) <= set(current):
+            return False
+        _synthesize(outdir, folders, explicit=workloads is not None)
+        return True
+
+
+def _synthesize(outdir: Path, folders: list[Path], *, explicit: bool) -> None:
     cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     if not cdk.exists():
         raise UsageError(f"{cdk} is missing: run `make setup` first")
-    # `-c workloads=` separates the folders by commas
-    if any("," in str(folder) for folder in folders):
-        raise UsageError(f"a workload folder's path may not hold a comma: {', '.join(map(str, folders))}")
+    digest = sources_digest(folders)  # before the synth: a file changed while it runs makes it stale
     tmp = outdir.with_name(f"{outdir.name}.tmp-{uuid.uuid4().hex[:8]}")
     # No AWS account: without credentials the CLI looks nothing up, and the templates stay
     # environment-agnostic (the harness gives them moto's account); nothing reaches AWS.
@@ -157,20 +161,19 @@ def synthesize(outdir: Path, workloads: Sequence[Path] | None = None) -> bool:
     }
     argv = [str(cdk), "synth", "--quiet", "-c", "env=dev", "--no-notices", "--no-version-reporting", "--ci",
             "--output", str(tmp)]  # fmt: skip
-    if workloads is not None:
+    if explicit:
         argv += ["-c", f"workloads={','.join(map(str, folders))}"]
     done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"cdk synth failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    marker = {"digest": sources_digest(folders), "workloads": [str(folder) for folder in folders]}
+    marker = {"digest": digest, "workloads": [str(folder) for folder in folders]}
     (tmp / DIGEST_FILE).write_text(json.dumps(marker) + "\n")
     old = outdir.with_name(f"{outdir.name}.old-{uuid.uuid4().hex[:8]}")
     if outdir.exists():
         os.replace(outdir, old)
     os.replace(tmp, outdir)
     shutil.rmtree(old, ignore_errors=True)
-    return True
 
 
 # ---- the run --------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class Options:
     """Raw files (a file, or a folder of them) to run on instead of the workload's generated or sample data."""
 
     def validate(self) -> None:
+        if self.workload is not None:
+            check_synth_folders([self.workload])
         if not MIN_ROWS <= self.rows <= MAX_ROWS:
             raise UsageError(f"--rows must be {MIN_ROWS:,} to {MAX_ROWS:,}, got {self.rows:,}")
         workload = load_workload(self.folder())
@@ -58,15 +60,28 @@ class Options:
         return workload_folder(self.workload)
 
 
+def listed_workloads() -> list[Path]:
+    """The workload folders that cdk.json lists."""
+    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
+    return [REPO_ROOT / str(w) for w in listed]
+
+
 def workload_folder(given: Path | None) -> Path:
     """`given`, else the one workload folder that cdk.json lists."""
     if given is not None:
         return given
-    listed = json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}).get("workloads", [])
+    listed = listed_workloads()
     if len(listed) != 1:
         many = "lists several workloads" if listed else "lists no workload"
         raise UsageError(f"cdk.json {many}: choose one with --workload")
-    return REPO_ROOT / str(listed[0])
+    return listed[0]
+
+
+def check_synth_folders(folders: list[Path]) -> None:
+    """The synth names workload folders in one `-c workloads=a,b` argument: a comma inside a path would split it."""
+    for folder in folders:
+        if "," in str(folder.absolute()):
+            raise UsageError(f"{folder}: a workload folder's path may not hold a comma")
 
 
 def load_workload(folder: Path) -> Any:

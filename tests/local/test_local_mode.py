@@ -269,6 +269,7 @@ def _cmdline(pid: int) -> str:
         (["run", "--workdir", "{file}"], "is a file, not a folder"),
         (["run", "--workdir", "{busy}"], "holds other files"),
         (["redrive", "--workdir", "{empty}"], "no local run in"),
+        (["run", "--workload", "{comma}"], "a workload folder's path may not hold a comma"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2_before_any_work(
@@ -277,7 +278,8 @@ def test_bad_arguments_get_one_line_and_exit_2_before_any_work(
     (tmp_path / "file").write_text("x")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    paths = {"file": tmp_path / "file", "busy": tmp_path / "busy", "empty": tmp_path / "empty"}
+    paths = {"file": tmp_path / "file", "busy": tmp_path / "busy", "empty": tmp_path / "empty",
+             "comma": tmp_path / "a,b"}  # fmt: skip
     done = mlpipe("local", *[a.format(**paths) for a in args], timeout=60)
     assert done.returncode == 2
     errors = done.stderr.strip().splitlines()
@@ -289,13 +291,14 @@ def test_bad_arguments_get_one_line_and_exit_2_before_any_work(
 def test_a_change_to_a_listed_workloads_code_makes_the_synth_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlpipe.local import mode
+    from mlpipe.local import mode, options
 
     (tmp_path / "team" / "w").mkdir(parents=True)
     (tmp_path / "cdk.json").write_text(json.dumps({"context": {"workloads": ["team/w"]}}))
     clean = tmp_path / "team" / "w" / "clean.py"
     clean.write_text("SCHEMA = 'id STRING'\n")
     monkeypatch.setattr(mode, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(options, "REPO_ROOT", tmp_path)  # where cdk.json's list is read
     before = mode.sources_digest()
     assert mode.sources_digest() == before
     clean.write_text("SCHEMA = 'id STRING, x DOUBLE'\n")
