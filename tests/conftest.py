@@ -7,7 +7,6 @@ Slow paths are session-scoped and grouped for pytest-xdist (`--dist loadgroup`):
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import socket
@@ -124,7 +123,7 @@ def spark(spark_java_options: str) -> Iterator[Any]:
 def dev_cloud_assembly(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The dev app as `cdk synth` writes it (local mode's own synth: the CDK CLI, app.py, cdk-nag), made once
     for the whole test run: the stack tests, the scenarios and local mode all read this one cloud assembly.
-    Under pytest-xdist the first worker to ask synthesizes it while the others wait on a lock."""
+    Under pytest-xdist the first worker to ask synthesizes it while the others wait on the synth's lock."""
     from mlpipe.local.mode import synthesize
 
     if worker_id == "master":  # not distributed: this session's own
@@ -133,10 +132,7 @@ def dev_cloud_assembly(tmp_path_factory: pytest.TempPathFactory, worker_id: str)
         return outdir
     shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above every worker's own
     outdir = shared / "dev-synth" / "cdk.out"
-    outdir.parent.mkdir(exist_ok=True)
-    with open(shared / "dev-synth.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        synthesize(outdir)  # nothing to do when another worker made it current
+    synthesize(outdir)  # under its lock: nothing to do when another worker made it current
     return outdir
 
 
