@@ -27,7 +27,7 @@ help:
 	@echo "make test   set up, then run lint and the test suite"
 	@echo "make setup  create .venv and node_modules (pinned); quick when already done"
 	@echo "make synth  synthesize every stack into \$$CDK_OUTDIR (default cdk.out); -e ENV=prod for prod"
-	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode: clickstream at 100k and 1M, regression at 120k, an init workload)"
+	@echo "make bench  run the benchmarks in bench/ (synth, training, ETL at 1M rows, local mode: clickstream at 100k and 1M, regression at 120k, an init workload, init runs on a shared Spark host)"
 
 setup: $(VENV)/.installed node_modules/.installed build/lambda-layer/.installed build/jsii-package-cache.installed
 	@# Local Spark's class-data-sharing archive (it halves a Spark driver's start-up): made once, checked each time.
@@ -89,6 +89,7 @@ bench: setup
 	$(PY) bench/e2e.py --rows 100000,1000000
 	$(PY) bench/e2e.py --workload examples/regression --rows 120000
 	$(PY) bench/e2e.py --workload init
+	$(PY) bench/shared_spark.py
 
 clean:
 	rm -rf cdk.out cdk.out.local-* build .pytest_cache .ruff_cache .mypy_cache local-run

@@ -24,9 +24,7 @@ os.environ.setdefault("JSII_NODE", str(REPO_ROOT / "scripts" / "jsii-node"))
 # The xdist groups, longest first (by --durations=0): with `--dist loadgroup
 # --no-loadscope-reorder` (the Makefile) a worker takes the next group in this order as it frees up, so the
 # longest starts at once and the ungrouped tests, each a unit of its own, fill in at the end.
-GROUPS_LONGEST_FIRST = (
-    "spark", "local", "local-workloads", "local-contracts", "torch", "cdk", "scenario", "client-server"
-)  # fmt: skip
+GROUPS_LONGEST_FIRST = ("local", "spark", "torch", "cdk", "scenario", "client-server")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,8 @@ jobs' PyTorch entrypoints as local processes, each with its log file.
   script makes its own SparkSession.
 - EMR (`SparkEmr`): a `command-runner.jar` step's `spark-submit [options] s3://…/<script>.py args` runs the
   script with the `--py-files` asset on `sys.path` (what spark-submit ships to the driver in AWS).
-- Both run on the run's `SparkHost` (`spark_host.py`): one warm Spark driver for every script of the run.
+- Both run on a `SparkHost` (`spark_host.py`): one warm Spark driver for every script of the run, or of
+  several runs when their caller shares one.
 - Spark cannot read S3 here, so every `s3://` argument is staged through the `Mirror`: pulled before the
   job, replaced by its mirror path, and pushed back only after the job succeeds (a failed job publishes
   nothing).
@@ -98,6 +99,17 @@ class Children:
                 )
             self._procs.add(proc)
         return proc
+
+    def adopt(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop `proc` with these children (a shared Spark host, while it runs a job of this run)."""
+        with self._lock:
+            if self.stopping:
+                raise Aborted("the local run is stopping")
+            self._procs.add(proc)
+
+    def release(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         try:
@@ -195,6 +207,26 @@ _NOT_INHERITED = frozenset(
 
 
 # ---- shared ---------------------------------------------------------------------------------------------
+def base_env() -> dict[str, str]:
+    """This process's environment for a job, without what would change the job: a distributed topology or
+    hyperparameters of the caller's shell. (A Lambda of the harness may be running: its overlay empties keys
+    it adds, see lambdas.py.)"""
+    return {
+        k: v
+        for k, v in os.environ.copy().items()
+        if v != "" and k not in _NOT_INHERITED and not k.startswith(("MLPIPE_HP_", "AWS_BATCH_"))
+    }
+
+
+@dataclass(frozen=True)
+class SparkDriver:
+    """How a Spark host's driver starts: in local mode this one driver is the whole "cluster"."""
+
+    master: str = "local[*]"
+    memory: str = "3g"
+    java_options: str = ""  # extra JVM options
+
+
 @dataclass
 class Context:
     """What every executor of one local run shares."""
@@ -204,9 +236,10 @@ class Context:
     children: Children
     journal: Journal
     assets: Mapping[str, Path] = field(default_factory=dict)  # S3 object key -> file or folder in cdk.out
-    spark_master: str = "local[*]"
-    spark_driver_memory: str = "3g"
-    spark_java_options: str = ""  # extra JVM options of the Spark driver
+    spark_driver: SparkDriver = field(default_factory=SparkDriver)
+    # A host that its owner lends to several runs (`LocalRun(spark_host=...)`); the run starts its own instead
+    # when that host's driver is not the one this run needs.
+    shared_spark: SparkHost | None = None
     # How many Batch nodes may run at once: candidates train side by side, so each node's PyTorch gets that
     # share of the cores (as torchrun gives each process one thread); more threads only spin while another
     # job holds the core. Batch inference, which runs alone, gets the same share: a simplification.
@@ -215,7 +248,20 @@ class Context:
     spark: SparkHost = field(init=False)
 
     def __post_init__(self) -> None:
-        self.spark = SparkHost(self)
+        if self.shared_spark is not None and self.shared_spark.driver == self.spark_driver:
+            self.spark = self.shared_spark
+        else:
+            self.spark = SparkHost(
+                self.spark_driver,
+                log=self.log_path("spark-host.log"),
+                scratch=self.workdir / "spark-scratch",
+                children=self.children,
+            )
+
+    def close_spark(self) -> None:
+        """Stop the run's own Spark host; a shared one is left to its owner."""
+        if self.spark is not self.shared_spark:
+            self.spark.close()
 
     def asset(self, uri: str) -> Path | None:
         """The cdk.out file (or folder) that the asset at `uri` is uploaded from."""
@@ -226,16 +272,6 @@ class Context:
 
     def say(self, line: str) -> None:
         self.events.append(line)
-
-    def base_env(self) -> dict[str, str]:
-        """This process's environment for a job, without what would change the job: a distributed
-        topology or hyperparameters of the caller's shell. (A Lambda of the harness may be running: its
-        overlay empties keys it adds, see lambdas.py.)"""
-        return {
-            k: v
-            for k, v in os.environ.copy().items()
-            if v != "" and k not in _NOT_INHERITED and not k.startswith(("MLPIPE_HP_", "AWS_BATCH_"))
-        }
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -261,7 +297,7 @@ def _staged_run(
     local_args = [ctx.mirror.local(a) if a.startswith("s3://") else a for a in args]
     ctx.say(f"{label}: running, log {log}")
     try:
-        code = ctx.spark.run(script, local_args, python_path=python_path, log=log)
+        code = ctx.spark.run(script, local_args, python_path=python_path, log=log, stopped_by=ctx.children)
     except Aborted as exc:
         return Outcome.failure(str(exc))
     if code != 0:
@@ -276,24 +312,26 @@ def _staged_run(
 
 @dataclass
 class SparkHost:
-    """The run's Spark driver (`mlpipe.local.spark_host`): one warm JVM for every Spark script of the run,
-    one script at a time. Started ahead of the first job by `start()`, or by the first job; a host that died
-    (killed, or its JVM out of memory) fails its job and is started again for the next."""
+    """A Spark driver (`mlpipe.local.spark_host`): one warm JVM for Spark scripts, one script at a time.
 
-    ctx: Context
+    A run starts its own ahead of its first job (`start()`, or the first job does) and closes it at its end. A
+    caller that runs several workloads in one process can instead create one, give it to each `LocalRun`
+    and close it when done: every run after the first then skips the JVM's start-up and its cold JIT, about
+    a third of a small run's CPU time. A host that died (killed, or its JVM out of memory) fails its job and
+    is started again for the next."""
+
+    driver: SparkDriver
+    log: Path  # the JVM's own log
+    # The driver's temporary files (Spark's local folders and the JVM's temporary folder), here rather than
+    # in the machine's /tmp: a JVM that is killed (Ctrl-C, a crash) cannot delete its own, and `close()`
+    # removes them all.
+    scratch: Path
+    children: Children = field(default_factory=Children)  # the host's process is one of these
+    # The environment when it was created: a host started again during a run does not take that run's moto
+    # endpoint with it into the next run (scripts read and write the mirror's local files, not S3).
+    env: dict[str, str] = field(default_factory=base_env)
     _proc: subprocess.Popen[bytes] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def log(self) -> Path:
-        return self.ctx.log_path("spark-host.log")
-
-    @property
-    def scratch(self) -> Path:
-        """The driver's temporary files (Spark's local folders and the JVM's temporary folder) in the run's
-        folder rather than the machine's /tmp: a JVM that is killed (Ctrl-C, a crash) cannot delete its own,
-        and `close()` removes them all."""
-        return self.ctx.workdir / "spark-scratch"
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -307,36 +345,69 @@ class SparkHost:
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self.scratch.mkdir(parents=True, exist_ok=True)
-            env = _spark_env(self.ctx, self.scratch)
-            env["MLPIPE_SPARK_HOST_LOG"] = str(self.log)
             argv = [sys.executable, "-m", "mlpipe.local.spark_host"]
-            self._proc = self.ctx.children.start(argv, env=env, log=self.log, pipes=True)
+            self._proc = self.children.start(argv, env=self._spark_env(), log=self.log, pipes=True)
         return self._proc
 
-    def run(self, script: Path, args: Sequence[str], *, python_path: Sequence[Path], log: Path) -> int:
-        """The exit status of `python script args` run on the host (`python_path` leads `sys.path`)."""
+    def _spark_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        # Spark's launcher splits the options as a shell would: the path goes in double quotes, escaped.
+        quoted = str(self.scratch).replace("\\", "\\\\").replace('"', '\\"')
+        env.update(
+            MLPIPE_SPARK_MASTER=self.driver.master,
+            MLPIPE_SPARK_DRIVER_MEMORY=self.driver.memory,
+            MLPIPE_SPARK_JAVA_OPTIONS=f'{self.driver.java_options} -Djava.io.tmpdir="{quoted}"'.strip(),
+            MLPIPE_SPARK_HOST_LOG=str(self.log),
+            PYSPARK_PYTHON=sys.executable,
+            PYSPARK_DRIVER_PYTHON=sys.executable,
+        )
+        env.pop("SPARK_LOCAL_DIRS", None)  # Spark's local folders then go to that temporary folder too
+        return env
+
+    def run(
+        self,
+        script: Path,
+        args: Sequence[str],
+        *,
+        python_path: Sequence[Path],
+        log: Path,
+        stopped_by: Children | None = None,
+    ) -> int:
+        """The exit status of `python script args` run on the host (`python_path` leads `sys.path`). While the
+        script runs, `stopped_by` (the children of the run whose job it is) stops the host with the others:
+        Ctrl-C of a run ends its Spark job too, and the next job starts a new host."""
         request = {"script": str(script), "args": list(args), "python_path": [str(p) for p in python_path],
                    "log": str(log)}  # fmt: skip
         with self._lock:
             proc = self._running()
-            assert proc.stdin is not None and proc.stdout is not None
+            lender = stopped_by if stopped_by is not self.children else None
+            if lender is not None:
+                lender.adopt(proc)
             try:
-                proc.stdin.write(json.dumps(request).encode() + b"\n")
-                proc.stdin.flush()
-                answer = proc.stdout.readline()
-            except OSError:  # the host is gone
-                answer = b""
-            if answer:
-                reply = json.loads(answer)
-                if reply.get("host_exits"):  # the job broke the SparkContext: the next job gets a new host
-                    self._proc = None
-                    self.ctx.children.wait(proc)
-                return int(reply["exit_code"])
-            self._proc = None
-            code = self.ctx.children.wait(proc)  # killed (Ctrl-C) or crashed: the job failed with it
-            with contextlib.suppress(OSError), open(log, "a") as out:
-                out.write(f"the Spark host exited with status {code}; its log: {self.log}\n")
-            return code or 1
+                return self._answer(proc, request, log)
+            finally:
+                if lender is not None:
+                    lender.release(proc)
+
+    def _answer(self, proc: subprocess.Popen[bytes], request: dict[str, Any], log: Path) -> int:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+        except OSError:  # the host is gone
+            answer = b""
+        if answer:
+            reply = json.loads(answer)
+            if reply.get("host_exits"):  # the job broke the SparkContext: the next job gets a new host
+                self._proc = None
+                self.children.wait(proc)
+            return int(reply["exit_code"])
+        self._proc = None
+        code = self.children.wait(proc)  # killed (Ctrl-C) or crashed: the job failed with it
+        with contextlib.suppress(OSError), open(log, "a") as out:
+            out.write(f"the Spark host exited with status {code}; its log: {self.log}\n")
+        return code or 1
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the host: its SparkContext first, then the process (killed if it takes over `timeout_s`);
@@ -353,23 +424,8 @@ class SparkHost:
                 except subprocess.TimeoutExpired:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
-            self.ctx.children.wait(proc)
+            self.children.wait(proc)
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def _spark_env(ctx: Context, scratch: Path) -> dict[str, str]:
-    env = ctx.base_env()
-    # Spark's launcher splits the options as a shell would: the path goes in double quotes, escaped.
-    quoted = str(scratch).replace("\\", "\\\\").replace('"', '\\"')
-    env.update(
-        MLPIPE_SPARK_MASTER=ctx.spark_master,
-        MLPIPE_SPARK_DRIVER_MEMORY=ctx.spark_driver_memory,
-        MLPIPE_SPARK_JAVA_OPTIONS=f'{ctx.spark_java_options} -Djava.io.tmpdir="{quoted}"'.strip(),
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-    )
-    env.pop("SPARK_LOCAL_DIRS", None)  # Spark's local folders then go to that temporary folder too
-    return env
 
 
 # ---- Glue -----------------------------------------------------------------------------------------------
@@ -471,7 +527,7 @@ class LocalBatch:
             command[0] = sys.executable
         self._publish_assets(command)
         nodes = max(1, job.num_nodes)
-        env = self.ctx.base_env()
+        env = base_env()
         env.update(job.environment)
         env.update(
             PYTHONPATH=os.pathsep.join(filter(None, [str(BATCH_SOURCE), env.get("PYTHONPATH", "")])),

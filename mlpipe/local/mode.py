@@ -50,8 +50,10 @@ from mlpipe.local.jobs import (
     Context,
     Journal,
     LocalBatch,
+    SparkDriver,
     SparkEmr,
     SparkGlue,
+    SparkHost,
     asset_paths,
 )
 from mlpipe.local.lambdas import LAMBDAS_DIR
@@ -229,25 +231,35 @@ def logs_to(path: Path, moto_path: Path) -> Iterator[None]:
 SMALL_RUN_ROWS = 200_000
 
 
-def spark_driver(rows: int) -> tuple[str, str]:
-    """The Spark host's driver memory and JVM options for a run of `rows` (the driver is the whole local
-    "cluster": more memory for the larger datasets; the class-data-sharing archive of `make setup` when it is
-    usable); MLPIPE_SPARK_DRIVER_MEMORY and MLPIPE_SPARK_JAVA_OPTIONS override them."""
+def spark_driver(rows: int) -> SparkDriver:
+    """The Spark host's driver for a run of `rows`: more memory for the larger datasets, and the
+    class-data-sharing archive of `make setup` when it is usable; MLPIPE_SPARK_DRIVER_MEMORY and
+    MLPIPE_SPARK_JAVA_OPTIONS override them."""
     memory = os.environ.get("MLPIPE_SPARK_DRIVER_MEMORY") or ("6g" if rows > 2_000_000 else "3g")
     options = os.environ.get("MLPIPE_SPARK_JAVA_OPTIONS")
     if not options:
         tiers = "-XX:TieredStopAtLevel=1" if rows < SMALL_RUN_ROWS else ""
         options = " ".join(filter(None, [tiers, spark_cds.java_options()]))
-    return memory, options
+    return SparkDriver(memory=memory, java_options=options)
 
 
 class LocalRun:
-    """One local run (or redrive) in `workdir`."""
+    """One local run (or redrive) in `workdir`. Its Spark scripts run on a Spark host of its own, or on
+    `spark_host` when its caller shares one among several runs and its driver suits this run's size
+    (`spark_driver`); the caller then closes it."""
 
-    def __init__(self, workdir: Path, *, printer: Printer | None = None, cdk_out: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        printer: Printer | None = None,
+        cdk_out: Path | None = None,
+        spark_host: SparkHost | None = None,
+    ) -> None:
         self.workdir = workdir.absolute()
         self.say = printer or Printer()
         self.given_cdk_out = cdk_out
+        self.spark_host = spark_host
         self.cdk_out = (cdk_out or REPO_ROOT / "cdk.out").absolute()
         self.workload: Path | None = None  # the workload folder of the run, when not cdk.json's
         self.stages = Stages()
@@ -390,17 +402,20 @@ class LocalRun:
         restore: bool,
     ) -> dict[str, Any]:
         self.children = Children()
-        memory, java_options = spark_driver(int(record["rows"]))
         ctx = Context(
             workdir=self.workdir,
             mirror=mirror,
             children=self.children,
             journal=journal,
             assets=asset_paths(self.cdk_out),
-            spark_driver_memory=memory,
-            spark_java_options=java_options,
+            spark_driver=spark_driver(int(record["rows"])),
+            shared_spark=self.spark_host,
             batch_nodes_at_once=sum(int(c.get("nodes", 1)) for c in _candidates(assembly, record)),
         )
+        if self.spark_host is not None and ctx.spark is not self.spark_host:
+            self.say(
+                f"spark      a host of its own: this run's size needs {ctx.spark_driver}, not the shared host's"
+            )
         if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
             ctx.spark.start()
         executors = Executors(batch=LocalBatch(ctx), glue=SparkGlue(ctx), emr=SparkEmr(ctx))
@@ -450,7 +465,7 @@ class LocalRun:
                 except TimeoutError:
                     result = None
             finally:
-                ctx.spark.close()
+                ctx.close_spark()
                 self.children.stop_all(grace_s=2.0)
             with self.stages.timed("snapshot"):
                 mirror.pull_all([bucket_for(assembly, p) for p in ("raw", "curated", "artifacts")])

@@ -10,10 +10,15 @@ from __future__ import annotations
 import fcntl
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlpipe.local.jobs import SparkHost
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -78,6 +83,21 @@ def write_wheel(path: Path, modules: dict[str, str]) -> None:
     with zipfile.ZipFile(path, "w") as wheel:
         for n, text in {**files, f"{info}/RECORD": record}.items():
             wheel.writestr(n, text)
+
+
+@pytest.fixture(scope="session")
+def spark_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkHost]:
+    """One Spark host for this worker's end-to-end runs, shared as a caller that runs several workloads would
+    share it (`LocalRun(spark_host=...)`): every run after the first skips the JVM's start-up and its cold
+    JIT, about a third of a small run's CPU time. Its driver is the one local mode gives every run of fewer
+    than SMALL_RUN_ROWS rows, as these runs are."""
+    from mlpipe.local.jobs import SparkHost
+    from mlpipe.local.mode import spark_driver
+
+    folder = tmp_path_factory.mktemp("spark-host")
+    host = SparkHost(spark_driver(rows=0), log=folder / "spark-host.log", scratch=folder / "spark-scratch")
+    yield host
+    host.close()
 
 
 @dataclass(frozen=True)

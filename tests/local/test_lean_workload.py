@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
+pytestmark = [pytest.mark.local]
 
 LEAN = Path(__file__).with_name("lean_workload")
 

@@ -65,6 +65,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     local_workloads: Any,
+    spark_host: Any,
 ) -> None:
     """One small run of the renamed clickstream copy through every stage: all but the last (Batch inference)
     succeed for real, the last fails for real; `mlpipe local redrive` then completes the run without redoing
@@ -75,7 +76,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     workload, cdk_out = local_workloads.shopping, local_workloads.cdk_out
     workdir = tmp_path / "run"
     lines: list[str] = []
-    local = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out)
+    local = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out, spark_host=spark_host)
     local.wrap_executors = lambda e: Executors(batch=BrokenInference(e.batch), glue=e.glue, emr=e.emr)
     # One candidate: the two-node DDP path runs in the regression example's test and in tests/batch_containers.
     failed = local.run(Options(rows=ROWS, workload=workload, workdir=workdir, candidates=1))

@@ -11,14 +11,14 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-contracts")]
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
 
 SCRIPTED = Path(__file__).with_name("script_workload")
 ROWS = 2_000
 
 
 def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(
-    tmp_path: Path, local_workloads: Any
+    tmp_path: Path, local_workloads: Any, spark_host: Any
 ) -> None:
     from mlpipe.local.assembly import CloudAssembly
     from mlpipe.local.jobs import asset_paths
@@ -26,7 +26,7 @@ def test_whole_glue_and_spark_scripts_run_in_place_of_the_drivers(
 
     cdk_out = local_workloads.cdk_out
     workdir = tmp_path / "run"
-    run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out)
+    run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out, spark_host=spark_host)
     summary = run.run(Options(workload=SCRIPTED, rows=ROWS, workdir=workdir))
     assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
 

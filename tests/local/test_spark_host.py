@@ -1,6 +1,7 @@
-"""The Spark host of local mode: scripts run on one warm driver as `python script args` would run them, each
-with its own SparkSession, environment and modules; a host that dies fails its job, and the next job gets a
-new one; Spark's scratch files stay in the run's folder and are removed when the host closes."""
+"""The Spark host of local mode: scripts, of one run or of several that share the host, run on one warm driver
+as `python script args` would run them, each with its own SparkSession, environment and modules; a host that
+dies fails its job, and the next job gets a new one; a run that stops stops its job on a shared host; Spark's
+scratch files stay in the host's folder and are removed when the host closes."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.local.jobs import Children, Context, Journal
+from mlpipe.local.jobs import Aborted, Children, Context, Journal, SparkDriver, SparkHost
 from mlpipe.local.mirror import Mirror
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
+pytestmark = [pytest.mark.local]
 
 FIRST = """
     import os, sys
@@ -55,59 +56,83 @@ def _script(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_scripts_share_the_driver_but_not_their_state(
+def _run(workdir: Path, driver: SparkDriver, host: SparkHost | None = None) -> Context:
+    """A run's context, given `host` as its caller's shared one."""
+    return Context(workdir=workdir, mirror=Mirror(workdir / "s3"), children=Children(),
+                   journal=Journal(workdir / "journal.jsonl"), spark_driver=driver, shared_spark=host)  # fmt: skip
+
+
+def test_scripts_of_several_runs_share_the_driver_but_not_their_state(
     tmp_path: Path, spark_java_options: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workdir = tmp_path / 'a "run" folder'  # a path that the JVM's options must quote
+    folder = tmp_path / 'a "host" folder'  # a path that the JVM's options must quote
     monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path / "elsewhere"))  # the caller's: not for this driver
-    ctx = Context(workdir=workdir, mirror=Mirror(tmp_path / "s3"), children=Children(),
-                  journal=Journal(tmp_path / "journal.jsonl"), spark_master="local[1]", spark_driver_memory="1g",
-                  spark_java_options=spark_java_options)  # fmt: skip
+    driver = SparkDriver(master="local[1]", memory="1g", java_options=spark_java_options)
+    host = SparkHost(driver, log=folder / "spark-host.log", scratch=folder / "spark-scratch")
+    run_a, run_b = _run(tmp_path / "a", driver, host), _run(tmp_path / "b", driver, host)
+    assert run_a.spark is host and run_b.spark is host
+    larger = _run(tmp_path / "c", SparkDriver(master="local[1]", memory="2g"), host)  # needs another driver
+    assert larger.spark is not host and larger.spark.log == tmp_path / "c" / "logs" / "spark-host.log"
     lib_a, lib_b = tmp_path / "lib-a", tmp_path / "lib-b"
     _script(lib_a, "helper.py", "VERSION = 'a'\n")
     _script(lib_b, "helper.py", "VERSION = 'b'\n")
     first = _script(tmp_path / "jobs", "first.py", FIRST)
     second = _script(tmp_path / "jobs", "second.py", SECOND)
     fails = _script(tmp_path / "jobs", "fails.py", FAILS)
+    slow = _script(tmp_path / "jobs", "slow.py", "import time\ntime.sleep(60)\n")
     logs = tmp_path / "logs"
     try:
-        ctx.spark.start()
-        assert ctx.spark.run(first, ["3"], python_path=[lib_a], log=logs / "first.log") == 3
+        host.start()
+        assert run_a.spark.run(first, ["3"], python_path=[lib_a], log=logs / "first.log") == 3
         assert "first ['3'] a True" in (logs / "first.log").read_text()
-        # Spark's local folders are in the run's folder, not in the machine's /tmp
-        scratch = ctx.spark.scratch
-        assert scratch.parent == workdir
+        # Spark's local folders are in the host's folder, not in the machine's /tmp
+        scratch = host.scratch
         assert list(scratch.glob("blockmgr-*")) and list(scratch.glob("spark-*"))
-        # a new session (the default shuffle partitions, no temporary view), the environment as it was,
-        # and the helper module of its own library, not the one the first job imported
-        assert ctx.spark.run(second, [], python_path=[lib_b], log=logs / "second.log") == 0
+        # the other run's job: a new session (the default shuffle partitions, no temporary view), the
+        # environment as it was, and the helper module of its own library, not the one the first job imported
+        assert run_b.spark.run(second, [], python_path=[lib_b], log=logs / "second.log") == 0
         assert "second b 200 False None __main__" in (logs / "second.log").read_text()
-        assert ctx.spark.run(fails, [], python_path=[], log=logs / "fails.log") == 1
+        assert run_a.spark.run(fails, [], python_path=[], log=logs / "fails.log") == 1
         assert "ValueError: the script's own error" in (logs / "fails.log").read_text()
 
         # the JVM options are in the driver's configuration
         assert "-XX:TieredStopAtLevel=1" in (logs / "first.log").read_text()
         # the host dies during a job (here: killed): that job fails, the next one gets a new host
-        host = ctx.spark.process
-        assert host is not None
-        killer = threading.Timer(2.0, os.killpg, (host.pid, signal.SIGKILL))
+        killed = host.process
+        assert killed is not None
+        killer = threading.Timer(2.0, os.killpg, (killed.pid, signal.SIGKILL))
         killer.start()
-        slow = _script(tmp_path / "jobs", "slow.py", "import time\ntime.sleep(60)\n")
-        assert ctx.spark.run(slow, [], python_path=[], log=logs / "slow.log") == -signal.SIGKILL
+        assert run_a.spark.run(slow, [], python_path=[], log=logs / "slow.log") == -signal.SIGKILL
         assert "the Spark host exited with status -9" in (logs / "slow.log").read_text()
-        assert ctx.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
+        assert run_b.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
-        assert ctx.spark.process is not None and ctx.spark.process.pid != host.pid
+        assert host.process is not None and host.process.pid != killed.pid
         assert len(list(scratch.glob("blockmgr-*"))) == 2  # the killed JVM could not delete its own
+
+        # a run that stops (Ctrl-C) stops the job it has on the shared host, and that host with it; the
+        # other run's next job gets a new host
+        stopped = host.process
+        stopper = threading.Timer(2.0, run_b.children.stop_all, kwargs={"grace_s": 5.0})
+        stopper.start()
+        assert run_b.spark.run(
+            slow, [], python_path=[], log=logs / "stopped.log", stopped_by=run_b.children
+        ) == (-signal.SIGTERM)
+        assert stopped.poll() is not None
+        with pytest.raises(Aborted):  # a stopped run starts no job
+            run_b.spark.run(second, [], python_path=[], log=logs / "late.log", stopped_by=run_b.children)
 
         # a script that stops the shared SparkContext succeeds, and the host it broke is gone: the next job
         # starts a new one, as after the kill above (not run again here: a host costs a JVM's start-up)
         stops = _script(tmp_path / "jobs", "stops.py", STOPS)
-        broken = ctx.spark.process
-        assert ctx.spark.run(stops, [], python_path=[], log=logs / "stops.log") == 0
-        assert broken.poll() is not None and ctx.spark.process is None
+        broken = host.process
+        assert broken is not None and broken.pid != stopped.pid
+        assert run_a.spark.run(stops, [], python_path=[], log=logs / "stops.log") == 0
+        assert broken.poll() is not None and host.process is None
+        run_a.close_spark()  # a run leaves its caller's host alone
+        assert list(scratch.glob("blockmgr-*"))
     finally:
-        ctx.spark.close()
-        ctx.children.stop_all(grace_s=1.0)
-    assert ctx.spark.process is None
+        host.close()
+        for run in (run_a, run_b):
+            run.children.stop_all(grace_s=1.0)
+    assert host.process is None
     assert not scratch.exists()  # closing the host removed what the killed one left

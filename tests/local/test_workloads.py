@@ -15,14 +15,16 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local-workloads")]
+pytestmark = [pytest.mark.local, pytest.mark.xdist_group("local")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSION = REPO_ROOT / "examples" / "regression"
 ROWS = 8_000
 
 
-def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path, local_workloads: Any) -> None:
+def test_the_regression_example_runs_end_to_end_on_its_own_data(
+    tmp_path: Path, local_workloads: Any, spark_host: Any
+) -> None:
     from mlpipe.local.mode import LocalRun, Options, Printer
 
     data = tmp_path / "data"
@@ -43,7 +45,9 @@ def test_the_regression_example_runs_end_to_end_on_its_own_data(tmp_path: Path, 
     truth = json.loads((data / "truth.json").read_text())
     workdir = tmp_path / "run"
     lines: list[str] = []
-    run = LocalRun(workdir, printer=Printer(lines.append), cdk_out=local_workloads.cdk_out)
+    run = LocalRun(
+        workdir, printer=Printer(lines.append), cdk_out=local_workloads.cdk_out, spark_host=spark_host
+    )
     summary = run.run(Options(workload=REGRESSION, input=data / "raw", workdir=workdir, candidates=1))
     assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
 
