@@ -108,6 +108,7 @@ class Children:
             self._procs.add(proc)
 
     def release(self, proc: subprocess.Popen[bytes]) -> None:
+        """No longer stop `proc` with these children (the shared Spark host, once the job is done)."""
         with self._lock:
             self._procs.discard(proc)
 
@@ -207,6 +208,12 @@ _NOT_INHERITED = frozenset(
 
 
 # ---- shared ---------------------------------------------------------------------------------------------
+# What gives boto3 an account or an endpoint (credentials, profile, configuration files, endpoint URLs).
+_AWS_ACCESS = ("AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
+               "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+               "AWS_CONTAINER_", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")  # fmt: skip
+
+
 def base_env() -> dict[str, str]:
     """This process's environment for a job, without what would change the job: a distributed topology or
     hyperparameters of the caller's shell. (A Lambda of the harness may be running: its overlay empties keys
@@ -287,7 +294,8 @@ def _staged_run(
     ctx: Context, *, key: str, label: str, script: Path, args: list[str], python_path: list[Path], log: Path,
     uris: list[str],
 ) -> Outcome:  # fmt: skip
-    """Run a Spark script on the run's Spark host with its `s3://` arguments staged through the mirror."""
+    """Run a Spark script on the run's Spark host (its own or a shared one) with its `s3://` arguments staged
+    through the mirror."""
     if ctx.journal.has(key):
         ctx.journal.note_replay(label)
         ctx.say(f"{label}: done in the failed run, not run again")
@@ -317,7 +325,7 @@ class SparkHost:
     A run starts its own ahead of its first job (`start()`, or the first job does) and closes it at its end. A
     caller that runs several workloads in one process can instead create one, give it to each `LocalRun`
     and close it when done: every run after the first then skips the JVM's start-up and its cold JIT, about
-    a third of a small run's CPU time. A host that died (killed, or its JVM out of memory) fails its job and
+    a quarter of a small run's CPU time. A host that died (killed, or its JVM out of memory) fails its job and
     is started again for the next."""
 
     driver: SparkDriver
@@ -327,8 +335,8 @@ class SparkHost:
     # removes them all.
     scratch: Path
     children: Children = field(default_factory=Children)  # the host's process is one of these
-    # The environment when it was created: a host started again during a run does not take that run's moto
-    # endpoint with it into the next run (scripts read and write the mirror's local files, not S3).
+    # The environment when it was created (less any AWS access, see `_spark_env`): the same for every job,
+    # whichever run started the host.
     env: dict[str, str] = field(default_factory=base_env)
     _proc: subprocess.Popen[bytes] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -344,13 +352,22 @@ class SparkHost:
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
+            if self._proc is not None:  # died between jobs
+                self.children.wait(self._proc)
             self.scratch.mkdir(parents=True, exist_ok=True)
             argv = [sys.executable, "-m", "mlpipe.local.spark_host"]
             self._proc = self.children.start(argv, env=self._spark_env(), log=self.log, pipes=True)
         return self._proc
 
     def _spark_env(self) -> dict[str, str]:
-        env = dict(self.env)
+        # No AWS account either: the scripts read and write the mirror's local files, and the caller's
+        # credentials, profile or endpoints must not reach a real account from a local run.
+        env = {k: v for k, v in self.env.items() if not k.startswith(_AWS_ACCESS)}
+        env.update(
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            AWS_EC2_METADATA_DISABLED="true",
+        )
         # Spark's launcher splits the options as a shell would: the path goes in double quotes, escaped.
         quoted = str(self.scratch).replace("\\", "\\\\").replace('"', '\\"')
         env.update(
@@ -378,9 +395,11 @@ class SparkHost:
         Ctrl-C of a run ends its Spark job too, and the next job starts a new host."""
         request = {"script": str(script), "args": list(args), "python_path": [str(p) for p in python_path],
                    "log": str(log)}  # fmt: skip
+        lender = stopped_by if stopped_by is not self.children else None
         with self._lock:
+            if lender is not None and lender.stopping:  # before a new JVM would start for nothing
+                raise Aborted("the local run is stopping")
             proc = self._running()
-            lender = stopped_by if stopped_by is not self.children else None
             if lender is not None:
                 lender.adopt(proc)
             try:

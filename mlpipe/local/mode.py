@@ -413,8 +413,9 @@ class LocalRun:
             batch_nodes_at_once=sum(int(c.get("nodes", 1)) for c in _candidates(assembly, record)),
         )
         if self.spark_host is not None and ctx.spark is not self.spark_host:
+            driver = ctx.spark_driver
             self.say(
-                f"spark      a host of its own: this run's size needs {ctx.spark_driver}, not the shared host's"
+                f"spark      a Spark host of its own: a run of this size needs {driver.memory}, {driver.java_options}"
             )
         if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
             ctx.spark.start()

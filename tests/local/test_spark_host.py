@@ -5,9 +5,11 @@ host's folder and are removed when the host closes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ FIRST = """
     os.environ["LEFT_BEHIND"] = "yes"
     print("first", sys.argv[1:], helper.VERSION, spark.catalog.tableExists("numbers"))
     print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"))
+    print("aws", *(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")))
     sys.exit(int(sys.argv[1]))
 """
 SECOND = """
@@ -66,6 +69,12 @@ def test_scripts_of_several_runs_share_the_driver_but_not_their_state(
 ) -> None:
     folder = tmp_path / 'a "host" folder'  # a path that the JVM's options must quote
     monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path / "elsewhere"))  # the caller's: not for this driver
+    for name, value in (
+        ("AWS_PROFILE", "someone"),
+        ("AWS_ACCESS_KEY_ID", "AKIA-REAL"),
+        ("AWS_ENDPOINT_URL", "https://x"),
+    ):
+        monkeypatch.setenv(name, value)  # the caller's AWS access: never for a local run's scripts
     driver = SparkDriver(master="local[1]", memory="1g", java_options=spark_java_options)
     host = SparkHost(driver, log=folder / "spark-host.log", scratch=folder / "spark-scratch")
     run_a, run_b = _run(tmp_path / "a", driver, host), _run(tmp_path / "b", driver, host)
@@ -94,20 +103,31 @@ def test_scripts_of_several_runs_share_the_driver_but_not_their_state(
         assert run_a.spark.run(fails, [], python_path=[], log=logs / "fails.log") == 1
         assert "ValueError: the script's own error" in (logs / "fails.log").read_text()
 
-        # the JVM options are in the driver's configuration
+        # the JVM options are in the driver's configuration; no AWS access of the caller reached the script
         assert "-XX:TieredStopAtLevel=1" in (logs / "first.log").read_text()
+        assert f"aws None None None {os.devnull}" in (logs / "first.log").read_text()
         # a run that stops (Ctrl-C) stops its job on the shared host, and the host with it: that job fails,
         # the stopped run starts no other, and the other run's next job gets a new host
         stopped = host.process
         assert stopped is not None
-        stopper = threading.Timer(2.0, run_b.children.stop_all, kwargs={"grace_s": 5.0})
+
+        def stop_once_running() -> (
+            None
+        ):  # Ctrl-C while the job is on the host (its log has the host's header)
+            while not (logs / "slow.log").is_file() or "[spark host" not in (logs / "slow.log").read_text():
+                time.sleep(0.05)
+            run_b.children.stop_all(grace_s=5.0)
+
+        stopper = threading.Thread(target=stop_once_running, daemon=True)
         stopper.start()
         code = run_b.spark.run(slow, [], python_path=[], log=logs / "slow.log", stopped_by=run_b.children)
+        stopper.join(timeout=30)
         assert code == -signal.SIGTERM
         assert "the Spark host exited with status -15" in (logs / "slow.log").read_text()
         assert stopped.poll() is not None and not run_b.children._procs
         with pytest.raises(Aborted):
             run_b.spark.run(second, [], python_path=[], log=logs / "late.log", stopped_by=run_b.children)
+        assert host.process is None  # no JVM started for the stopped run
         assert run_a.spark.run(second, [], python_path=[lib_a], log=logs / "again.log") == 0
         assert "second a 200 False None __main__" in (logs / "again.log").read_text()
         assert host.process is not None and host.process.pid != stopped.pid
