@@ -6,14 +6,17 @@
 The app is synthesized once, before any timing, and one run on the shared host starts it (not counted). Then
 the runs alternate, one on a host of its own (what `mlpipe local run` does) and one on the shared host, so
 that load on the machine hits both alike. Prints, per run: its wall time and the machine's busy CPU seconds
-over it (/proc/stat: the JVM and the job processes included, so run it on an otherwise idle machine); then
-the medians and their ratios. It asserts nothing about time.
+over it (/proc/stat: the JVM and the job processes included, so run it on an otherwise idle machine), split
+into this process's (the harness, moto's server, the Lambdas), its reaped children's (the Batch job processes,
+and the Python side of a host of the run's own) and the rest (Spark's JVM, which no process of the run reaps);
+then the medians and the ratios. It asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -38,16 +41,34 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(
-    folder: Path, workdir: Path, cdk_out: Path, rows: int, host: SparkHost | None
-) -> tuple[float, float]:
+def cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(folder: Path, workdir: Path, cdk_out: Path, rows: int, host: SparkHost | None) -> list[float]:
+    """Wall time, busy CPU, this process's CPU and its reaped children's over one run."""
     shutil.rmtree(workdir, ignore_errors=True)
     busy, started = busy_seconds(), time.perf_counter()
+    own, children = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
     run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out, spark_host=host)
     summary = run.run(Options(workload=folder, workdir=workdir, rows=rows))
     if summary["status"] != "SUCCEEDED":
         raise SystemExit(f"the run in {workdir} ended {summary['status']}: {summary.get('failure')}")
-    return time.perf_counter() - started, busy_seconds() - busy
+    return [
+        time.perf_counter() - started,
+        busy_seconds() - busy,
+        cpu(resource.RUSAGE_SELF) - own,
+        cpu(resource.RUSAGE_CHILDREN) - children,
+    ]
+
+
+def line(run: list[float]) -> str:
+    wall, busy, own, children = run
+    return (
+        f"{wall:6.1f} s  {busy:6.1f} CPU s: this process {own:4.1f}, the job processes {children:4.1f},"
+        f" the rest (Spark's JVM) {busy - own - children:4.1f}"
+    )
 
 
 def main() -> int:
@@ -70,21 +91,21 @@ def main() -> int:
         host = SparkHost(spark_driver(args.rows), log=root / "spark-host.log", scratch=root / "spark-scratch")
         try:
             one_run(folder, root / "warm-up", cdk_out, args.rows, host)
-            figures: dict[str, list[tuple[float, float]]] = {"own host": [], "shared host": []}
+            figures: dict[str, list[list[float]]] = {"own host": [], "shared host": []}
             for i in range(args.runs):
                 for label, given in (("own host", None), ("shared host", host)):
-                    wall, cpu = one_run(folder, root / f"run-{i}", cdk_out, args.rows, given)
-                    figures[label].append((wall, cpu))
-                    print(f"run {i + 1}  {label:<12} {wall:6.1f} s  {cpu:6.1f} CPU s", flush=True)
+                    run = one_run(folder, root / f"run-{i}", cdk_out, args.rows, given)
+                    figures[label].append(run)
+                    print(f"run {i + 1}  {label:<12} {line(run)}", flush=True)
         finally:
             host.close()
     print(f"workload    {args.workload}, {args.runs} runs each way; load {os.getloadavg()[0]:.2f} at the end")
     medians = {
-        label: [statistics.median(f[k] for f in runs) for k in (0, 1)] for label, runs in figures.items()
+        label: [statistics.median(f[k] for f in runs) for k in range(4)] for label, runs in figures.items()
     }
-    for label, (wall, cpu) in medians.items():
-        print(f"median      {label:<12} {wall:6.1f} s  {cpu:6.1f} CPU s")
-    (own_wall, own_cpu), (shared_wall, shared_cpu) = medians["own host"], medians["shared host"]
+    for label, run in medians.items():
+        print(f"median      {label:<12} {line(run)}")
+    (own_wall, own_cpu, *_), (shared_wall, shared_cpu, *_) = medians["own host"], medians["shared host"]
     print(f"shared/own  {shared_wall / own_wall:.2f} of the wall time, {shared_cpu / own_cpu:.2f} of the CPU")
     return 0
 

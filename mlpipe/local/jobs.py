@@ -325,7 +325,7 @@ class SparkHost:
     A run starts its own ahead of its first job (`start()`, or the first job does) and closes it at its end. A
     caller that runs several workloads in one process can instead create one, give it to each `LocalRun`
     and close it when done: every run after the first then skips the JVM's start-up and its cold JIT, about
-    a quarter of a small run's CPU time. A host that died (killed, or its JVM out of memory) fails its job and
+    a third of a small run's CPU time. A host that died (killed, or its JVM out of memory) fails its job and
     is started again for the next."""
 
     driver: SparkDriver

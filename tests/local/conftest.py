@@ -89,7 +89,7 @@ def write_wheel(path: Path, modules: dict[str, str]) -> None:
 def spark_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkHost]:
     """One Spark host for this worker's end-to-end runs, shared as a caller that runs several workloads would
     share it (`LocalRun(spark_host=...)`): every run after the first skips the JVM's start-up and its cold
-    JIT, about a quarter of a small run's CPU time. Its driver is the one local mode gives every run of fewer
+    JIT, about a third of a small run's CPU time. Its driver is the one local mode gives every run of fewer
     than SMALL_RUN_ROWS rows, as these runs are."""
     from mlpipe.local.jobs import SparkHost
     from mlpipe.local.mode import spark_driver
