@@ -27,18 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from suite import busy_seconds  # noqa: E402  (bench/ leads sys.path: this script's folder)
+
 from mlpipe.commands.workload import init_workload  # noqa: E402
 from mlpipe.local.jobs import SparkHost  # noqa: E402
 from mlpipe.local.mode import LocalRun, Printer, spark_driver, synthesize  # noqa: E402
 from mlpipe.local.options import Options  # noqa: E402
-
-
-def busy_seconds() -> float:
-    """CPU seconds that the machine has spent busy since boot: user, nice, system, irq and softirq time."""
-    user, nice, system, _idle, _iowait, irq, softirq = (
-        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
-    )
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu(who: int) -> float:
