@@ -1,10 +1,12 @@
 """The training entry point as AWS Batch runs it, in subprocesses: a two-node multi-node parallel job emulated on
-127.0.0.1 reading and writing S3 (a moto server), a SIGTERM mid-training followed by a second attempt that
-resumes from the checkpoint, and bad hyperparameters."""
+127.0.0.1 reading and writing S3 (a moto server), which frees its gloo process group before the interpreter
+exits; a SIGTERM mid-training followed by a second attempt that resumes from the checkpoint; and bad
+hyperparameters."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +19,17 @@ from mlpipe_batch import storage, synthetic
 from mlpipe_batch.model import load_portable
 
 pytestmark = [pytest.mark.torch, pytest.mark.xdist_group("torch")]
+
+# The entry point's main(), then the threads left once it has returned: a gloo thread still alive at
+# interpreter exit can abort the process ("terminate called without an active exception";
+# scripts/ddp_shutdown_harness.py reproduces that abort).
+_DRIVER = """
+import json, os, sys
+from mlpipe_batch import train
+code = train.main(sys.argv[1:])
+names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print(json.dumps({"code": code, "threads": names}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +70,7 @@ def _train_args(manifest: str, output: str, checkpoint: str, hp: dict[str, Any])
     ]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc")
 def test_two_node_multi_node_parallel_job_over_s3(
     s3_dataset: dict[str, Any],
     trained: dict[str, Any],
@@ -86,19 +100,23 @@ def test_two_node_multi_node_parallel_job_over_s3(
     ]
     output, checkpoint = "s3://curated/candidates/ddp/", "s3://curated/checkpoints/ddp/"
     argv = _train_args(dataset.manifest_uri, output, checkpoint, fast_hp)
-    logs = [(tmp_path / f"node{i}.log").open("w+") for i in range(2)]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "mlpipe_batch.train", *argv], env=env, stderr=log, stdout=log)
-        for env, log in zip(nodes, logs, strict=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _DRIVER, *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for env in nodes
     ]
-    codes = [proc.wait(timeout=120) for proc in procs]
-    texts = []
-    for log in logs:
-        log.seek(0)
-        texts.append(log.read())
-        log.close()
-    assert codes == [0, 0], [text[-3000:] for text in texts]
-    assert "worker: 2 worker(s) on 2 node(s)" in texts[0]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-3000:] for _, err in results]
+    assert "worker: 2 worker(s) on 2 node(s)" in results[0][1]
+    for out, _ in results:  # each node freed its process group and joined its threads before exiting
+        report = json.loads(out.strip().splitlines()[-1])
+        left = [name for name in report["threads"] if name.startswith(("pt_gloo", "gloo_", "pt_tcpstore"))]
+        assert report["code"] == 0 and left == [], report["threads"]
 
     metrics = json.loads(_read_s3(endpoint, output + "metrics.json"))
     single = trained["metrics"]
