@@ -1,7 +1,7 @@
 """The training entry point as AWS Batch runs it, in subprocesses: a two-node multi-node parallel job emulated on
-127.0.0.1 reading and writing S3 (a moto server), which frees its gloo process group before the interpreter
-exits; a SIGTERM mid-training followed by a second attempt that resumes from the checkpoint; and bad
-hyperparameters."""
+127.0.0.1 reading and writing S3 (a moto server): a SIGTERM to both nodes mid-training, then a second attempt
+that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; and
+bad hyperparameters."""
 
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ from mlpipe_batch.model import load_portable
 
 pytestmark = [pytest.mark.torch, pytest.mark.xdist_group("torch")]
 
-# The entry point's main(), then the threads left once it has returned: a gloo thread still alive at
-# interpreter exit can abort the process ("terminate called without an active exception";
-# scripts/ddp_shutdown_harness.py reproduces that abort).
+# The entry point's main(), then the threads left once it has returned, then main()'s exit status. A gloo
+# thread still alive at interpreter exit can abort the process ("terminate called without an active
+# exception"; scripts/ddp_shutdown_harness.py reproduces that abort).
 _DRIVER = """
 import json, os, sys
 from mlpipe_batch import train
 code = train.main(sys.argv[1:])
 names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
 print(json.dumps({"code": code, "threads": names}))
+sys.exit(code)
 """
 
 
@@ -70,24 +71,15 @@ def _train_args(manifest: str, output: str, checkpoint: str, hp: dict[str, Any])
     ]
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc")
-def test_two_node_multi_node_parallel_job_over_s3(
-    s3_dataset: dict[str, Any],
-    trained: dict[str, Any],
-    fast_hp: dict[str, Any],
-    child_env: Any,
-    free_port: Any,
-    tmp_path: Path,
-) -> None:
-    endpoint, dataset = s3_dataset["endpoint"], s3_dataset["dataset"]
-    port = str(free_port())
-    rows = dataset.rows["train"]
+def _start_nodes(child_env: Any, endpoint: str, argv: list[str], port: str, attempt: int) -> list[Any]:
+    """Both nodes of a two-node multi-node parallel job, one worker each, as Batch starts them."""
     common = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_BATCH_JOB_NUM_NODES": "2",
         "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
+        "AWS_BATCH_JOB_ATTEMPT": str(attempt),
+        "MLPIPE_MASTER_PORT": port,
     }
-    common["MLPIPE_MASTER_PORT"] = port
     nodes = [
         child_env({**common, "AWS_BATCH_JOB_NODE_INDEX": "0"}),  # the main node has no main-node address
         child_env(
@@ -98,9 +90,7 @@ def test_two_node_multi_node_parallel_job_over_s3(
             }
         ),
     ]
-    output, checkpoint = "s3://curated/candidates/ddp/", "s3://curated/checkpoints/ddp/"
-    argv = _train_args(dataset.manifest_uri, output, checkpoint, fast_hp)
-    procs = [
+    return [
         subprocess.Popen(
             [sys.executable, "-c", _DRIVER, *argv],
             env=env,
@@ -110,79 +100,81 @@ def test_two_node_multi_node_parallel_job_over_s3(
         )
         for env in nodes
     ]
-    results = [proc.communicate(timeout=120) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], [err[-3000:] for _, err in results]
-    assert "worker: 2 worker(s) on 2 node(s)" in results[0][1]
-    for out, _ in results:  # each node freed its process group and joined its threads before exiting
-        report = json.loads(out.strip().splitlines()[-1])
-        left = [name for name in report["threads"] if name.startswith(("pt_gloo", "gloo_", "pt_tcpstore"))]
-        assert report["code"] == 0 and left == [], report["threads"]
 
-    metrics = json.loads(_read_s3(endpoint, output + "metrics.json"))
-    single = trained["metrics"]
-    assert set(metrics) == set(single)  # the same result shape as one process
-    assert (metrics["world_size"], metrics["num_nodes"]) == (2, 2)
-    assert metrics["steps_per_epoch"] == -(-(rows // 2) // fast_hp["batch_size"]) == 24
-    assert metrics["global_steps"] == fast_hp["epochs"] * 24
-    assert metrics["validation"]["auc"] >= 0.9 * dataset.bayes_auc["validation"]
-    assert metrics["model_uri"] == output + "model/"
 
-    single_spec = json.loads((trained["output"] / "model" / "model.json").read_text())
+def _threads_left(out: str) -> list[str]:
+    """The gloo and TCPStore threads a node's process still had once main() returned."""
+    report = json.loads(out.strip().splitlines()[-1])
+    return [name for name in report["threads"] if name.startswith(("pt_gloo", "gloo_", "pt_tcpstore"))]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc")
+def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
+    s3_dataset: dict[str, Any],
+    trained: dict[str, Any],
+    fast_hp: dict[str, Any],
+    child_env: Any,
+    free_port: Any,
+) -> None:
+    """Spot reclaims both instances of a two-node job mid-training: both workers stop at the same step, rank 0
+    checkpoints to S3, both nodes exit 143 with nothing committed; attempt 2 resumes from that checkpoint and
+    commits what one process would. Every node frees its process group before exit, stopped or not."""
+    endpoint, dataset = s3_dataset["endpoint"], s3_dataset["dataset"]
+    hp = {**fast_hp, "epochs": 12}
+    output, checkpoint = "s3://curated/candidates/ddp/", "s3://curated/checkpoints/ddp/"
+    argv = _train_args(dataset.manifest_uri, output, checkpoint, hp)
+    steps = -(-(dataset.rows["train"] // 2) // hp["batch_size"])  # per epoch, on each of the 2 workers
+
+    first = _start_nodes(child_env, endpoint, argv, str(free_port()), attempt=1)
+    assert first[0].stderr is not None
+    seen = []
+    for line in first[0].stderr:  # rank 0 logs on the main node
+        seen.append(line)
+        if f"epoch 1/{hp['epochs']} done" in line:
+            for proc in first:  # every node's container gets SIGTERM
+                proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            break
+    results = [proc.communicate(timeout=60) for proc in first]
+    logs = "".join(seen) + results[0][1]
+    assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
+    assert time.monotonic() - signalled < 30
+    assert "worker: 2 worker(s) on 2 node(s)" in logs and "stop signal: stopping at epoch" in logs
+    assert [_threads_left(out) for out, _ in results] == [[], []]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         storage.reset_clients()
-        assert load_portable(output + "model").spec == single_spec
-        assert storage.list_names(checkpoint)[-2:] == ["ckpt-000000000096.json", "ckpt-000000000096.pt"]
+        assert storage.list_names(output) == []  # a stopped run commits nothing
+        last = [n for n in storage.list_names(checkpoint) if n.endswith(".json")][-1]
+        stopped_at = json.loads(storage.read_bytes(checkpoint + last))
     storage.reset_clients()
+    assert stopped_at["epoch"] >= 1 and stopped_at["global_step"] < hp["epochs"] * steps
 
-
-def test_sigterm_checkpoints_and_the_next_attempt_resumes(
-    dataset: synthetic.SyntheticDataset, child_env: Any, run_module: Any, tmp_path: Path
-) -> None:
-    hp = {
-        "epochs": 12,
-        "batch_size": 256,
-        "lr": 0.01,
-        "hidden": [32],
-        "embedding_dim": 4,
-        "log_every_steps": 0,
-    }
-    argv = _train_args(dataset.manifest_uri, str(tmp_path / "out"), str(tmp_path / "ck"), hp)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpipe_batch.train", *argv],
-        env=child_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "epoch 2/12 done" in line:
-            proc.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            break
-    rest = proc.stderr.read()
-    code = proc.wait(timeout=60)
-    assert code == 143, "".join(seen) + rest
-    assert time.monotonic() - signalled < 30
-    assert "stop signal: stopping at epoch" in rest
-    assert not (tmp_path / "out").exists()  # stopped runs commit nothing
-    stopped_at = json.loads(sorted((tmp_path / "ck").glob("ckpt-*.json"))[-1].read_text())
-    assert stopped_at["epoch"] >= 2 and stopped_at["global_step"] < 12 * 24
-
-    again = run_module("mlpipe_batch.train", argv, child_env({"AWS_BATCH_JOB_ATTEMPT": "2"}))
-    assert again.returncode == 0, again.stderr[-3000:]
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    second = _start_nodes(child_env, endpoint, argv, str(free_port()), attempt=2)
+    results = [proc.communicate(timeout=120) for proc in second]
+    assert [proc.returncode for proc in second] == [0, 0], [err[-3000:] for _, err in results]
+    assert [_threads_left(out) for out, _ in results] == [[], []]
+    metrics = json.loads(_read_s3(endpoint, output + "metrics.json"))
     assert metrics["resumed_from"] == {
-        "checkpoint": str(tmp_path / "ck" / f"ckpt-{stopped_at['global_step']:012d}.pt"),
+        "checkpoint": f"{checkpoint}ckpt-{stopped_at['global_step']:012d}.pt",
         "epoch": stopped_at["epoch"],
         "step_in_epoch": stopped_at["step_in_epoch"],
         "global_step": stopped_at["global_step"],
         "attempt": 2,
     }
-    assert metrics["epochs"] == 12 and metrics["global_steps"] == 12 * 24 and len(metrics["history"]) == 12
-    assert metrics["validation"]["auc"] >= 0.85 * dataset.bayes_auc["validation"]
+    assert set(metrics) == set(trained["metrics"])  # the same result shape as one process
+    assert (metrics["world_size"], metrics["num_nodes"]) == (2, 2)
+    assert metrics["steps_per_epoch"] == steps == 24
+    assert metrics["global_steps"] == hp["epochs"] * steps and len(metrics["history"]) == hp["epochs"]
+    assert metrics["validation"]["auc"] >= 0.9 * dataset.bayes_auc["validation"]
+    assert metrics["model_uri"] == output + "model/"
+    single_spec = json.loads((trained["output"] / "model" / "model.json").read_text())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage.reset_clients()
+        assert load_portable(output + "model").spec == single_spec
+        assert storage.list_names(checkpoint)[-2:] == [f"ckpt-{12 * 24:012d}.json", f"ckpt-{12 * 24:012d}.pt"]
+    storage.reset_clients()
 
 
 def test_bad_hyperparameters_exit_2_before_any_work(
