@@ -1,7 +1,7 @@
 """The training entry point as AWS Batch runs it, in subprocesses: a two-node multi-node parallel job emulated on
 127.0.0.1 reading and writing S3 (a moto server): a SIGTERM to both nodes mid-training, then a second attempt
-that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; and
-bad hyperparameters."""
+that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; a
+node killed mid-training, which fails the whole job; and bad hyperparameters."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,25 @@ def _train_args(manifest: str, output: str, checkpoint: str, hp: dict[str, Any])
     ]
 
 
-def _start_nodes(child_env: Any, endpoint: str, argv: list[str], port: str, attempt: int) -> list[Any]:
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The node processes a test starts: any still running when it ends (a failed assertion) are killed."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _start_nodes(
+    started: list[subprocess.Popen[str]],
+    child_env: Any,
+    endpoint: str,
+    argv: list[str],
+    port: str,
+    attempt: int,
+) -> list[subprocess.Popen[str]]:
     """Both nodes of a two-node multi-node parallel job, one worker each, as Batch starts them."""
     common = {
         "AWS_ENDPOINT_URL": endpoint,
@@ -90,16 +109,17 @@ def _start_nodes(child_env: Any, endpoint: str, argv: list[str], port: str, atte
             }
         ),
     ]
-    return [
-        subprocess.Popen(
-            [sys.executable, "-c", _DRIVER, *argv],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    for env in nodes:
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _DRIVER, *argv],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
-        for env in nodes
-    ]
+    return started[-2:]
 
 
 def _threads_left(out: str) -> list[str]:
@@ -115,6 +135,7 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     fast_hp: dict[str, Any],
     child_env: Any,
     free_port: Any,
+    started: list[subprocess.Popen[str]],
 ) -> None:
     """Spot reclaims both instances of a two-node job mid-training: both workers stop at the same step, rank 0
     checkpoints to S3, both nodes exit 143 with nothing committed; attempt 2 resumes from that checkpoint and
@@ -125,7 +146,7 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     argv = _train_args(dataset.manifest_uri, output, checkpoint, hp)
     steps = -(-(dataset.rows["train"] // 2) // hp["batch_size"])  # per epoch, on each of the 2 workers
 
-    first = _start_nodes(child_env, endpoint, argv, str(free_port()), attempt=1)
+    first = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1)
     assert first[0].stderr is not None
     seen = []
     for line in first[0].stderr:  # rank 0 logs on the main node
@@ -150,7 +171,7 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     storage.reset_clients()
     assert stopped_at["epoch"] >= 1 and stopped_at["global_step"] < hp["epochs"] * steps
 
-    second = _start_nodes(child_env, endpoint, argv, str(free_port()), attempt=2)
+    second = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=2)
     results = [proc.communicate(timeout=120) for proc in second]
     assert [proc.returncode for proc in second] == [0, 0], [err[-3000:] for _, err in results]
     assert [_threads_left(out) for out, _ in results] == [[], []]
@@ -174,6 +195,40 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
         storage.reset_clients()
         assert load_portable(output + "model").spec == single_spec
         assert storage.list_names(checkpoint)[-2:] == [f"ckpt-{12 * 24:012d}.json", f"ckpt-{12 * 24:012d}.pt"]
+    storage.reset_clients()
+
+
+def test_a_node_that_dies_fails_the_whole_job_at_once(
+    s3_dataset: dict[str, Any],
+    fast_hp: dict[str, Any],
+    child_env: Any,
+    free_port: Any,
+    started: list[subprocess.Popen[str]],
+) -> None:
+    """The kernel kills node 1's worker mid-training (as the OOM killer would): node 0's worker does not wait for
+    it until the process group's timeout, it fails at its next collective, and nothing is committed."""
+    endpoint, dataset = s3_dataset["endpoint"], s3_dataset["dataset"]
+    output = "s3://curated/candidates/lost/"
+    argv = _train_args(
+        dataset.manifest_uri, output, "s3://curated/checkpoints/lost/", {**fast_hp, "epochs": 12}
+    )
+    main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1)
+    assert main.stderr is not None
+    for line in main.stderr:
+        if "epoch 1/12 done" in line:
+            other.kill()
+            killed = time.monotonic()
+            break
+    else:
+        pytest.fail(f"training never got past its first epoch: {main.wait()}")
+    rest = main.communicate(timeout=60)[1]
+    assert main.returncode not in (0, 143) and time.monotonic() - killed < 30, rest[-3000:]
+    other.communicate(timeout=10)
+    assert other.returncode == -signal.SIGKILL
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage.reset_clients()
+        assert storage.list_names(output) == []
     storage.reset_clients()
 
 
