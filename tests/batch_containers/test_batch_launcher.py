@@ -24,10 +24,12 @@ with open(f"{out}/env-{rank}.json", "w") as f:
     json.dump({k: os.environ.get(k) for k in keys}, f)
 if mode == "ok":
     sys.exit(0)
-if mode == "fail" and os.environ["LOCAL_RANK"] == "1":
+if mode in ("fail", "killed") and os.environ["LOCAL_RANK"] == "1":
     deadline = time.monotonic() + 20
     while not os.path.exists(f"{out}/ready-0") and time.monotonic() < deadline:
         time.sleep(0.02)  # fail once the healthy worker is up, so it sees a SIGTERM, not a startup kill
+    if mode == "killed":  # as the OOM killer ends a process
+        os.kill(os.getpid(), signal.SIGKILL)
     sys.exit(7)
 def stop(signum, frame):
     open(f"{out}/stopped-{rank}", "w").close()
@@ -114,9 +116,13 @@ def test_launcher_gives_each_worker_torchruns_environment(worker_module: str, tm
     ]  # fmt: skip
 
 
-def test_launcher_stops_the_others_when_a_worker_fails(worker_module: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "code"), [("fail", 7), ("killed", 128 + signal.SIGKILL)])
+def test_launcher_stops_the_others_when_a_worker_fails(
+    mode: str, code: int, worker_module: str, tmp_path: Path
+) -> None:
     started = time.monotonic()
-    assert _launch({}, "fail", tmp_path, worker_module) == 7
+    # the failed worker's status, not the 143 of the worker stopped for it
+    assert _launch({}, mode, tmp_path, worker_module) == code
     assert time.monotonic() - started < 20
     assert (tmp_path / "stopped-0").exists()  # the healthy worker got SIGTERM, not SIGKILL
 

@@ -225,6 +225,11 @@ def launch_command(
     bad = [c for c in codes if c != 0]
     if not bad:
         return 0
-    real = [c for c in bad if c not in (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGKILL)]
-    code = real[0] if real else bad[0]
+    if failed is not None and not forwarded:
+        # A worker failed on its own (an error, or killed: -9 from the OOM killer) and the others were stopped
+        # for it: its status, not the 143 of a sibling that stopped as asked.
+        code = failed
+    else:
+        real = [c for c in bad if c not in (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGKILL)]
+        code = real[0] if real else bad[0]
     return code if code > 0 else 128 - code
