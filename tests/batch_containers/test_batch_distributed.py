@@ -1,7 +1,7 @@
 """The training entry point as AWS Batch runs it, in subprocesses: a two-node multi-node parallel job emulated on
 127.0.0.1 reading and writing S3 (a moto server): a SIGTERM to both nodes mid-training, then a second attempt
-that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; a
-node killed mid-training, which fails the whole job; and bad hyperparameters."""
+that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; two
+nodes of two workers, one of them killed mid-training, which fails the whole job; and bad hyperparameters."""
 
 from __future__ import annotations
 
@@ -90,14 +90,17 @@ def _start_nodes(
     argv: list[str],
     port: str,
     attempt: int,
+    workers: int = 1,
 ) -> list[subprocess.Popen[str]]:
-    """Both nodes of a two-node multi-node parallel job, one worker each, as Batch starts them."""
+    """Both nodes of a two-node multi-node parallel job, as Batch starts them: with more than one worker per
+    node (GPUs, here CPU processes) the entry point launches them."""
     common = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_BATCH_JOB_NUM_NODES": "2",
         "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
         "AWS_BATCH_JOB_ATTEMPT": str(attempt),
         "MLPIPE_MASTER_PORT": port,
+        "MLPIPE_NPROC_PER_NODE": str(workers),
     }
     nodes = [
         child_env({**common, "AWS_BATCH_JOB_NODE_INDEX": "0"}),  # the main node has no main-node address
@@ -198,33 +201,55 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     storage.reset_clients()
 
 
-def test_a_node_that_dies_fails_the_whole_job_at_once(
+def _worker_of_rank(launcher: int, rank: int) -> int:
+    """The pid of the launcher's worker that has RANK=`rank` (read from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == launcher and f"RANK={rank}".encode() in environ:
+            return int(entry)
+    raise AssertionError(f"no worker of rank {rank} under {launcher}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc")
+def test_one_failing_worker_of_two_nodes_of_two_fails_the_whole_job_at_once(
     s3_dataset: dict[str, Any],
     fast_hp: dict[str, Any],
     child_env: Any,
     free_port: Any,
     started: list[subprocess.Popen[str]],
 ) -> None:
-    """The kernel kills node 1's worker mid-training (as the OOM killer would): node 0's worker does not wait for
-    it until the process group's timeout, it fails at its next collective, and nothing is committed."""
+    """Two nodes of two workers each; the kernel kills rank 3 mid-training (as the OOM killer would). Its node
+    stops its sibling and fails; node 0's workers do not wait for it until the process group's timeout, they
+    fail at their next collective; nothing is committed."""
     endpoint, dataset = s3_dataset["endpoint"], s3_dataset["dataset"]
     output = "s3://curated/candidates/lost/"
     argv = _train_args(
         dataset.manifest_uri, output, "s3://curated/checkpoints/lost/", {**fast_hp, "epochs": 12}
     )
-    main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1)
+    main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1, workers=2)
     assert main.stderr is not None
+    seen = []
     for line in main.stderr:
+        seen.append(line)
         if "epoch 1/12 done" in line:
-            other.kill()
+            os.kill(_worker_of_rank(other.pid, 3), signal.SIGKILL)
             killed = time.monotonic()
             break
     else:
         pytest.fail(f"training never got past its first epoch: {main.wait()}")
     rest = main.communicate(timeout=60)[1]
-    assert main.returncode not in (0, 143) and time.monotonic() - killed < 30, rest[-3000:]
-    other.communicate(timeout=10)
-    assert other.returncode == -signal.SIGKILL
+    node1 = other.communicate(timeout=60)[1]
+    assert time.monotonic() - killed < 30
+    assert "worker: 4 worker(s) on 2 node(s)" in "".join(seen), "".join(seen)[-3000:]
+    # node 1 reports its killed worker (128 + SIGKILL), not the stop of the sibling it stopped for it
+    assert other.returncode == 137 and "a worker exited with code -9" in node1, node1[-3000:]
+    assert main.returncode not in (0, 143), rest[-3000:]  # failed, not stopped
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         storage.reset_clients()
