@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from mlpipe_batch.errors import UsageError
-from mlpipe_batch.launcher import detect, launch
+from mlpipe_batch.launcher import detect, first_failure, launch, node_status
 
 WORKER = """
 import json, os, signal, sys, time
@@ -125,6 +125,39 @@ def test_launcher_stops_the_others_when_a_worker_fails(
     assert _launch({}, mode, tmp_path, worker_module) == code
     assert time.monotonic() - started < 20
     assert (tmp_path / "stopped-0").exists()  # the healthy worker got SIGTERM, not SIGKILL
+
+
+@pytest.mark.parametrize(
+    ("seen", "cause"),
+    [
+        ([7], 7),
+        ([1, -9], -9),  # a rank's collective failed because its peer was killed at the same time
+        ([143, 1], 1),
+        ([143, -15], -15),
+        ([143], 143),
+    ],
+)
+def test_the_cause_among_failures_seen_together(seen: list[int], cause: int) -> None:
+    assert first_failure(seen) == cause
+
+
+@pytest.mark.parametrize(
+    ("codes", "cause", "status"),
+    [
+        ([0, 0], None, 0),
+        ([7, 143], 7, 7),  # the failure, not the stop of the sibling stopped for it
+        ([-9, 143], -9, 137),  # killed (the OOM killer), and the sibling stopped for it
+        ([143, -9], -9, 137),  # the same on the other local rank
+        ([143, 143], None, 143),  # Batch's SIGTERM, forwarded: every rank stopped
+        ([143, -9], None, 143),  # forwarded; one rank outlived the grace period and was killed
+        ([143, 1], None, 1),  # forwarded; one rank failed while stopping
+        ([143, 1], 143, 1),  # a stop agreed with another node came first; then a real failure
+    ],
+)
+def test_the_node_exits_with_the_cause_of_its_failure(
+    codes: list[int], cause: int | None, status: int
+) -> None:
+    assert node_status(codes, cause) == status
 
 
 def test_launcher_forwards_sigterm_and_reports_the_stop(

@@ -196,21 +196,21 @@ def launch_command(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        failed: int | None = None
+        cause: int | None = None  # the failure the others were stopped for, when no signal came before it
         deadline: float | None = None
         while True:
             states = [proc.poll() for proc in procs]  # poll every worker (any() would stop at the first)
-            if all(state is not None for state in states):
-                break
             codes = [state for state in states if state not in (None, 0)]
-            if codes and failed is None:
-                failed = next((c for c in codes if c != EXIT_STOPPED), codes[0])
+            if codes and deadline is None:
                 if not forwarded:
-                    log.error("a worker exited with code %s: stopping the others", failed)
+                    cause = first_failure(codes)
+                    log.error("a worker exited with code %s: stopping the others", cause)
                     for proc in procs:
                         if proc.poll() is None:
                             proc.send_signal(signal.SIGTERM)
                 deadline = time.monotonic() + grace_s
+            if all(state is not None for state in states):
+                break
             if forwarded and deadline is None:
                 deadline = time.monotonic() + grace_s
             if deadline is not None and time.monotonic() > deadline:
@@ -222,13 +222,23 @@ def launch_command(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return node_status(codes, cause)
+
+
+def first_failure(codes: Sequence[int]) -> int:
+    """Which of the non-zero statuses first seen together caused the others: a worker killed by a signal (the
+    OOM killer's -9) before one that failed, whose collective may have failed for it; a stop (143) last."""
+    return min(codes, key=lambda code: (code >= 0, code == EXIT_STOPPED))
+
+
+def node_status(codes: Sequence[int], cause: int | None) -> int:
+    """The node's exit status from its workers' `codes`: the `cause` the others were stopped for, unless that
+    was itself a stop (a stop agreed on another node); else the first real failure; else a stop's status."""
     bad = [c for c in codes if c != 0]
     if not bad:
         return 0
-    if failed is not None and not forwarded:
-        # A worker failed on its own (an error, or killed: -9 from the OOM killer) and the others were stopped
-        # for it: its status, not the 143 of a sibling that stopped as asked.
-        code = failed
+    if cause is not None and cause not in (EXIT_STOPPED, -signal.SIGTERM):
+        code = cause
     else:
         real = [c for c in bad if c not in (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGKILL)]
         code = real[0] if real else bad[0]
