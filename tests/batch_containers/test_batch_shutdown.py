@@ -1,6 +1,6 @@
 """Shutdown of the training entry point's data loading: no loader thread outlives its stream, however the stream
-ends. (That a two-node run frees its gloo process group before exit is checked on test_batch_distributed.py's
-two-node job.)"""
+ends. (That a two-node run frees its gloo process group before exit, stopped or not, is checked by
+test_batch_distributed.py::test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes.)"""
 
 from __future__ import annotations
 
