@@ -1,7 +1,8 @@
 """The test suite's wall time and the CPU it used, in one run, with a reading of the machine's speed.
 
 The suite runs as `make test` runs it (`pytest -n 2 --dist loadgroup --no-loadscope-reorder`, after setup),
-quietly (`-q`) and without pytest's cache, so that one run does not reorder the next.
+quietly (`-q`) and without pytest's cache, so that one run does not reorder the next, and like `make test` with
+Python's compiled modules kept (PYTHONDONTWRITEBYTECODE removed from the environment).
 Its wall time is pytest's own figure. Its CPU is every process's, the JVMs and job processes included: the
 machine's busy time (/proc/stat) over the run, so run it on an otherwise idle machine. The speed reading is
 the median time of `import torch` in a new process, before and after: on this kind of shared VM it has moved
