@@ -169,6 +169,8 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
                 proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             break
+    else:
+        pytest.fail(f"training never got past its first epoch: {''.join(seen)[-3000:]}")
     logs = "".join(seen) + first[0].stderr.read()  # the rest, through the stream that read the first lines
     results = [proc.communicate(timeout=60) for proc in first]
     assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
@@ -207,7 +209,11 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         storage.reset_clients()
         assert load_portable(output + "model").spec == single_spec
-        assert storage.list_names(checkpoint)[-2:] == [f"ckpt-{12 * 24:012d}.json", f"ckpt-{12 * 24:012d}.pt"]
+        last_step = hp["epochs"] * steps
+        assert storage.list_names(checkpoint)[-2:] == [
+            f"ckpt-{last_step:012d}.json",
+            f"ckpt-{last_step:012d}.pt",
+        ]
     storage.reset_clients()
 
 
