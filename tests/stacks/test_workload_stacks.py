@@ -11,6 +11,10 @@ import pytest
 
 from mlpipe.workload import WorkloadError, check_unique, load, share_identifier
 
+# With the other stack tests: the session's in-process synths (`both`, and jsii's kernel under them) are made
+# once, by the worker that runs the group, not again by another.
+pytestmark = pytest.mark.xdist_group("cdk")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATEFUL = json.loads((Path(__file__).with_name("stateful_resources.json")).read_text())
 
