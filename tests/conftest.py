@@ -99,12 +99,15 @@ def spark(spark_java_options: str) -> Iterator[Any]:
     session = (
         # One core: under `pytest -n 2` the other worker has the other. Two partitions keep every shuffle a
         # real exchange between partitions; adaptive execution is off because on these few thousand rows its
-        # re-planning costs more than the queries.
+        # re-planning costs more than the queries. So is code generation (a fifth of the Spark tests' CPU):
+        # Spark runs each operator interpreted instead, with the same results, as its own test suites check.
         SparkSession.builder.master("local[1]")
         .appName("mlpipe-tests")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
