@@ -77,6 +77,7 @@ SYNTH_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "glue_jobs", "emr_ste
                 "mlpipe/config.py", "mlpipe/instances.py", "mlpipe/workload.py", "mlpipe/code_package.py",
                 "package-lock.json", "constraints.txt")  # fmt: skip
 DIGEST_FILE = ".mlpipe-local-digest"
+HISTORY_POLL_S = 3.0  # how often a run's progress lines are refreshed when no job starts or ends
 
 log = logging.getLogger("mlpipe.local")
 
@@ -483,16 +484,23 @@ class LocalRun:
         seen = 0
         shown = 0
         entered: dict[str, float] = {}
+        history_due = 0.0
         while True:
             described = sfn.describe_execution(executionArn=arn)
-            events = pipeline.history(arn, sfn)
-            for event in events[seen:]:
-                self._show(event, entered)
-            seen = len(events)
-            for line in ctx.events[shown:]:
+            running = described["status"] == "RUNNING"
+            jobs = len(ctx.events)  # the job lines shown this time: the history read below has their states
+            # The whole history comes back on every call (moto ignores maxResults), so it is read only every
+            # few seconds, and whenever a job started or ended: its state's line then comes before the job's.
+            if not running or jobs > shown or time.monotonic() >= history_due:
+                events = pipeline.history(arn, sfn)
+                for event in events[seen:]:
+                    self._show(event, entered)
+                seen = len(events)
+                history_due = time.monotonic() + HISTORY_POLL_S
+            for line in ctx.events[shown:jobs]:
                 self.say(f"           {line}")
-            shown = len(ctx.events)
-            if described["status"] != "RUNNING":
+            shown = jobs
+            if not running:
                 return pipeline.wait(arn, timeout_s=30)
             time.sleep(0.5)
 

@@ -21,9 +21,21 @@ def test_a_workload_without_spark_stages_runs_without_glue_or_emr(
 
     cdk_out = local_workloads.cdk_out
     workdir = tmp_path / "run"
-    run = LocalRun(workdir, printer=Printer(lambda line: None), cdk_out=cdk_out)
+    lines: list[str] = []
+    run = LocalRun(workdir, printer=Printer(lines.append), cdk_out=cdk_out)
     summary = run.run(Options(workload=LEAN, rows=2_000, workdir=workdir))
     assert summary["status"] == "SUCCEEDED", json.dumps(summary.get("failure"), indent=2)
+
+    # the progress shows each state before the job it runs
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    for state, job in (
+        ("TrainSingleNode", "-grid-"),
+        ("EvaluateModel", "-evaluation:"),
+        ("BatchInference", "-inference:"),
+    ):
+        assert first(f"start      {state}") < first(job), "\n".join(lines)
 
     # the search's two candidates, selected and gated on the workload's own held-out rows
     assert sorted(c["name"] for c in summary["candidates"]) == ["grid-0", "grid-1"]
