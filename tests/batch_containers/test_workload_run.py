@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.torch, pytest.mark.xdist_group("torch")]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "regression"
-HP = {"epochs": 30, "batch_size": 64, "hidden": [16], "lr": 0.01}
+HP = {"epochs": 10, "batch_size": 64, "hidden": [16], "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
