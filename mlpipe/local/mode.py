@@ -488,18 +488,18 @@ class LocalRun:
         while True:
             described = sfn.describe_execution(executionArn=arn)
             running = described["status"] == "RUNNING"
-            jobs = len(ctx.events)  # the job lines shown this time: the history read below has their states
+            job_lines = len(ctx.events)  # those shown this time: the history read below has their states
             # The whole history comes back on every call (moto ignores maxResults), so it is read only every
             # few seconds, and whenever a job started or ended: its state's line then comes before the job's.
-            if not running or jobs > shown or time.monotonic() >= history_due:
+            if not running or job_lines > shown or time.monotonic() >= history_due:
                 events = pipeline.history(arn, sfn)
                 for event in events[seen:]:
                     self._show(event, entered)
                 seen = len(events)
                 history_due = time.monotonic() + HISTORY_POLL_S
-            for line in ctx.events[shown:jobs]:
+            for line in ctx.events[shown:job_lines]:
                 self.say(f"           {line}")
-            shown = jobs
+            shown = job_lines
             if not running:
                 return pipeline.wait(arn, timeout_s=30)
             time.sleep(0.5)

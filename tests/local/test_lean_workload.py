@@ -1,5 +1,6 @@
 """A workload with no Spark stage: the pipeline has no Glue or EMR state and no cluster, its jobs read the raw
-input (and only it), and it runs green end to end through the synthesized state machine."""
+input (and only it), and it runs green end to end through the synthesized state machine, its progress showing
+each state before the job it runs."""
 
 from __future__ import annotations
 
