@@ -135,6 +135,17 @@ def _start_nodes(
     return started[-2:]
 
 
+def _read_past_epoch_1(main: subprocess.Popen[str], epochs: int) -> str:
+    """The main node's log up to rank 0's line for the end of epoch 1; the test fails if its log ends first."""
+    assert main.stderr is not None
+    seen = []
+    for line in main.stderr:
+        seen.append(line)
+        if f"epoch 1/{epochs} done" in line:
+            return "".join(seen)
+    pytest.fail(f"training never got past its first epoch: {''.join(seen)[-3000:]}")
+
+
 def _threads_left(out: str) -> list[str]:
     """The gloo and TCPStore threads a node's process still had once main() returned."""
     report = json.loads(out.strip().splitlines()[-1])
@@ -160,18 +171,12 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     steps = -(-(dataset.rows["train"] // 2) // hp["batch_size"])  # per epoch, on each of the 2 workers
 
     first = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1)
+    seen = _read_past_epoch_1(first[0], hp["epochs"])  # rank 0 logs on the main node
+    for proc in first:  # every node's container gets SIGTERM
+        proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     assert first[0].stderr is not None
-    seen = []
-    for line in first[0].stderr:  # rank 0 logs on the main node
-        seen.append(line)
-        if f"epoch 1/{hp['epochs']} done" in line:
-            for proc in first:  # every node's container gets SIGTERM
-                proc.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            break
-    else:
-        pytest.fail(f"training never got past its first epoch: {''.join(seen)[-3000:]}")
-    logs = "".join(seen) + first[0].stderr.read()  # the rest, through the stream that read the first lines
+    logs = seen + first[0].stderr.read()  # the rest, through the stream that read the first lines
     results = [proc.communicate(timeout=60) for proc in first]
     assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
     assert time.monotonic() - signalled < 30
@@ -251,21 +256,15 @@ def test_one_failing_worker_of_two_nodes_of_two_fails_the_whole_job_at_once(
         {**fast_hp, "epochs": 12},
     )
     main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1, workers=2)
+    seen = _read_past_epoch_1(main, 12)
+    os.kill(_worker_of_rank(other.pid, 3), signal.SIGKILL)
+    killed = time.monotonic()
     assert main.stderr is not None
-    seen = []
-    for line in main.stderr:
-        seen.append(line)
-        if "epoch 1/12 done" in line:
-            os.kill(_worker_of_rank(other.pid, 3), signal.SIGKILL)
-            killed = time.monotonic()
-            break
-    else:
-        pytest.fail(f"training never got past its first epoch: {main.wait()}")
     rest = main.stderr.read()  # through the stream that read the first lines
     main.wait(timeout=60)
     node1 = other.communicate(timeout=60)[1]
     assert time.monotonic() - killed < 30
-    assert "worker: 4 worker(s) on 2 node(s)" in "".join(seen), "".join(seen)[-3000:]
+    assert "worker: 4 worker(s) on 2 node(s)" in seen, seen[-3000:]
     # node 1 stops the killed worker's sibling and exits with the killed worker's status (128 + SIGKILL)
     assert "a worker exited with code -9: stopping the others" in node1, node1[-3000:]
     assert other.returncode == 137, node1[-3000:]
