@@ -36,6 +36,8 @@ GLUE_VERSION = "5.1"
 SPARK_VERSION = "3.5.6"
 # Memory that the ECS agent and the OS keep on a Batch host; a job asking for more than the rest never runs.
 _ECS_RESERVED_MEMORY_FRACTION = 0.06
+NOT_A_KEY = "mlpipe.not_a_key"
+"""Field metadata of a dataclass field that the program sets, never the file: no key of that name is read."""
 
 
 class ConfigError(ValueError):
@@ -249,7 +251,7 @@ def _parse_flag(value: Any, key: str) -> bool:
 def build_dataclass(cls: type[Any], data: Mapping[str, Any], path: str) -> Any:
     """`cls` built from `data` (nested dataclasses, tuples, literals, unions); ConfigError names the key."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get(NOT_A_KEY)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{path}.{unknown[0]}: unknown key (known: {', '.join(fields)})")

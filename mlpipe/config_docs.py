@@ -16,7 +16,15 @@ from typing import Any
 
 from mlpipe import config as config_module
 from mlpipe import workload as workload_module
-from mlpipe.config import BatchConfig, EmrConfig, GlueConfig, MlpipeConfig, NetworkConfig, PipelineConfig
+from mlpipe.config import (
+    NOT_A_KEY,
+    BatchConfig,
+    EmrConfig,
+    GlueConfig,
+    MlpipeConfig,
+    NetworkConfig,
+    PipelineConfig,
+)
 
 SECTIONS: list[tuple[str, type[Any]]] = [
     ("", MlpipeConfig),
@@ -62,7 +70,7 @@ def key_table(section: str, cls: type[Any], sections: list[tuple[str, type[Any]]
     rows = ["| key | default | meaning |", "|---|---|---|"]
     nested = {s for s, _ in sections}
     for field in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(field.type) or field.name in nested or field.name.startswith("root"):
+        if dataclasses.is_dataclass(field.type) or field.name in nested or field.metadata.get(NOT_A_KEY):
             continue
         key = f"{section}.{field.name}" if section else field.name
         rows.append(f"| `{key}` | {_default(field)} | {docs.get(field.name, '')} |")

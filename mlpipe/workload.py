@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from mlpipe.config import ConfigError, build_dataclass
+from mlpipe.config import NOT_A_KEY, ConfigError, build_dataclass
 
 MANIFEST = "workload.toml"
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -202,7 +202,7 @@ class Workload:
     search: Search | None = None
     """Instead of `candidates`: a search space that makes them."""
     dependencies: Dependencies = field(default_factory=Dependencies)
-    root: Path = field(default=Path(), compare=False)
+    root: Path = field(default=Path(), compare=False, metadata={NOT_A_KEY: True})
     """The workload folder (not a manifest key)."""
 
     @property
@@ -269,8 +269,6 @@ def load(folder: str | Path) -> Workload:
 
 def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Workload:
     """Build and check a Workload from a manifest's data; paths are checked against `root`."""
-    if "root" in data:
-        raise WorkloadError(f"{source}: root: unknown key")
     try:
         workload: Workload = build_dataclass(Workload, data, source)
     except WorkloadError:

@@ -301,6 +301,18 @@ def test_a_bad_manifest_is_one_line_naming_the_key_and_exit_2(
     assert message in lines[0], lines[0]
 
 
+def test_an_unknown_section_lists_the_keys_a_manifest_may_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder is the program's to set (`Workload.root`): the list of known keys leaves it out, and a
+    manifest that names it is refused like any other unknown key."""
+    code, _, err = check(make(tmp_path / "a", MANIFEST.replace("[metric]", "[metrics]")), capsys)
+    assert code == 2 and "metrics: unknown key (known: name, raw, train, infer, evaluate, metric," in err
+    assert "root" not in err
+    code, _, err = check(make(tmp_path / "b", 'root = "/elsewhere"\n' + MANIFEST), capsys)
+    assert code == 2 and "workload.toml: root: unknown key (known: name," in err, err
+
+
 def test_a_folder_without_a_manifest_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = check(tmp_path, capsys)
     assert code == 2 and "no workload manifest here" in err
