@@ -687,9 +687,13 @@ def _failure(
         "cause": notice.get("cause") or (result.cause if result else None),
     }
     if journal.failures:
-        failure["log"] = journal.failures[-1]["log"]
-        failure["job"] = journal.failures[-1]["label"]
-        failure["reason"] = journal.failures[-1].get("reason")
+        # Several jobs of a Parallel or Map state can fail; the cause is the one that failed the state.
+        cause = failure["cause"] or ""
+        named = [f for f in journal.failures if json.dumps(f["label"].split(" ", 2)[-1]) in cause]
+        job = (named or journal.failures)[-1]
+        failure["log"] = job["log"]
+        failure["job"] = job["label"]
+        failure["reason"] = job.get("reason")
     else:
         failure["log"] = str(lambdas_log)
     return failure

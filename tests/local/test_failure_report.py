@@ -1,0 +1,43 @@
+"""A failed local run's report names the job whose failure failed the state, and that job's log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlpipe.local.jobs import Journal
+from mlpipe.local.mode import _failure
+
+
+def _batch_cause(job_name: str) -> str:
+    """What Step Functions gives as the cause of a failed `batch:submitJob.sync` task: the job's description."""
+    return json.dumps({"JobName": job_name, "Status": "FAILED", "StatusReason": "Essential container exited"})
+
+
+def _journal(tmp_path: Path, *names: str) -> Journal:
+    journal = Journal(tmp_path / "journal.jsonl")
+    for name in names:
+        journal.record(f"batch:{name}", status="FAILED", label=f"Batch job {name}", log=tmp_path / f"{name}.log",
+                       reason=f"{name} exited 1")  # fmt: skip
+    return journal
+
+
+def test_of_two_failed_candidates_the_report_names_the_one_in_the_cause(tmp_path: Path) -> None:
+    # Both candidates of the Map state fail; `mlp` failed the state, `mlp2` (a name it begins) failed after it.
+    journal = _journal(tmp_path, "r-1-mlp", "r-1-mlp2")
+    notice = {
+        "state": "TrainAndPrepareInference",
+        "error": "States.TaskFailed",
+        "cause": _batch_cause("r-1-mlp"),
+    }
+    failure = _failure(None, journal, [notice], tmp_path / "lambdas.log", interrupted=False)
+    assert failure["job"] == "Batch job r-1-mlp"
+    assert failure["log"] == str(tmp_path / "r-1-mlp.log")
+    assert failure["reason"] == "r-1-mlp exited 1"
+
+
+def test_a_cause_that_names_no_job_reports_the_last_failure(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, "r-1-a", "r-1-b")
+    notice = {"state": "Summarize", "error": "States.Timeout", "cause": "the state timed out"}
+    failure = _failure(None, journal, [notice], tmp_path / "lambdas.log", interrupted=False)
+    assert failure["job"] == "Batch job r-1-b" and failure["log"] == str(tmp_path / "r-1-b.log")
