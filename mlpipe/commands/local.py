@@ -135,6 +135,8 @@ def _report(summary: dict[str, Any]) -> int:
         print(f"local run {summary['run_id']} SUCCEEDED: summary in {path}")
         return 0
     failure = summary.get("failure", {})
+    if failure.get("reason"):  # the failed job's exit and the end of its log, which usually says why
+        print(f"{failure.get('job')}: {failure['reason']}", file=sys.stderr)
     print(
         f"local run {summary.get('run_id')} {summary['status']}: state {failure.get('state')} failed with "
         f"{failure.get('error')}; log: {failure.get('log')}; summary in {path}",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlpipe.local.jobs import Journal
 from mlpipe.local.mode import _failure
 
@@ -41,3 +43,20 @@ def test_a_cause_that_names_no_job_reports_the_last_failure(tmp_path: Path) -> N
     notice = {"state": "Summarize", "error": "States.Timeout", "cause": "the state timed out"}
     failure = _failure(None, journal, [notice], tmp_path / "lambdas.log", interrupted=False)
     assert failure["job"] == "Batch job r-1-b" and failure["log"] == str(tmp_path / "r-1-b.log")
+
+
+def test_the_command_says_why_the_job_failed_before_its_last_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlpipe.commands.local import _report
+
+    reason = (
+        "exit status 2: mlpipe_clean: error: clean.parse does not return the column 'nope' that the job names"
+    )
+    summary = {"status": "FAILED", "run_id": "r-1", "workdir": str(tmp_path), "failure": {
+        "state": "CleanEvents", "error": "States.TaskFailed", "cause": "...", "log": str(tmp_path / "glue.log"),
+        "job": "Glue job MlpipeDev-Workload-w-GlueJob", "reason": reason}}  # fmt: skip
+    assert _report(summary) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"Glue job MlpipeDev-Workload-w-GlueJob: {reason}"
+    assert lines[1].startswith("local run r-1 FAILED: state CleanEvents failed with States.TaskFailed; log: ")
