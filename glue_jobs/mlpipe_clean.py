@@ -292,10 +292,14 @@ def classify(lines: Any, workload: ModuleType, args: dict[str, str]) -> Any:
         raise UsageError(
             f"{workload.__name__}.parse returns the column {clash[0]!r}, a name the driver uses: rename it"
         )
-    for key in dedupe_key(args) + [k for k in (args["order-by"], args["partition-column"]) if k]:
+    named = [("--dedupe-key", k) for k in dedupe_key(args)] + [
+        (f"--{flag}", args[flag]) for flag in ("order-by", "partition-column") if args[flag]
+    ]
+    for flag, key in named:
         if key not in columns:
             raise UsageError(
-                f"{workload.__name__}.parse does not return the column {key!r} that the job names"
+                f"{workload.__name__}.parse does not return the column {key!r} that {flag} names "
+                f"(the workload's clean.{flag[2:].replace('-', '_')})"
             )
     generic = F.col(f"{OWN}problem")
     own_field = F.substring_index(generic, ":", -1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -374,6 +375,34 @@ def test_a_workload_module_that_breaks_the_contract_is_refused(spark, tmp_path: 
     )  # fmt: skip
     with pytest.raises(job.UsageError, match="must keep the _mlpipe_\\* columns and add reject_reason"):
         job.run(spark, args, _load(module_path, "filtering_clean"))
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dedupe-key", "key"], "column 'key' that --dedupe-key names (the workload's clean.dedupe_key)"),
+        (["--dedupe-key", "id", "--partition-column", "day"],
+         "column 'day' that --partition-column names (the workload's clean.partition_column)"),
+    ],
+)  # fmt: skip
+def test_a_column_the_job_names_that_parse_does_not_return_is_named_with_its_key(
+    spark, tmp_path: Path, flags: list[str], message: str
+) -> None:
+    module_path = tmp_path / "plain_clean.py"
+    module_path.write_text(
+        "from pyspark.sql import functions as F\nSCHEMA = 'id STRING'\n"
+        "def parse(records):\n    return records.withColumn('reject_reason', F.lit(None).cast('string'))\n"
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text('{"id": "a"}\n')
+    args = job.parse_args(
+        ["--input", str(raw), "--output", str(tmp_path / "c"), "--quarantine", str(tmp_path / "q"), "--report",
+         str(tmp_path / "r.json"), "--workload-module", "plain_clean", *flags]
+    )  # fmt: skip
+    with pytest.raises(job.UsageError, match=f"^plain_clean.parse does not return the {re.escape(message)}$"):
+        job.run(spark, args, _load(module_path, "plain_clean"))
     assert not (tmp_path / "r.json").exists()
 
 

@@ -50,9 +50,7 @@ def test_the_command_says_why_the_job_failed_before_its_last_line(
 ) -> None:
     from mlpipe.commands.local import _report
 
-    reason = (
-        "exit status 2: mlpipe_clean: error: clean.parse does not return the column 'nope' that the job names"
-    )
+    reason = "exit status 2: mlpipe_clean: error: clean.parse does not return the column 'nope' that --partition-column names"
     summary = {"status": "FAILED", "run_id": "r-1", "workdir": str(tmp_path), "failure": {
         "state": "CleanEvents", "error": "States.TaskFailed", "cause": "...", "log": str(tmp_path / "glue.log"),
         "job": "Glue job MlpipeDev-Workload-w-GlueJob", "reason": reason}}  # fmt: skip
