@@ -48,6 +48,7 @@ def summary(workload: Workload) -> dict[str, Any]:
         "spark_stages": stages,
         "train": workload.train.entrypoint or workload.train.trainer,
         "infer": workload.infer.entrypoint or workload.infer.trainer,
+        "evaluate": workload.evaluate.entrypoint or workload.evaluate.trainer,
         "metric": {
             "name": workload.metric.name,
             "direction": workload.metric.direction,
@@ -74,6 +75,7 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  spark stages {', '.join(info['spark_stages']) or 'none'}")
     print(f"  train        {info['train']}")
     print(f"  infer        {info['infer']}")
+    print(f"  evaluate     {info['evaluate']}")
     print(f"  metric       {metric['name']} ({metric['direction']}, gate {metric['gate']})")
     candidates = info["candidates"]
     print(f"  candidates   {', '.join(candidates) if isinstance(candidates, list) else candidates}")

@@ -92,7 +92,9 @@ def test_a_valid_workload_loads_with_its_defaults(tmp_path: Path, capsys: pytest
     assert workload.metric.direction == "minimize" and workload.spark_stages
     code, out, err = check(tmp_path / "churn" / "workload.toml", capsys)
     assert code == 0 and err == ""
-    assert json.loads(out)["spark_stages"] == ["clean", "features"]
+    said = json.loads(out)
+    assert said["spark_stages"] == ["clean", "features"]
+    assert (said["train"], said["infer"], said["evaluate"]) == ("train.py", "infer.py", "evaluate.py")
 
 
 def test_stages_may_be_left_out_but_not_under_mlpipes_trainer(tmp_path: Path) -> None:
