@@ -97,13 +97,16 @@ class FeatureStage:
     label_column: str = ""
     """module only: the target column (absent from inference data)."""
     split_by: Literal["time", "ratio"] = "ratio"
-    """module only: time: the latest rows by `time_column` are validation, then test; ratio: a seeded hash."""
+    """module only: time: by `time_column`, the earliest rows train, the next validate and the latest test;
+    ratio: a seeded hash of `id_column`."""
     time_column: str = ""
     """split_by time only: the column that orders the rows."""
     validation_fraction: float = 0.1
-    """module only: the share of rows for validation (model selection)."""
+    """module only: the share for validation (model selection), in (0, 0.5): of the rows (ratio), or of the
+    time span from the first row to the last, cut at a whole hour (time)."""
     test_fraction: float = 0.1
-    """module only: the share of rows for the held-out evaluation that the quality gate reads."""
+    """module only: the share for the held-out evaluation that the quality gate reads, as
+    `validation_fraction`; the two together below 0.9."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Candidate:
     nodes: int = 1
     """More than 1: a Batch multi-node parallel job (DDP across nodes)."""
     gpus: int = 1
-    """GPUs per node: one rank per GPU."""
+    """GPUs per node: one rank per GPU (local mode, without GPUs: one rank per node, on the CPU)."""
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     """Passed to the entrypoint as JSON."""
 
