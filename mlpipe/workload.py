@@ -74,7 +74,8 @@ class CleanStage:
     """A whole Glue script instead of `module`: it gets the run's `--input`, `--output`, `--quarantine` and
     `--report` and writes what the driver writes (docs/workloads.md#whole-scripts)."""
     dedupe_key: tuple[str, ...] = ()
-    """module only: the columns that identify a record; duplicates are counted and dropped."""
+    """module only, and required with it: the columns that identify a record; duplicates are counted and
+    dropped."""
     order_by: str = ""
     """module only: of duplicates, the row with the smallest value of this column is kept (default: any)."""
     partition_column: str = ""
@@ -188,7 +189,8 @@ class Dependencies:
 @dataclass(frozen=True)
 class Workload:
     name: str
-    """1 to 32 lowercase letters, digits and `-`: names the workload's pipeline and resources."""
+    """2 to 32 lowercase letters, digits and `-`, starting with a letter and not ending with `-`: names the
+    workload's pipeline and resources."""
     raw: RawInput
     train: Training
     infer: Inference
@@ -280,6 +282,14 @@ def parse(data: Mapping[str, Any], root: Path, *, source: str = MANIFEST) -> Wor
         raise WorkloadError(_relabel(str(exc), source)) from None
     workload = _with_root(workload, root)
     _check(workload, source)
+    if workload.raw.format != "csv":  # a key that would change nothing is refused, not ignored
+        for key in ("csv_header", "csv_delimiter"):
+            _require(
+                key not in data["raw"],
+                source,
+                f"raw.{key}",
+                f"csv only: raw.format is {workload.raw.format!r}",
+            )
     return workload
 
 

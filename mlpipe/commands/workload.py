@@ -59,10 +59,11 @@ def summary(workload: Workload) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from mlpipe.workload import WorkloadError, load
+    from mlpipe.workload import WorkloadError, check_deployable, load
 
     try:
         workload = load(args.folder)
+        check_deployable(workload)  # what a synth and `mlpipe local run` would refuse
     except WorkloadError as exc:
         raise UsageError(str(exc)) from None
     info = summary(workload)

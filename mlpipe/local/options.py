@@ -90,7 +90,7 @@ def load_workload(folder: Path) -> Any:
 
     try:
         workload = load(folder)
-        check_deployable(workload, f"{folder}/workload.toml")
+        check_deployable(workload)
     except WorkloadError as exc:
         raise UsageError(str(exc)) from None
     return workload

@@ -286,6 +286,11 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("a wrong type", ("gate = 1.5", 'gate = "high"'), "workload.toml: metric.gate: expected a number"),
     ("not TOML", ("[metric]", "[metric"), "workload.toml: not valid TOML"),
+    (
+        "a csv key for JSON Lines",
+        ('format = "csv"', 'format = "jsonl"\ncsv_delimiter = ";"'),
+        "workload.toml: raw.csv_delimiter: csv only: raw.format is 'jsonl'",
+    ),
 ]
 
 
@@ -339,7 +344,9 @@ def test_the_workloads_page_documents_every_key_with_its_default() -> None:
     assert "|  |" not in render_workload_keys(), "every key has a meaning"
 
 
-def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_path: Path) -> None:
+def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mlpipe.workload import check_deployable
 
     clickstream = Path(__file__).resolve().parents[2] / "examples" / "clickstream"
@@ -353,3 +360,5 @@ def test_the_pipeline_refuses_what_it_does_not_deploy_yet_naming_the_key(tmp_pat
         workload = load(folder)  # a valid manifest...
         with pytest.raises(WorkloadError, match=rf"^workload.toml: {re.escape(key)}: "):
             check_deployable(workload)  # ...that this version's pipeline does not run
+        code, out, err = check(folder, capsys)  # and `mlpipe workload check` says so, as a synth would
+        assert code == 2 and out == "" and f"workload.toml: {key}: " in err
