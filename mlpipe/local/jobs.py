@@ -281,13 +281,22 @@ class Context:
         self.events.append(line)
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def _tail(path: Path, lines: int = 3, limit: int = 400) -> str:
+    """The log's last non-empty lines, whole, within `limit` characters: a long line before the last (a
+    command line) is left out rather than cut, so that the last one, usually the error, reads whole."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    useful = [line for line in text if line.strip()]
-    return " | ".join(useful[-lines:])[-400:]
+    useful = [line.strip() for line in text if line.strip()][-lines:]
+    if not useful:
+        return ""
+    tail = useful[-1][-limit:]
+    for line in reversed(useful[:-1]):
+        if len(longer := f"{line} | {tail}") > limit:
+            break
+        tail = longer
+    return tail
 
 
 def _staged_run(

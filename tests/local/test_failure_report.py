@@ -58,3 +58,19 @@ def test_the_command_says_why_the_job_failed_before_its_last_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == f"Glue job MlpipeDev-Workload-w-GlueJob: {reason}"
     assert lines[1].startswith("local run r-1 FAILED: state CleanEvents failed with States.TaskFailed; log: ")
+
+
+def test_a_failed_jobs_reason_keeps_its_last_lines_whole(tmp_path: Path) -> None:
+    from mlpipe.local.jobs import _tail
+
+    log = tmp_path / "glue.log"
+    command = (
+        "[spark host 1] clean_job.py --input s3://raw/x/ " + "--flag value " * 40 + "(the JVM's log: /x)"
+    )
+    error = "mlpipe_clean: error: clean.parse does not return the column 'orderid' that --dedupe-key names"
+    log.write_text(f"starting\n{command}\n\n{error}\n")
+    assert _tail(log) == error  # the command line does not fit whole: left out, not cut
+    log.write_text(f"first\nsecond\n{error}\n")
+    assert _tail(log) == f"first | second | {error}"
+    log.write_text("x" * 500 + "\n")
+    assert _tail(log) == "x" * 400
