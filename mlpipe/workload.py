@@ -104,7 +104,8 @@ class FeatureStage:
     """split_by time only: the column that orders the rows."""
     validation_fraction: float = 0.1
     """module only: the share for validation (model selection), in (0, 0.5): of the rows (ratio), or of the
-    time span from the first row to the last, cut at a whole hour (time)."""
+    time span from the first row to the last, rounded down to a whole hour when that is an hour or more in
+    (time)."""
     test_fraction: float = 0.1
     """module only: the share for the held-out evaluation that the quality gate reads, as
     `validation_fraction`; the two together below 0.9."""
@@ -155,7 +156,7 @@ class Candidate:
     nodes: int = 1
     """More than 1: a Batch multi-node parallel job (DDP across nodes)."""
     gpus: int = 1
-    """GPUs per node: one rank per GPU (local mode, without GPUs: one rank per node, on the CPU)."""
+    """GPUs per node: one rank per GPU (local mode: one rank per node, whatever GPUs the host has)."""
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     """Passed to the entrypoint as JSON."""
 

@@ -25,7 +25,7 @@ def _journal(tmp_path: Path, *names: str) -> Journal:
 
 
 def test_of_two_failed_candidates_the_report_names_the_one_in_the_cause(tmp_path: Path) -> None:
-    # Both candidates of the Map state fail; `mlp` failed the state, `mlp2` (a name it begins) failed after it.
+    # Both candidates of the Map state fail; `mlp` failed the state, `mlp2` (a name that begins with it) failed after it.
     journal = _journal(tmp_path, "r-1-mlp", "r-1-mlp2")
     notice = {
         "state": "TrainAndPrepareInference",
