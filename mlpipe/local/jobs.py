@@ -169,8 +169,11 @@ class Journal:
     def has(self, key: str) -> bool:
         return self.replay and key in self.done
 
-    def record(self, key: str, *, status: str, label: str, log: Path | None, reason: str = "") -> None:
-        entry = {"key": key, "status": status, "label": label, "log": str(log) if log else None}
+    def record(
+        self, key: str, *, status: str, label: str, name: str, log: Path | None, reason: str = ""
+    ) -> None:
+        """`name`: the job's (the Glue job's, the EMR step's, the Batch job's), as a failure's cause names it."""
+        entry = {"key": key, "status": status, "label": label, "name": name, "log": str(log) if log else None}
         if reason:
             entry["reason"] = reason
         with self._lock:
@@ -300,8 +303,8 @@ def _tail(path: Path, lines: int = 3, limit: int = 400) -> str:
 
 
 def _staged_run(
-    ctx: Context, *, key: str, label: str, script: Path, args: list[str], python_path: list[Path], log: Path,
-    uris: list[str],
+    ctx: Context, *, key: str, name: str, label: str, script: Path, args: list[str], python_path: list[Path],
+    log: Path, uris: list[str],
 ) -> Outcome:  # fmt: skip
     """Run a Spark script on the run's Spark host (its own or a shared one) with its `s3://` arguments staged
     through the mirror."""
@@ -319,11 +322,11 @@ def _staged_run(
         return Outcome.failure(str(exc))
     if code != 0:
         reason = f"exit status {code}: {_tail(log)}"
-        ctx.journal.record(key, status="FAILED", label=label, log=log, reason=reason)
+        ctx.journal.record(key, status="FAILED", label=label, name=name, log=log, reason=reason)
         return Outcome.failure(f"{label} failed with {reason} (log: {log})", exit_code=code)
     for uri in uris:
         ctx.mirror.push(uri)
-    ctx.journal.record(key, status="SUCCEEDED", label=label, log=log)
+    ctx.journal.record(key, status="SUCCEEDED", label=label, name=name, log=log)
     return Outcome.success()
 
 
@@ -483,8 +486,9 @@ class SparkGlue:
         uris = [v for k, v in arguments.items() if v.startswith("s3://") and k != "--TempDir"]
         log = self.ctx.log_path("glue", f"{job.run_id}.log")
         return _staged_run(
-            self.ctx, key=key, label=label, script=script, args=args, python_path=library, log=log, uris=uris
-        )
+            self.ctx, key=key, name=job.job_name, label=label, script=script, args=args, python_path=library,
+            log=log, uris=uris,
+        )  # fmt: skip
 
 
 # ---- EMR ------------------------------------------------------------------------------------------------
@@ -526,7 +530,7 @@ class SparkEmr:
         uris = [a for a in script_args if a.startswith("s3://")]
         log = self.ctx.log_path("emr", f"{step.step_id}-{step.name}.log")
         return _staged_run(
-            self.ctx, key=key, label=label, script=script, args=script_args,
+            self.ctx, key=key, name=step.name, label=label, script=script, args=script_args,
             python_path=library, log=log, uris=uris,
         )  # fmt: skip
 
@@ -600,12 +604,14 @@ class LocalBatch:
         if failed:
             node, code = failed[0]
             reason = f"exit status {code}: {_tail(logs[node])}"
-            self.ctx.journal.record(key, status="FAILED", label=label, log=logs[node], reason=reason)
+            self.ctx.journal.record(
+                key, status="FAILED", label=label, name=job.job_name, log=logs[node], reason=reason
+            )
             return Outcome.failure(CONTAINER_EXITED, exit_code=code, reason=f"{reason} (log: {logs[node]})")
         output = job.parameters.get("output", "")
         if output.startswith("s3://"):  # the job's outputs outlive the server: a redrive restores them
             self.ctx.mirror.pull(output)
-        self.ctx.journal.record(key, status="SUCCEEDED", label=label, log=logs[0])
+        self.ctx.journal.record(key, status="SUCCEEDED", label=label, name=job.job_name, log=logs[0])
         return Outcome.success()
 
     def _publish_assets(self, command: Sequence[str]) -> None:

@@ -689,7 +689,7 @@ def _failure(
     if journal.failures:
         # Several jobs of a Parallel or Map state can fail; the cause is the one that failed the state.
         cause = failure["cause"] or ""
-        named = [f for f in journal.failures if json.dumps(f["label"].split(" ", 2)[-1]) in cause]
+        named = [f for f in journal.failures if json.dumps(f["name"]) in cause]
         job = (named or journal.failures)[-1]
         failure["log"] = job["log"]
         failure["job"] = job["label"]

@@ -19,13 +19,13 @@ def _batch_cause(job_name: str) -> str:
 def _journal(tmp_path: Path, *names: str) -> Journal:
     journal = Journal(tmp_path / "journal.jsonl")
     for name in names:
-        journal.record(f"batch:{name}", status="FAILED", label=f"Batch job {name}", log=tmp_path / f"{name}.log",
-                       reason=f"{name} exited 1")  # fmt: skip
+        journal.record(f"batch:{name}", status="FAILED", label=f"Batch job {name}", name=name,
+                       log=tmp_path / f"{name}.log", reason=f"{name} exited 1")  # fmt: skip
     return journal
 
 
 def test_of_two_failed_candidates_the_report_names_the_one_in_the_cause(tmp_path: Path) -> None:
-    # Both candidates of the Map state fail; `mlp` failed the state, `mlp2` (a name that begins with it) failed after it.
+    # Both candidates of the Map state fail: `mlp` failed the state, then `mlp2` (a name that begins with it).
     journal = _journal(tmp_path, "r-1-mlp", "r-1-mlp2")
     notice = {
         "state": "TrainAndPrepareInference",
