@@ -17,7 +17,7 @@ class ConfigurationError(MlpipeError):
 
 
 class CandidateMetricsError(MlpipeError):
-    """A training candidate's metrics.json is missing, unreadable or lacks the validation AUC."""
+    """A training candidate's metrics.json is missing, unreadable or lacks the workload's validation metric."""
 
 
 class ModelArtifactError(MlpipeError):
@@ -25,11 +25,11 @@ class ModelArtifactError(MlpipeError):
 
 
 class EvaluationError(MlpipeError):
-    """The held-out sample cannot be scored (no rows, a single class, missing columns)."""
+    """The evaluation job's figure cannot be read: its metrics.json or the model manifest is missing or malformed."""
 
 
 class QualityGateFailed(MlpipeError):
-    """The chosen model's AUC on the held-out sample is below the quality gate: it is not registered."""
+    """The chosen model's metric on the held-out test split does not meet the quality gate: it is not registered."""
 
 
 class RegistrationRefused(MlpipeError):

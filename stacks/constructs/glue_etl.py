@@ -135,7 +135,7 @@ class GlueEtl(Construct):
 
         self.job = glue.CfnJob(
             self,
-            "CleanEventsJob",
+            "CleanJob",
             command=glue.CfnJob.JobCommandProperty(
                 name="glueetl", python_version="3", script_location=self.script.s3_object_url
             ),

@@ -6,7 +6,7 @@ Plan ─► PrepareData ║ Glue clean ║ (transient) create EMR cluster ║ �
      ─► SelectModel ─► EvaluateModel (Batch: the workload's evaluation) ─► QualityGate
      ─► Publish ║ RegisterModel ║ Batch inference ║ ─► Summarize
 
-(persistent EMR: Plan ─► CleanEvents ─► DescribePersistentCluster ─► ClusterRunning? ─► BuildFeatures ...)
+(persistent EMR: Plan ─► CleanData ─► DescribePersistentCluster ─► ClusterRunning? ─► BuildFeatures ...)
 
 Every task retries transient service errors with exponential backoff and full jitter, has its own
 TimeoutSeconds (for the Glue and Batch .sync tasks an outer bound over the job's own limits: stacks/defaults.py),
@@ -710,7 +710,7 @@ class Pipeline(Construct):
             # that class leaves out: Timeout is the run's, and a run may first wait for resources.
             clean = sfn.CustomState(
                 self,
-                "CleanEvents",
+                "CleanData",
                 state_json={
                     "Type": "Task",
                     "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
@@ -745,22 +745,22 @@ class Pipeline(Construct):
             clean.add_catch(
                 sfn.Pass(
                     self,
-                    "CleanEvents failed",
+                    "CleanData failed",
                     parameters={
                         "failed": True,
                         "error.$": "$.error.Error",
-                        "cause.$": "States.Format('CleanEvents failed: {}', $.error.Cause)",
+                        "cause.$": "States.Format('CleanData failed: {}', $.error.Cause)",
                     },
                 ),
                 errors=["States.ALL"],
                 result_path="$.error",
             )
-            cleaned = clean.next(sfn.Pass(self, "CleanEvents succeeded", parameters={"failed": False}))
+            cleaned = clean.next(sfn.Pass(self, "CleanData succeeded", parameters={"failed": False}))
             prepare = top_level(
                 sfn.Parallel(
                     self,
                     "PrepareData",
-                    result_selector={"ClusterId.$": "$[1].cluster.ClusterId", "CleanEvents.$": "$[0]"},
+                    result_selector={"ClusterId.$": "$[1].cluster.ClusterId", "Clean.$": "$[0]"},
                     result_path="$.cluster",
                 )
                 .branch(cleaned)
@@ -771,14 +771,14 @@ class Pipeline(Construct):
                 self,
                 "Cleaning failed",
                 parameters={
-                    "state": "CleanEvents",
-                    "error.$": "$.cluster.CleanEvents.error",
-                    "cause.$": "$.cluster.CleanEvents.cause",
+                    "state": "CleanData",
+                    "error.$": "$.cluster.Clean.error",
+                    "cause.$": "$.cluster.Clean.cause",
                 },
                 result_path="$.failure",
             ).next(notify)
-            check_cleaning = sfn.Choice(self, "EventsCleaned?").when(
-                sfn.Condition.boolean_equals("$.cluster.CleanEvents.failed", True), clean_failure
+            check_cleaning = sfn.Choice(self, "DataCleaned?").when(
+                sfn.Condition.boolean_equals("$.cluster.Clean.failed", True), clean_failure
             )
             proceed = check_cleaning.otherwise
         elif steps is not None:
@@ -817,10 +817,10 @@ class Pipeline(Construct):
             assert (
                 clean is not None
             )  # a feature stage reads the curated data (mlpipe.workload refuses it alone)
-            prepare = top_level(clean, "CleanEvents").next(top_level(describe, "DescribePersistentCluster"))
+            prepare = top_level(clean, "CleanData").next(top_level(describe, "DescribePersistentCluster"))
             proceed = check_cluster.otherwise
         elif clean is not None:
-            prepare = top_level(clean, "CleanEvents")
+            prepare = top_level(clean, "CleanData")
 
         # 3. Features on EMR.
         features = (

@@ -219,7 +219,7 @@ class Storage(Construct):
             self,
             "Database",
             database_name=glue_database_name(config),
-            description="mlpipe curated data lake: cleaned events",
+            description="mlpipe curated data lake: cleaned records",
         )
         self.database.apply_removal_policy(removal)
 

@@ -41,6 +41,15 @@ SPARK_WHEEL_IMPORT = (
 )
 
 
+@pytest.fixture(scope="session")
+def clickstream_words() -> set[str]:
+    """The original's words that the copy renames, as they would appear in a name mlpipe builds from them
+    (CamelCase or snake_case, compared in lower case without underscores): its name, its columns of more than
+    four letters, and what its rows are, click events. (Its modules are named after the stages: clean.py.)"""
+    names = [*COLUMNS, "clickstream", "click", "event"]
+    return {name.replace("_", "").lower() for name in names if len(name) > 4}
+
+
 def renamed_clickstream(into: Path) -> Path:
     """A copy of examples/clickstream with COLUMNS, MODULES and MANIFEST renamed; its metric is the tabular
     trainer's other figure, log loss (minimized)."""

@@ -52,12 +52,12 @@ def test_the_command_says_why_the_job_failed_before_its_last_line(
 
     reason = "exit status 2: mlpipe_clean: error: clean.parse does not return the column 'nope' that --partition-column names"
     summary = {"status": "FAILED", "run_id": "r-1", "workdir": str(tmp_path), "failure": {
-        "state": "CleanEvents", "error": "States.TaskFailed", "cause": "...", "log": str(tmp_path / "glue.log"),
+        "state": "CleanData", "error": "States.TaskFailed", "cause": "...", "log": str(tmp_path / "glue.log"),
         "job": "Glue job MlpipeDev-Workload-w-GlueJob", "reason": reason}}  # fmt: skip
     assert _report(summary) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == f"Glue job MlpipeDev-Workload-w-GlueJob: {reason}"
-    assert lines[1].startswith("local run r-1 FAILED: state CleanEvents failed with States.TaskFailed; log: ")
+    assert lines[1].startswith("local run r-1 FAILED: state CleanData failed with States.TaskFailed; log: ")
 
 
 def test_a_failed_jobs_reason_keeps_its_last_lines_whole(tmp_path: Path) -> None:

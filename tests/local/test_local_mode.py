@@ -104,10 +104,12 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
         "execution  local-",
     ):
         assert f"] {stage}" in shown, stage
-    assert "start      CleanEvents" in shown
+    assert "start      CleanData" in shown
     # the workload's Spark wheel reached both stages (its modules import it), as a zip on the Python path
     template = json.loads((cdk_out / "MlpipeDev-Workload-shopping.template.json").read_text())
-    (job,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job"]
+    ((glue_id, job),) = [
+        (name, r["Properties"]) for name, r in template["Resources"].items() if r["Type"] == "AWS::Glue::Job"
+    ]
     assert json.dumps(job["DefaultArguments"]["--extra-py-files"]).count(".zip") == 2  # code package, wheel
     assert "--additional-python-modules" not in job["DefaultArguments"]  # nothing for pip to fetch
 
@@ -129,7 +131,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     # are replayed
     assert sorted(summary["replayed"]) == sorted(
         [
-            "Glue job MlpipeDev-Workload-shopping-GlueCleanEventsJob5D9DAAFD",
+            f"Glue job MlpipeDev-Workload-shopping-{glue_id}",
             "EMR step BuildFeatures",
             "EMR step BuildInferenceFeatures",
             f"Batch job {run_id}-baseline",
@@ -140,7 +142,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     journal = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines()]
     inference = [e["status"] for e in journal if e["label"] == f"Batch job {run_id}-inference"]
     assert inference == ["FAILED", "SUCCEEDED"]
-    assert "start      CleanEvents" in done.out  # live progress per state
+    assert "start      CleanData" in done.out  # live progress per state
 
     # ---- what the completed run summarizes
     assert summary["rows_in"] == ROWS
@@ -167,7 +169,7 @@ def test_a_run_whose_last_stage_fails_is_reported_and_a_redrive_completes_it(
     scored = sum(pq.read_metadata(p).num_rows for p in predictions)
     assert scored == summary["rows_curated"]  # the inference input is every curated event
     # the redrive's progress shows every state of the success path ending
-    for state in ("CleanEvents", "BuildFeatures", "TrainSingleNode", "BuildInferenceFeatures", "BatchInference",
+    for state in ("CleanData", "BuildFeatures", "TrainSingleNode", "BuildInferenceFeatures", "BatchInference",
                   "Summarize"):  # fmt: skip
         assert f"done       {state} (" in done.out, state
 
@@ -327,6 +329,23 @@ def test_a_current_synth_is_reused_for_any_workload_it_holds_until_one_changes(t
     assert mode.synthesized_workloads(outdir) is None
     with pytest.raises(UsageError, match="may not hold a comma"):  # `-c workloads=` splits at commas
         mode.synthesize(outdir, [tmp_path / "a,b"])
+
+
+def test_the_names_mlpipe_gives_the_renamed_copys_resources_and_states_hold_none_of_the_original(
+    local_workloads: Any, clickstream_words: set[str]
+) -> None:
+    from mlpipe.local.assembly import CloudAssembly
+    from mlpipe.local.definition import StateMachineDefinition, states
+
+    copy = CloudAssembly.load(local_workloads.cdk_out).for_workload("shopping")
+    # its own stack's: the shared stacks hold CDK's names too, such as an EventBridge rule's "AllowEventRule"
+    names = [name for stack in copy.stacks.values() if stack.workload() for name in stack.resources]
+    names += [path for path, _ in states(StateMachineDefinition.from_assembly(copy).definition)]
+    assert "Plan" in names and len(names) > 50  # the names of a whole pipeline
+    leaks = sorted(
+        (name, word) for name in names for word in clickstream_words if word in name.replace("_", "").lower()
+    )
+    assert leaks == []
 
 
 def test_a_run_reads_the_shared_stacks_and_its_own_workloads_stack_alone(local_workloads: Any) -> None:

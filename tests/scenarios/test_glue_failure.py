@@ -24,19 +24,19 @@ def test_glue_failure_is_caught_notified_and_nothing_is_published(local: Callabl
     assert result.status == "FAILED"
     assert result.error == "States.TaskFailed"
     cause = result.cause or ""
-    assert cause.startswith("CleanEvents failed: ")
-    run = json.loads(cause.removeprefix("CleanEvents failed: "))
+    assert cause.startswith("CleanData failed: ")
+    run = json.loads(cause.removeprefix("CleanData failed: "))
     assert run["JobRunState"] == "FAILED" and run["ErrorMessage"] == GLUE_ERROR
     assert len(env.glue.runs) == 1  # a job failure is not a transient Glue error: no Retry
 
     [message] = env.notifications()
-    assert message["state"] == "CleanEvents" and message["cause"] == cause
+    assert message["state"] == "CleanData" and message["cause"] == cause
 
     entered = result.entered()
     # Caught inside its branch: the Parallel keeps the cluster it started, and the failure path ends it.
     assert {
-        "CleanEvents failed",
-        "EventsCleaned?",
+        "CleanData failed",
+        "DataCleaned?",
         "Cleaning failed",
         "NotifyFailure",
         "TerminateClusterAfterFailure",

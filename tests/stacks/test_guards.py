@@ -129,8 +129,8 @@ def test_every_task_ends_through_its_catch_before_the_execution_times_out(dev: A
     fewer = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, max_candidates=4))
     assert guards.check_task_timeouts(fewer, graph) == expected - batch  # one round of training
     unbounded = json.loads(json.dumps(graph))
-    del unbounded["States"]["PrepareData"]["Branches"][0]["States"]["CleanEvents"]["TimeoutSeconds"]
-    with pytest.raises(guards.GuardError, match=r"task state\(s\) without TimeoutSeconds: CleanEvents"):
+    del unbounded["States"]["PrepareData"]["Branches"][0]["States"]["CleanData"]["TimeoutSeconds"]
+    with pytest.raises(guards.GuardError, match=r"task state\(s\) without TimeoutSeconds: CleanData"):
         guards.check_task_timeouts(config, unbounded)
 
 

@@ -39,7 +39,7 @@ def states(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 def test_parallel_states_join_glue_emr_batch_and_lambdas(dev: Any) -> None:
     top = definition(dev)["States"]
     prepare = {s for b in top["PrepareData"]["Branches"] for s in b["States"]}
-    assert {"CleanEvents", "CreateCluster"} <= prepare
+    assert {"CleanData", "CreateCluster"} <= prepare
     train = top["TrainAndPrepareInference"]["Branches"]
     assert train[0]["States"]["TrainCandidates"]["Type"] == "Map"
     assert "BuildInferenceFeatures" in train[1]["States"] and "TerminateCluster" in train[1]["States"]
@@ -49,7 +49,7 @@ def test_parallel_states_join_glue_emr_batch_and_lambdas(dev: Any) -> None:
 
 def test_work_runs_through_sync_integrations(dev: Any) -> None:
     resources = {name: s.get("Resource", "") for name, s in states(definition(dev))}
-    assert resources["CleanEvents"].endswith(":states:::glue:startJobRun.sync")
+    assert resources["CleanData"].endswith(":states:::glue:startJobRun.sync")
     assert resources["CreateCluster"].endswith(":states:::elasticmapreduce:createCluster.sync")
     assert resources["BuildFeatures"].endswith(":states:::elasticmapreduce:addStep.sync")
     assert resources["TerminateCluster"].endswith(":states:::elasticmapreduce:terminateCluster.sync")
@@ -75,7 +75,7 @@ def test_the_glue_state_outlasts_the_run_it_starts(dev: Any) -> None:
     """Glue's .sync integration passes the job's Timeout (minutes) to the run; a run that cannot get resources
     first retries for up to 15 minutes (Glue, "job run statuses"). The state's bound covers both, plus a
     margin, and Step Functions may start, follow and stop that one job."""
-    clean = dict(states(definition(dev)))["CleanEvents"]
+    clean = dict(states(definition(dev)))["CleanData"]
     assert clean["Parameters"]["Timeout"] == 120
     assert clean["TimeoutSeconds"] == (15 + 120 + 10) * 60
     assert clean["Parameters"]["Arguments.$"] == "$.plan.glue_arguments"
@@ -117,8 +117,8 @@ def test_failures_notify_once_then_fail_with_the_cause(dev: Any) -> None:
     assert top["ClusterToTerminate?"]["Choices"][0]["Next"] == "TerminateClusterAfterFailure"
     # Inside a branch, the cause is rewritten to name the state that failed.
     branch_states = dict(states(top["PrepareData"]["Branches"][0]))
-    assert branch_states["CleanEvents failed"]["Parameters"]["cause.$"].startswith(
-        "States.Format('CleanEvents failed"
+    assert branch_states["CleanData failed"]["Parameters"]["cause.$"].startswith(
+        "States.Format('CleanData failed"
     )
 
 
@@ -275,15 +275,15 @@ def test_a_glue_failure_keeps_the_cluster_id_so_the_cluster_is_terminated(dev: A
     top = definition(dev)["States"]
     assert top["PrepareData"]["ResultSelector"] == {
         "ClusterId.$": "$[1].cluster.ClusterId",
-        "CleanEvents.$": "$[0]",
+        "Clean.$": "$[0]",
     }
     clean_branch = top["PrepareData"]["Branches"][0]["States"]
-    assert clean_branch["CleanEvents"]["Catch"][0]["Next"] == "CleanEvents failed"
+    assert clean_branch["CleanData"]["Catch"][0]["Next"] == "CleanData failed"
     assert (
-        "Next" not in clean_branch["CleanEvents failed"]
+        "Next" not in clean_branch["CleanData failed"]
     )  # the branch ends well: the Parallel keeps the cluster
-    check = top["EventsCleaned?"]
-    assert check["Choices"][0]["Variable"] == "$.cluster.CleanEvents.failed"
+    check = top["DataCleaned?"]
+    assert check["Choices"][0]["Variable"] == "$.cluster.Clean.failed"
     assert top[check["Choices"][0]["Next"]]["Next"] == "NotifyFailure"
     assert check["Default"] == "BuildFeatures"
 

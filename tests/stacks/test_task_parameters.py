@@ -201,9 +201,9 @@ MISTAKES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "NotifyFailure.Subjekt: not a",
     ),
     (
-        "CleanEvents",
+        "CleanData",
         lambda s: s["Parameters"].update(Timeout="120"),
-        "CleanEvents.Timeout: expected an integer, got '120'",
+        "CleanData.Timeout: expected an integer, got '120'",
     ),
     (
         "TrainSingleNode",  # the API's camelCase, where Step Functions wants PascalCase
