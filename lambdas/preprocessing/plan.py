@@ -249,19 +249,9 @@ def build_plan(
     b = settings.buckets
     w = b.workload  # every object of the run lies under <kind>/<workload>/: per-workload IAM scopes to it
     curated = curated_uri(b)
-    features = prefix_uri(b.curated, "features", w, run_id)
-    manifest = object_uri(b.curated, "features", w, run_id, "manifest.json")
-    inference_manifest = object_uri(b.curated, "features", w, run_id, "inference_manifest.json")
     uris = {
         "raw": resolved["raw_uri"],
-        "curated": curated,
-        "quarantine": prefix_uri(b.curated, "quarantine", w, run_id),
-        "clean_report": object_uri(b.curated, "reports", w, run_id, "clean_report.json"),
-        "features": features,
-        "manifest": manifest,
         "inference_input": resolved["inference_input_uri"],
-        "inference_features": prefix_uri(b.curated, "features", w, run_id, "inference"),
-        "inference_manifest": inference_manifest,
         "run": prefix_uri(b.artifacts, "runs", w, run_id),
         "plan": str(plan_uri(b, run_id)),
         "candidates": prefix_uri(b.artifacts, "runs", w, run_id, "candidates"),
@@ -271,31 +261,35 @@ def build_plan(
         "evaluation": object_uri(b.artifacts, "runs", w, run_id, "evaluation.json"),
         "predictions": prefix_uri(b.artifacts, "runs", w, run_id, "predictions"),
     }
+    # The plan names only what the workload's stages write and run: no URI of a stage it leaves out.
+    stage_args: dict[str, Any] = {}
+    if "clean" in settings.stages:
+        uris.update(
+            curated=curated,
+            quarantine=prefix_uri(b.curated, "quarantine", w, run_id),
+            clean_report=object_uri(b.curated, "reports", w, run_id, "clean_report.json"),
+        )
+        stage_args["glue_arguments"] = {
+            "--input": resolved["raw_uri"],
+            "--output": curated,
+            "--quarantine": uris["quarantine"],
+            "--report": uris["clean_report"],
+        }
     if "features" in settings.stages:
-        uris["training_input"], uris["scoring_input"] = manifest, inference_manifest
+        uris.update(
+            features=prefix_uri(b.curated, "features", w, run_id),
+            manifest=object_uri(b.curated, "features", w, run_id, "manifest.json"),
+            inference_features=prefix_uri(b.curated, "features", w, run_id, "inference"),
+            inference_manifest=object_uri(b.curated, "features", w, run_id, "inference_manifest.json"),
+        )
+        stage_args.update(
+            emr_features_args=_features_args(run_id, resolved, settings, uris),
+            emr_inference_args=_inference_features_args(settings, uris),
+        )
+        uris["training_input"], uris["scoring_input"] = uris["manifest"], uris["inference_manifest"]
     else:  # the workload's code reads (and holds out its own test data from) the data itself
         uris["training_input"] = curated if "clean" in settings.stages else resolved["raw_uri"]
         uris["scoring_input"] = resolved["inference_input_uri"]
-    py_files = ",".join(
-        filter(None, (settings.emr_py_files_uri, settings.workload_code_uri, *settings.spark_dependency_uris))
-    )
-    spark_submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
-    features_args = [
-        *spark_submit,
-        settings.features_script_uri,
-        *("--input", curated, "--output", features, "--manifest", manifest, "--run-id", run_id),
-        *settings.features_arguments,
-    ]
-    shard_mb = resolved["features"].get("target_shard_mb")
-    if shard_mb is not None:
-        features_args += ["--target-shard-mb", str(shard_mb)]
-    inference_args = [
-        *spark_submit,
-        settings.inference_features_script_uri,
-        *("--input", uris["inference_input"], "--training-manifest", manifest),
-        *("--output", uris["inference_features"], "--manifest", inference_manifest),
-        *settings.inference_features_arguments,
-    ]
     return {
         "format": PLAN_FORMAT,
         "run_id": run_id,
@@ -305,17 +299,41 @@ def build_plan(
         "stages": sorted(settings.stages),
         "raw_uri": resolved["raw_uri"],
         "uris": uris,
-        "glue_arguments": {
-            "--input": resolved["raw_uri"],
-            "--output": curated,
-            "--quarantine": uris["quarantine"],
-            "--report": uris["clean_report"],
-        },
-        "emr_features_args": features_args,
-        "emr_inference_args": inference_args,
+        **stage_args,
         "candidates": resolved["candidates"],
         "quality_gate": resolved["quality_gate"],
     }
+
+
+def _spark_submit(settings: PlanSettings) -> list[str]:
+    py_files = ",".join(
+        filter(None, (settings.emr_py_files_uri, settings.workload_code_uri, *settings.spark_dependency_uris))
+    )
+    return ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files]
+
+
+def _features_args(
+    run_id: str, resolved: dict[str, Any], settings: PlanSettings, uris: dict[str, str]
+) -> list[str]:
+    args = [
+        *_spark_submit(settings),
+        settings.features_script_uri,
+        *("--input", uris["curated"], "--output", uris["features"], "--manifest", uris["manifest"]),
+        *("--run-id", run_id),
+        *settings.features_arguments,
+    ]
+    shard_mb = resolved["features"].get("target_shard_mb")
+    return args if shard_mb is None else [*args, "--target-shard-mb", str(shard_mb)]
+
+
+def _inference_features_args(settings: PlanSettings, uris: dict[str, str]) -> list[str]:
+    return [
+        *_spark_submit(settings),
+        settings.inference_features_script_uri,
+        *("--input", uris["inference_input"], "--training-manifest", uris["manifest"]),
+        *("--output", uris["inference_features"], "--manifest", uris["inference_manifest"]),
+        *settings.inference_features_arguments,
+    ]
 
 
 def plan_payload(plan: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def expand_candidates(plan: dict[str, Any]) -> dict[str, Any]:
                 "num_nodes": nodes,
                 "gpus": int(candidate.get("gpus", 1)),
                 "parameters": {
-                    "input": uris.get("training_input", uris["manifest"]),
+                    "input": uris["training_input"],
                     "output": candidate_prefix(plan, name),
                     "checkpoint": f"{uris['checkpoints']}{name}/",
                     "hyperparameters": json.dumps(

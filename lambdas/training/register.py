@@ -75,7 +75,7 @@ def metadata(
         "mlpipe:evaluation_metrics_uri": str(evaluation.get("metrics_uri", "")),
         "mlpipe:plan_uri": plan["uris"]["plan"],
         "mlpipe:raw_uri": plan["raw_uri"],
-        "mlpipe:training_input_uri": plan["uris"].get("training_input", plan["uris"]["manifest"]),
+        "mlpipe:training_input_uri": plan["uris"]["training_input"],
         "mlpipe:code_version": str(lineage.get("code_version", "unknown")),
         "mlpipe:metric": f"{metric.name}:{metric.direction}",
         f"mlpipe:validation_{metric.name}": f"{manifest['validation']:.6g}",

@@ -99,8 +99,8 @@ def select_model(
             "run_id": plan["run_id"],
             "plan_uri": plan["uris"]["plan"],
             "raw_uri": plan["raw_uri"],
-            "curated_uri": plan["uris"]["curated"],
-            "training_input_uri": plan["uris"].get("training_input", plan["uris"]["manifest"]),
+            "curated_uri": plan["uris"].get("curated"),  # none without a clean stage
+            "training_input_uri": plan["uris"]["training_input"],
             "code_version": code_version,
         },
     }

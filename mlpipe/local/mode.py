@@ -551,7 +551,7 @@ class LocalRun:
             if run_id
             else None
         )
-        if plan:
+        if plan and "clean_report" in plan["uris"]:  # a workload with a clean stage
             report = _read_json(mirror, plan["uris"]["clean_report"]) or {}
             for key in ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed"):
                 summary[key] = report.get(key)

@@ -380,6 +380,11 @@ def test_without_a_feature_stage_the_jobs_read_the_data_itself(
     assert payload["manifest_uri"] == payload["inference_manifest_uri"] == data
     plan = store.get_json(payload["plan_uri"])
     assert plan["stages"] == stages
+    # the plan names nothing of a stage the workload leaves out
+    assert not {"features", "manifest", "inference_features", "inference_manifest"} & set(plan["uris"])
+    assert not {"emr_features_args", "emr_inference_args"} & set(plan)
+    clean = {"curated", "quarantine", "clean_report", "glue_arguments"}
+    assert clean & {*plan["uris"], *plan} == (clean if stages else set())
 
 
 def test_without_a_clean_stage_inference_input_lies_under_the_raw_prefix(

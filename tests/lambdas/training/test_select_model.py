@@ -52,6 +52,16 @@ def test_select_picks_the_best_validation_figure_and_writes_the_manifest(
     assert not store.keys(artifacts, "tmp/")
 
 
+def test_without_spark_stages_the_lineage_names_the_raw_input_and_no_curated_data(
+    planned: Plan, put_candidate: Callable[..., None], store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAGES", "[]")
+    plan = planned(run_id="lean-1", candidates=CANDIDATES[:1])
+    put_candidate(plan, "alpha", 0.8)
+    lineage = store.get_json(select(plan, ["alpha"])["model_manifest_uri"])["lineage"]
+    assert (lineage["curated_uri"], lineage["training_input_uri"]) == (None, plan["raw_uri"])
+
+
 @pytest.mark.parametrize(
     "order", [["alpha", "beta", "gamma"], ["gamma", "beta", "alpha"], ["beta", "gamma", "alpha"]]
 )
