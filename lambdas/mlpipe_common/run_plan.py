@@ -50,3 +50,11 @@ def load_plan(s3: Any, event: Any, buckets: Buckets) -> dict[str, Any]:
     if not isinstance(plan, dict) or plan.get("run_id") != match.group(2):
         raise InvalidInput(f"event.plan_uri: {uri} is not a plan of run {match.group(2)!r}")
     return plan
+
+
+def training_input(plan: dict[str, Any]) -> str:
+    """What the run's training read: the feature manifest, or without a feature stage the curated or raw
+    data. A plan written before `uris.training_input` existed (a failed run redriven after an update) names
+    only the manifest."""
+    uris = plan["uris"]
+    return str(uris.get("training_input") or uris["manifest"])

@@ -132,6 +132,8 @@ class PlanSettings:
             raise ConfigurationError(
                 f"environment variable STAGES must be a JSON list of {', '.join(STAGES)}"
             )
+        if "features" in stages and "clean" not in stages:  # the feature stage reads the curated data
+            raise ConfigurationError("environment variable STAGES: features without clean")
         emr = ("FEATURES_SCRIPT_URI", "INFERENCE_FEATURES_SCRIPT_URI", "EMR_PY_FILES_URI")
         uris = {
             name: require_env(name) for name in (*(emr if "features" in stages else ()), "WORKLOAD_CODE_URI")

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from mlpipe_common.execution_input import check_candidate_names
+from mlpipe_common.run_plan import training_input
 
 JOB_NAME_MAX = 128  # Batch: letters, digits, '-' and '_', starting with a letter or digit
 
@@ -43,7 +44,7 @@ def expand_candidates(plan: dict[str, Any]) -> dict[str, Any]:
                 "num_nodes": nodes,
                 "gpus": int(candidate.get("gpus", 1)),
                 "parameters": {
-                    "input": uris["training_input"],
+                    "input": training_input(plan),
                     "output": candidate_prefix(plan, name),
                     "checkpoint": f"{uris['checkpoints']}{name}/",
                     "hyperparameters": json.dumps(

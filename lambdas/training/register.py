@@ -16,6 +16,7 @@ from typing import Any
 from mlpipe_common.errors import ModelArtifactError, RegistrationRefused
 from mlpipe_common.logs import get_logger
 from mlpipe_common.metric import Metric
+from mlpipe_common.run_plan import training_input
 from mlpipe_common.s3 import S3Uri, read_json_object
 
 APPROVAL_STATUS = "PendingManualApproval"
@@ -75,7 +76,7 @@ def metadata(
         "mlpipe:evaluation_metrics_uri": str(evaluation.get("metrics_uri", "")),
         "mlpipe:plan_uri": plan["uris"]["plan"],
         "mlpipe:raw_uri": plan["raw_uri"],
-        "mlpipe:training_input_uri": plan["uris"]["training_input"],
+        "mlpipe:training_input_uri": training_input(plan),
         "mlpipe:code_version": str(lineage.get("code_version", "unknown")),
         "mlpipe:metric": f"{metric.name}:{metric.direction}",
         f"mlpipe:validation_{metric.name}": f"{manifest['validation']:.6g}",

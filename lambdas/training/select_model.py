@@ -14,6 +14,7 @@ from typing import Any
 
 from mlpipe_common.errors import CandidateMetricsError, InvalidInput, ModelArtifactError
 from mlpipe_common.metric import Metric, read_figure
+from mlpipe_common.run_plan import training_input
 from mlpipe_common.s3 import S3ObjectNotFound, S3Uri, has_objects, put_json_atomic, read_json
 
 from training.expand import candidate_prefix
@@ -100,7 +101,7 @@ def select_model(
             "plan_uri": plan["uris"]["plan"],
             "raw_uri": plan["raw_uri"],
             "curated_uri": plan["uris"].get("curated"),  # none without a clean stage
-            "training_input_uri": plan["uris"]["training_input"],
+            "training_input_uri": training_input(plan),
             "code_version": code_version,
         },
     }

@@ -551,8 +551,9 @@ class LocalRun:
             if run_id
             else None
         )
-        if plan and "clean_report" in plan["uris"]:  # a workload with a clean stage
-            report = _read_json(mirror, plan["uris"]["clean_report"]) or {}
+        if plan:
+            report_uri = plan["uris"].get("clean_report")  # none without a clean stage: the counts are null
+            report = (_read_json(mirror, report_uri) if report_uri else None) or {}
             for key in ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed"):
                 summary[key] = report.get(key)
         model_manifest = (

@@ -349,6 +349,10 @@ def test_misconfigured_environment_is_a_configuration_error(
     monkeypatch.setenv("EMR_PY_FILES_URI", "/local/emr_steps.zip")
     with pytest.raises(ConfigurationError, match=r"EMR_PY_FILES_URI"):
         PlanSettings.from_env()
+    monkeypatch.setenv("EMR_PY_FILES_URI", lambda_env["EMR_PY_FILES_URI"])
+    monkeypatch.setenv("STAGES", '["features"]')  # the feature stage reads the curated data
+    with pytest.raises(ConfigurationError, match=r"STAGES: features without clean"):
+        PlanSettings.from_env()
 
 
 @pytest.mark.parametrize("stages", [[], ["clean"]])

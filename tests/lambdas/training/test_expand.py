@@ -39,6 +39,16 @@ def test_expand_returns_one_submit_job_parameter_map_per_candidate(
     assert json.loads(large["parameters"]["hyperparameters"]) == {"hidden": 128, "lr": 0.001}
 
 
+def test_a_plan_from_before_training_input_trains_on_its_feature_manifest(
+    planned: Callable[..., dict[str, Any]],
+) -> None:
+    """A failed run redriven after an update keeps the plan it had: one written before `uris.training_input`."""
+    plan = planned(run_id="old-1")
+    del plan["uris"]["training_input"]
+    candidate, _ = expand_candidates(plan)["candidates"]
+    assert candidate["parameters"]["input"] == plan["uris"]["manifest"]
+
+
 def test_expand_output_is_a_valid_batch_submit_job_request(planned: Callable[..., dict[str, Any]]) -> None:
     """Each candidate, as the Map state passes it, validates against botocore's SubmitJob input shape."""
     longest = "n" * 32
