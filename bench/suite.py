@@ -7,19 +7,26 @@ Its wall time is pytest's own figure. Its CPU is every process's, the JVMs and j
 machine's busy time (/proc/stat) over the run, so run it on an otherwise idle machine. The speed reading is
 the median time of `import torch` in a new process, before and after: on this kind of shared VM it has moved
 from about 2.5 s to 7 s within an hour, and the suite with it.
+Then where the CPU went: by xdist group and for the costliest tests, each test with its worker's CPU and its
+descendant processes' while it ran (bench/cpu_per_test.py). The rest of the busy time is the workers'
+start-up and collection, and what runs between tests.
 
     .venv/bin/python bench/suite.py [pytest arguments, e.g. tests/local]
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTEST = [
@@ -59,7 +66,13 @@ def main(argv: list[str]) -> int:
     busy, started = busy_seconds(), time.perf_counter()
     # As `make test`, which unexports it: without compiled modules every process compiles mlpipe again.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run([sys.executable, *PYTEST, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="mlpipe-suite-") as folder:
+        log = Path(folder) / "cpu.jsonl"
+        env["BENCH_TEST_CPU_LOG"] = str(log)
+        command = [sys.executable, *PYTEST, "-p", "cpu_per_test", *argv]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        tests = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     wall, cpu = time.perf_counter() - started, busy_seconds() - busy
     after = import_torch_seconds()
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
@@ -75,7 +88,21 @@ def main(argv: list[str]) -> int:
     )
     print(f"speed       import torch {before:.2f} s before, {after:.2f} s after (median of 3)")
     print(f"load        {load:.2f} before the run")
+    print_per_test(tests, cpu)
     return 0
+
+
+def print_per_test(tests: list[dict[str, Any]], busy: float, top: int = 12) -> None:
+    total = sum(t["cpu"] for t in tests)
+    print(
+        f"tests       {total:.0f} CPU s in the tests, their processes included ({total / busy:.0%} of busy)"
+    )
+    groups: collections.Counter[str] = collections.Counter()
+    for test in tests:
+        groups[test["group"] or "(no group)"] += test["cpu"]
+    print("by group    " + ", ".join(f"{name} {cpu:.0f}" for name, cpu in groups.most_common()))
+    for test in sorted(tests, key=lambda t: -t["cpu"])[:top]:
+        print(f"{test['cpu']:8.1f} s  {test['test']}")
 
 
 if __name__ == "__main__":
