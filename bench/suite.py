@@ -8,7 +8,7 @@ machine's busy time (/proc/stat) over the run, so run it on an otherwise idle ma
 the median time of `import torch` in a new process, before and after: on this kind of shared VM it has moved
 from about 2.5 s to 7 s within an hour, and the suite with it.
 Then where the CPU went: by xdist group and for the costliest tests, each test with its worker's CPU and its
-descendant processes' while it ran (bench/cpu_per_test.py). The rest of the busy time is the workers'
+descendant processes' while it ran (bench/plugins/cpu_per_test.py). The rest of the busy time is the workers'
 start-up and collection, and what runs between tests.
 
     .venv/bin/python bench/suite.py [pytest arguments, e.g. tests/local]
@@ -66,7 +66,10 @@ def main(argv: list[str]) -> int:
     busy, started = busy_seconds(), time.perf_counter()
     # As `make test`, which unexports it: without compiled modules every process compiles mlpipe again.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH")]))
+    # The plugin's folder holds nothing else: every process the tests start inherits the path.
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "bench" / "plugins"), env.get("PYTHONPATH")])
+    )
     with tempfile.TemporaryDirectory(prefix="mlpipe-suite-") as folder:
         log = Path(folder) / "cpu.jsonl"
         env["BENCH_TEST_CPU_LOG"] = str(log)
