@@ -418,7 +418,9 @@ class LocalRun:
             self.say(
                 f"spark      a Spark host of its own: a run of this size needs {driver.memory}, {driver.java_options}"
             )
-        if not restore:  # the JVM starts while the run provisions (a redrive may need no Spark at all)
+        # The JVM starts while the run provisions, for a workload with a Spark stage (a redrive may need no
+        # Spark at all; the first Spark job starts it then).
+        if not restore and json.loads(plan_setting(assembly, "STAGES")):
             ctx.spark.start()
         executors = Executors(batch=LocalBatch(ctx), glue=SparkGlue(ctx), emr=SparkEmr(ctx))
         if self.wrap_executors is not None:

@@ -1,6 +1,6 @@
 """A workload with no Spark stage: the pipeline has no Glue or EMR state and no cluster, its jobs read the raw
-input (and only it), and it runs green end to end through the synthesized state machine, its progress showing
-each state before the job it runs."""
+input (and only it), and it runs green end to end through the synthesized state machine without a JVM, its
+progress showing each state before the job it runs."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def test_a_workload_without_spark_stages_runs_without_glue_or_emr(
     assert {key: summary[key] for key in rows} == dict.fromkeys(rows)
     states = {name.removeprefix("state:") for name in summary["seconds"] if name.startswith("state:")}
     assert not {s for s in states if "Clean" in s or "Cluster" in s or "Features" in s}, states
+    assert not (workdir / "logs" / "spark-host.log").exists()  # and no JVM was started for it
 
     # the stack: no Glue job, no EMR role or step, and job roles that read the raw prefix alone
     template = json.loads((cdk_out / "MlpipeDev-Workload-lean.template.json").read_text())
