@@ -1,7 +1,8 @@
 """The training entry point as AWS Batch runs it, in subprocesses: a two-node multi-node parallel job emulated on
 127.0.0.1 reading and writing S3 (a moto server): a SIGTERM to both nodes mid-training, then a second attempt
 that resumes from the checkpoint, each node freeing its gloo process group before the interpreter exits; two
-nodes of two workers, one of them killed mid-training, which fails the whole job; and bad hyperparameters."""
+nodes of two workers stopped by SIGTERM, resumed as attempt 2, then one worker killed, which fails the whole
+job; and bad hyperparameters."""
 
 from __future__ import annotations
 
@@ -137,13 +138,21 @@ def _start_nodes(
 
 def _read_past_epoch_1(main: subprocess.Popen[str], epochs: int) -> str:
     """The main node's log up to rank 0's line for the end of epoch 1; the test fails if its log ends first."""
+    return _read_until(main, f"epoch 1/{epochs} done")
+
+
+def _read_until(main: subprocess.Popen[str], *texts: str) -> str:
+    """The main node's log up to the line that holds the last of `texts`, each found in a later line than the
+    one before; the test fails if its log ends first."""
     assert main.stderr is not None
-    seen = []
+    seen, wanted = [], list(texts)
     for line in main.stderr:
         seen.append(line)
-        if f"epoch 1/{epochs} done" in line:
-            return "".join(seen)
-    pytest.fail(f"training never got past its first epoch: {''.join(seen)[-3000:]}")
+        if wanted[0] in line:
+            wanted.pop(0)
+            if not wanted:
+                return "".join(seen)
+    pytest.fail(f"no {wanted[0]!r} in the main node's log: {''.join(seen)[-3000:]}")
 
 
 def _threads_left(out: str) -> list[str]:
@@ -238,25 +247,45 @@ def _worker_of_rank(launcher: int, rank: int) -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc")
-def test_one_failing_worker_of_two_nodes_of_two_fails_the_whole_job_at_once(
+def test_two_nodes_of_two_workers_stop_on_sigterm_resume_as_attempt_2_and_fail_at_once_when_one_is_killed(
     s3_dataset: dict[str, Any],
     fast_hp: dict[str, Any],
     child_env: Any,
     free_port: Any,
     started: list[subprocess.Popen[str]],
 ) -> None:
-    """Two nodes of two workers each; the kernel kills rank 3 mid-training (as the OOM killer would). Its node
-    stops its sibling and fails with the killed worker's status; node 0's workers do not wait for it until the
-    process group's timeout: they fail at their next collective."""
+    """Two nodes of two workers each. Spot reclaims both instances after epoch 1: the four workers stop at the
+    same step, rank 0 checkpoints, both nodes exit 143 with nothing committed. Attempt 2 resumes from that
+    checkpoint on four workers; then the kernel kills rank 3 (as the OOM killer would). Its node stops its
+    sibling and fails with the killed worker's status; node 0's workers do not wait for it until the process
+    group's timeout: they fail at their next collective."""
     endpoint, dataset = s3_dataset["endpoint"], s3_dataset["dataset"]
-    argv = _train_args(
-        dataset.manifest_uri,
-        "s3://curated/candidates/lost/",
-        "s3://curated/checkpoints/lost/",
-        {**fast_hp, "epochs": 12},
-    )
-    main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1, workers=2)
-    seen = _read_past_epoch_1(main, 12)
+    output, checkpoint = "s3://curated/candidates/lost/", "s3://curated/checkpoints/lost/"
+    argv = _train_args(dataset.manifest_uri, output, checkpoint, {**fast_hp, "epochs": 12})
+
+    first = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1, workers=2)
+    seen = _read_past_epoch_1(first[0], 12)
+    for proc in first:  # every node's container gets SIGTERM; each node forwards it to its workers
+        proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert first[0].stderr is not None
+    logs = seen + first[0].stderr.read()  # the rest, through the stream that read the first lines
+    results = [proc.communicate(timeout=60) for proc in first]
+    assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
+    assert time.monotonic() - signalled < 30
+    assert "worker: 4 worker(s) on 2 node(s)" in logs and "stop signal: stopping at epoch" in logs
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage.reset_clients()
+        assert storage.list_names(output) == []  # a stopped run commits nothing
+        last = [n for n in storage.list_names(checkpoint) if n.endswith(".json")][-1]
+        stopped_at = json.loads(storage.read_bytes(checkpoint + last))
+    storage.reset_clients()
+    assert stopped_at["world_size"] == 4 and stopped_at["epoch"] >= 1
+
+    main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=2, workers=2)
+    resumed = f"resuming from {checkpoint}{last.removesuffix('.json')}.pt"
+    seen = _read_until(main, "worker: 4 worker(s) on 2 node(s)", resumed, "/12 done")  # an epoch after it
     os.kill(_worker_of_rank(other.pid, 3), signal.SIGKILL)
     killed = time.monotonic()
     assert main.stderr is not None
@@ -264,11 +293,10 @@ def test_one_failing_worker_of_two_nodes_of_two_fails_the_whole_job_at_once(
     main.wait(timeout=60)
     node1 = other.communicate(timeout=60)[1]
     assert time.monotonic() - killed < 30
-    assert "worker: 4 worker(s) on 2 node(s)" in seen, seen[-3000:]
     # node 1 stops the killed worker's sibling and exits with the killed worker's status (128 + SIGKILL)
     assert "a worker exited with code -9: stopping the others" in node1, node1[-3000:]
     assert other.returncode == 137, node1[-3000:]
-    assert main.returncode not in (0, 143), rest[-3000:]  # failed at its next collective, not stopped
+    assert main.returncode not in (0, 143), seen[-3000:] + rest[-3000:]  # failed at its next collective
 
 
 def test_bad_hyperparameters_exit_2_before_any_work(
