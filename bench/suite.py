@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def print_per_test(tests: list[dict[str, Any]], busy: float, top: int = 12) -> None:
+def print_per_test(tests: list[dict[str, Any]], busy: float, top: int = 16) -> None:
     total = sum(t["cpu"] for t in tests)
     print(
         f"tests       {total:.0f} CPU s in the tests, their processes included ({total / busy:.0%} of busy)"
