@@ -155,6 +155,35 @@ def _read_until(main: subprocess.Popen[str], *texts: str) -> str:
     pytest.fail(f"no {wanted[0]!r} in the main node's log: {''.join(seen)[-3000:]}")
 
 
+def _stop_after_epoch_1(nodes: list[subprocess.Popen[str]], epochs: int) -> tuple[str, list[tuple[str, str]]]:
+    """SIGTERM to every node once rank 0 has finished epoch 1, as Spot reclaims every instance: each node exits
+    143 within 30 s. Returns the main node's log and each node's stdout and stderr."""
+    seen = _read_past_epoch_1(nodes[0], epochs)  # rank 0 logs on the main node
+    for proc in nodes:
+        proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert nodes[0].stderr is not None
+    logs = seen + nodes[0].stderr.read()  # the rest, through the stream that read the first lines
+    results = [proc.communicate(timeout=60) for proc in nodes]
+    assert [proc.returncode for proc in nodes] == [143, 143], logs[-3000:] + results[1][1][-3000:]
+    assert time.monotonic() - signalled < 30
+    assert "stop signal: stopping at epoch" in logs
+    return logs, results
+
+
+def _stopped_checkpoint(endpoint: str, output: str, checkpoint: str) -> tuple[str, dict[str, Any]]:
+    """After a stop: nothing committed under `output`; the name of the newest checkpoint's .json and what it
+    says."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage.reset_clients()
+        assert storage.list_names(output) == []  # a stopped run commits nothing
+        last = [n for n in storage.list_names(checkpoint) if n.endswith(".json")][-1]
+        stopped_at = json.loads(storage.read_bytes(checkpoint + last))
+    storage.reset_clients()
+    return last, stopped_at
+
+
 def _threads_left(out: str) -> list[str]:
     """The gloo and TCPStore threads a node's process still had once main() returned."""
     report = json.loads(out.strip().splitlines()[-1])
@@ -180,24 +209,10 @@ def test_two_node_job_over_s3_stops_on_sigterm_then_attempt_2_resumes(
     steps = -(-(dataset.rows["train"] // 2) // hp["batch_size"])  # per epoch, on each of the 2 workers
 
     first = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1)
-    seen = _read_past_epoch_1(first[0], hp["epochs"])  # rank 0 logs on the main node
-    for proc in first:  # every node's container gets SIGTERM
-        proc.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    assert first[0].stderr is not None
-    logs = seen + first[0].stderr.read()  # the rest, through the stream that read the first lines
-    results = [proc.communicate(timeout=60) for proc in first]
-    assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
-    assert time.monotonic() - signalled < 30
-    assert "worker: 2 worker(s) on 2 node(s)" in logs and "stop signal: stopping at epoch" in logs
+    logs, results = _stop_after_epoch_1(first, hp["epochs"])
+    assert "worker: 2 worker(s) on 2 node(s)" in logs
     assert [_threads_left(out) for out, _ in results] == [[], []]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        storage.reset_clients()
-        assert storage.list_names(output) == []  # a stopped run commits nothing
-        last = [n for n in storage.list_names(checkpoint) if n.endswith(".json")][-1]
-        stopped_at = json.loads(storage.read_bytes(checkpoint + last))
-    storage.reset_clients()
+    _, stopped_at = _stopped_checkpoint(endpoint, output, checkpoint)
     assert stopped_at["epoch"] >= 1 and stopped_at["global_step"] < hp["epochs"] * steps
 
     second = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=2)
@@ -264,23 +279,9 @@ def test_two_nodes_of_two_workers_stop_on_sigterm_resume_as_attempt_2_and_fail_a
     argv = _train_args(dataset.manifest_uri, output, checkpoint, {**fast_hp, "epochs": 12})
 
     first = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=1, workers=2)
-    seen = _read_past_epoch_1(first[0], 12)
-    for proc in first:  # every node's container gets SIGTERM; each node forwards it to its workers
-        proc.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    assert first[0].stderr is not None
-    logs = seen + first[0].stderr.read()  # the rest, through the stream that read the first lines
-    results = [proc.communicate(timeout=60) for proc in first]
-    assert [proc.returncode for proc in first] == [143, 143], logs[-3000:] + results[1][1][-3000:]
-    assert time.monotonic() - signalled < 30
-    assert "worker: 4 worker(s) on 2 node(s)" in logs and "stop signal: stopping at epoch" in logs
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        storage.reset_clients()
-        assert storage.list_names(output) == []  # a stopped run commits nothing
-        last = [n for n in storage.list_names(checkpoint) if n.endswith(".json")][-1]
-        stopped_at = json.loads(storage.read_bytes(checkpoint + last))
-    storage.reset_clients()
+    logs, _ = _stop_after_epoch_1(first, 12)  # each node forwards the SIGTERM to its workers
+    assert "worker: 4 worker(s) on 2 node(s)" in logs
+    last, stopped_at = _stopped_checkpoint(endpoint, output, checkpoint)
     assert stopped_at["world_size"] == 4 and stopped_at["epoch"] >= 1
 
     main, other = _start_nodes(started, child_env, endpoint, argv, str(free_port()), attempt=2, workers=2)
