@@ -136,11 +136,6 @@ def _start_nodes(
     return started[-2:]
 
 
-def _read_past_epoch_1(main: subprocess.Popen[str], epochs: int) -> str:
-    """The main node's log up to rank 0's line for the end of epoch 1; the test fails if its log ends first."""
-    return _read_until(main, f"epoch 1/{epochs} done")
-
-
 def _read_until(main: subprocess.Popen[str], *texts: str) -> str:
     """The main node's log up to the line that holds the last of `texts`, each found in a later line than the
     one before; the test fails if its log ends first."""
@@ -158,7 +153,7 @@ def _read_until(main: subprocess.Popen[str], *texts: str) -> str:
 def _stop_after_epoch_1(nodes: list[subprocess.Popen[str]], epochs: int) -> tuple[str, list[tuple[str, str]]]:
     """SIGTERM to every node once rank 0 has finished epoch 1, as Spot reclaims every instance: each node exits
     143 within 30 s. Returns the main node's log and each node's stdout and stderr."""
-    seen = _read_past_epoch_1(nodes[0], epochs)  # rank 0 logs on the main node
+    seen = _read_until(nodes[0], f"epoch 1/{epochs} done")  # rank 0 logs on the main node
     for proc in nodes:
         proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
